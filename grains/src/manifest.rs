@@ -1,0 +1,332 @@
+//! The app manifest: the Rust form of `package.capnp`'s `Manifest`, its validation, and its
+//! conversion to and from Cap'n Proto. Its source form, `granary.toml`, is read by
+//! [`crate::source`].
+
+use crate::ids::AppId;
+use granary_schema::package_capnp::manifest;
+use serde::Serialize;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Manifest {
+    pub app_id: String,
+    pub app_title: String,
+    pub app_version: u32,
+    pub app_marketing_version: String,
+    pub min_upgradable_app_version: u32,
+    pub actions: Vec<Action>,
+    pub continue_command: Command,
+    pub environment: Vec<(String, String)>,
+    pub http: HttpSettings,
+    pub permissions: Vec<PermissionDef>,
+    pub roles: Vec<RoleDef>,
+    pub metadata: Metadata,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Action {
+    pub title: String,
+    pub noun_phrase: String,
+    pub command: Command,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Command {
+    pub argv: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct HttpSettings {
+    pub port: u16,
+    pub api_path: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PermissionDef {
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    pub obsolete: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RoleDef {
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    /// Indexed like [`Manifest::permissions`].
+    pub permissions: Vec<bool>,
+    pub obsolete: bool,
+    pub default: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Metadata {
+    #[serde(skip)]
+    pub icon: Vec<u8>,
+    pub icon_media_type: String,
+    pub description: String,
+    pub license: String,
+    pub author: String,
+    pub website: String,
+}
+
+/// Why a manifest cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ManifestError {
+    #[error("the manifest's app id is invalid: {0}")]
+    AppId(#[from] crate::ids::BadAppId),
+    #[error("the manifest has no app title; set `title` in granary.toml")]
+    NoTitle,
+    #[error("the manifest has no action; add an [[actions]] entry with a title and a command")]
+    NoAction,
+    #[error("command `{0}` must start with an absolute path inside the package, such as /app/server")]
+    BadCommand(String),
+    #[error("min_upgradable_app_version ({min}) is greater than app_version ({version}); lower it")]
+    MinVersion { min: u32, version: u32 },
+    #[error("role `{role}` lists {got} permission flags but the manifest defines {want} permissions")]
+    RolePermissions { role: String, got: usize, want: usize },
+    #[error("exactly one role must be the default (found {0}); mark one role `default = true`")]
+    DefaultRole(usize),
+    #[error("the name `{0}` is used twice among permissions or roles; names must be unique")]
+    DuplicateName(String),
+    #[error("environment variable name `{0}` is empty or contains `=` or NUL")]
+    BadEnv(String),
+}
+
+impl Manifest {
+    /// The app id, parsed.
+    pub fn app_id(&self) -> Result<AppId, ManifestError> {
+        Ok(self.app_id.parse()?)
+    }
+
+    /// Checks the rules that do not depend on the file tree.
+    pub fn validate(&self) -> Result<(), ManifestError> {
+        self.app_id()?;
+        if self.app_title.trim().is_empty() {
+            return Err(ManifestError::NoTitle);
+        }
+        if self.actions.is_empty() {
+            return Err(ManifestError::NoAction);
+        }
+        for cmd in self.actions.iter().map(|a| &a.command).chain([&self.continue_command]) {
+            if !cmd.argv.first().is_some_and(|a| a.starts_with('/')) {
+                return Err(ManifestError::BadCommand(cmd.argv.join(" ")));
+            }
+        }
+        if self.min_upgradable_app_version > self.app_version {
+            return Err(ManifestError::MinVersion {
+                min: self.min_upgradable_app_version,
+                version: self.app_version,
+            });
+        }
+        let mut names = std::collections::HashSet::new();
+        for n in self.permissions.iter().map(|p| &p.name).chain(self.roles.iter().map(|r| &r.name)) {
+            if !names.insert(n) {
+                return Err(ManifestError::DuplicateName(n.clone()));
+            }
+        }
+        for r in &self.roles {
+            if r.permissions.len() != self.permissions.len() {
+                return Err(ManifestError::RolePermissions {
+                    role: r.name.clone(),
+                    got: r.permissions.len(),
+                    want: self.permissions.len(),
+                });
+            }
+        }
+        let defaults = self.roles.iter().filter(|r| r.default).count();
+        if !self.roles.is_empty() && defaults != 1 {
+            return Err(ManifestError::DefaultRole(defaults));
+        }
+        for (k, _) in &self.environment {
+            if k.is_empty() || k.contains('=') || k.contains('\0') {
+                return Err(ManifestError::BadEnv(k.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes this manifest into a Cap'n Proto builder.
+    pub fn write(&self, mut b: manifest::Builder<'_>) {
+        b.set_app_id(self.app_id.as_str());
+        b.set_app_title(self.app_title.as_str());
+        b.set_app_version(self.app_version);
+        b.set_app_marketing_version(self.app_marketing_version.as_str());
+        b.set_min_upgradable_app_version(self.min_upgradable_app_version);
+        let mut actions = b.reborrow().init_actions(self.actions.len() as u32);
+        for (i, a) in self.actions.iter().enumerate() {
+            let mut ab = actions.reborrow().get(i as u32);
+            ab.set_title(a.title.as_str());
+            ab.set_noun_phrase(a.noun_phrase.as_str());
+            write_command(&a.command, ab.init_command());
+        }
+        write_command(&self.continue_command, b.reborrow().init_continue_command());
+        let mut env = b.reborrow().init_environment(self.environment.len() as u32);
+        for (i, (k, v)) in self.environment.iter().enumerate() {
+            let mut e = env.reborrow().get(i as u32);
+            e.set_key(k.as_str());
+            e.set_value(v.as_str());
+        }
+        let mut http = b.reborrow().init_http();
+        http.set_port(self.http.port);
+        http.set_api_path(self.http.api_path.as_str());
+        let mut perms = b.reborrow().init_permissions(self.permissions.len() as u32);
+        for (i, p) in self.permissions.iter().enumerate() {
+            let mut pb = perms.reborrow().get(i as u32);
+            pb.set_name(p.name.as_str());
+            pb.set_title(p.title.as_str());
+            pb.set_description(p.description.as_str());
+            pb.set_obsolete(p.obsolete);
+        }
+        let mut roles = b.reborrow().init_roles(self.roles.len() as u32);
+        for (i, r) in self.roles.iter().enumerate() {
+            let mut rb = roles.reborrow().get(i as u32);
+            rb.set_name(r.name.as_str());
+            rb.set_title(r.title.as_str());
+            rb.set_description(r.description.as_str());
+            rb.set_obsolete(r.obsolete);
+            rb.set_default(r.default);
+            let mut flags = rb.init_permissions(r.permissions.len() as u32);
+            for (j, f) in r.permissions.iter().enumerate() {
+                flags.set(j as u32, *f);
+            }
+        }
+        let mut m = b.init_metadata();
+        m.set_icon(&self.metadata.icon);
+        m.set_icon_media_type(self.metadata.icon_media_type.as_str());
+        m.set_description(self.metadata.description.as_str());
+        m.set_license(self.metadata.license.as_str());
+        m.set_author(self.metadata.author.as_str());
+        m.set_website(self.metadata.website.as_str());
+    }
+
+    /// Reads a manifest from a Cap'n Proto reader (the caller has already bounded the message).
+    pub fn read(r: manifest::Reader<'_>) -> capnp::Result<Self> {
+        let text = |t: capnp::Result<capnp::text::Reader<'_>>| -> capnp::Result<String> {
+            Ok(t?.to_str()?.to_owned())
+        };
+        let mut actions = Vec::new();
+        for a in r.get_actions()? {
+            actions.push(Action {
+                title: text(a.get_title())?,
+                noun_phrase: text(a.get_noun_phrase())?,
+                command: read_command(a.get_command()?)?,
+            });
+        }
+        let mut environment = Vec::new();
+        for e in r.get_environment()? {
+            environment.push((text(e.get_key())?, text(e.get_value())?));
+        }
+        let http = r.get_http()?;
+        let mut permissions = Vec::new();
+        for p in r.get_permissions()? {
+            permissions.push(PermissionDef {
+                name: text(p.get_name())?,
+                title: text(p.get_title())?,
+                description: text(p.get_description())?,
+                obsolete: p.get_obsolete(),
+            });
+        }
+        let mut roles = Vec::new();
+        for ro in r.get_roles()? {
+            roles.push(RoleDef {
+                name: text(ro.get_name())?,
+                title: text(ro.get_title())?,
+                description: text(ro.get_description())?,
+                permissions: ro.get_permissions()?.iter().collect(),
+                obsolete: ro.get_obsolete(),
+                default: ro.get_default(),
+            });
+        }
+        let m = r.get_metadata()?;
+        Ok(Manifest {
+            app_id: text(r.get_app_id())?,
+            app_title: text(r.get_app_title())?,
+            app_version: r.get_app_version(),
+            app_marketing_version: text(r.get_app_marketing_version())?,
+            min_upgradable_app_version: r.get_min_upgradable_app_version(),
+            actions,
+            continue_command: read_command(r.get_continue_command()?)?,
+            environment,
+            http: HttpSettings { port: http.get_port(), api_path: text(http.get_api_path())? },
+            permissions,
+            roles,
+            metadata: Metadata {
+                icon: m.get_icon()?.to_vec(),
+                icon_media_type: text(m.get_icon_media_type())?,
+                description: text(m.get_description())?,
+                license: text(m.get_license())?,
+                author: text(m.get_author())?,
+                website: text(m.get_website())?,
+            },
+        })
+    }
+}
+
+fn write_command(c: &Command, b: manifest::command::Builder<'_>) {
+    let mut argv = b.init_argv(c.argv.len() as u32);
+    for (i, a) in c.argv.iter().enumerate() {
+        argv.set(i as u32, a.as_str());
+    }
+}
+
+fn read_command(r: manifest::command::Reader<'_>) -> capnp::Result<Command> {
+    let mut argv = Vec::new();
+    for a in r.get_argv()? {
+        argv.push(a?.to_str()?.to_owned());
+    }
+    Ok(Command { argv })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn sample(app_id: &str) -> Manifest {
+        let cmd = Command { argv: vec!["/app/server".into(), "--port=8000".into()] };
+        Manifest {
+            app_id: app_id.into(),
+            app_title: "Notes".into(),
+            app_version: 3,
+            app_marketing_version: "1.2.0".into(),
+            min_upgradable_app_version: 1,
+            actions: vec![Action { title: "New notebook".into(), noun_phrase: "notebook".into(), command: cmd.clone() }],
+            continue_command: cmd,
+            environment: vec![("HOME".into(), "/var".into())],
+            http: HttpSettings { port: 8000, api_path: "/api".into() },
+            permissions: vec![PermissionDef { name: "edit".into(), title: "Edit".into(), ..Default::default() }],
+            roles: vec![
+                RoleDef { name: "viewer".into(), permissions: vec![false], ..Default::default() },
+                RoleDef { name: "editor".into(), permissions: vec![true], default: true, ..Default::default() },
+            ],
+            metadata: Metadata { icon: vec![1, 2, 3], license: "MIT".into(), ..Default::default() },
+        }
+    }
+
+    #[test]
+    fn capnp_round_trip() {
+        let m = sample(&AppId([3; 32]).to_string());
+        m.validate().unwrap();
+        let mut msg = capnp::message::Builder::new_default();
+        m.write(msg.init_root());
+        let back = Manifest::read(msg.get_root_as_reader().unwrap()).unwrap();
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let id = AppId([3; 32]).to_string();
+        let mut m = sample(&id);
+        m.roles[0].default = true;
+        assert_eq!(m.validate(), Err(ManifestError::DefaultRole(2)));
+        let mut m = sample(&id);
+        m.roles[1].permissions.push(true);
+        assert!(matches!(m.validate(), Err(ManifestError::RolePermissions { .. })));
+        let mut m = sample(&id);
+        m.actions[0].command.argv = vec!["server".into()];
+        assert!(matches!(m.validate(), Err(ManifestError::BadCommand(_))));
+        let mut m = sample(&id);
+        m.app_id = "nope".into();
+        assert!(matches!(m.validate(), Err(ManifestError::AppId(_))));
+    }
+}

@@ -1,0 +1,42 @@
+//! Every Cap'n Proto interface that crosses a Granary process boundary, and the Rust generated
+//! from it.
+//!
+//! The `.capnp` sources live in `schema/capnp/`; the generated modules in `src/generated/` are
+//! committed so that a build needs no `capnp` compiler. The test `generated_is_current`
+//! regenerates them with Debian's `capnp` (installed by the README's test command) and fails
+//! if they differ; `GRANARY_REGEN=1 cargo test -p granary-schema` rewrites them.
+//!
+//! May touch: nothing but memory. This crate has no I/O and no policy; it only defines types.
+//! Contracts (who calls what, what each method promises) are in SPEC.md, "Schemas".
+
+#![allow(clippy::all, unused_parens, missing_docs)]
+
+macro_rules! generated {
+    ($($name:ident => $file:literal),* $(,)?) => {
+        $(
+            #[allow(clippy::all, rustdoc::all, unused)]
+            pub mod $name {
+                include!(concat!("generated/", $file));
+            }
+        )*
+    };
+}
+
+generated! {
+    util_capnp => "util_capnp.rs",
+    package_capnp => "package_capnp.rs",
+    powerbox_capnp => "powerbox_capnp.rs",
+    grain_capnp => "grain_capnp.rs",
+    web_session_capnp => "web_session_capnp.rs",
+    supervisor_capnp => "supervisor_capnp.rs",
+}
+
+/// The schema files, by name, for tools that want to show or hash them.
+pub const SCHEMA_FILES: &[&str] = &[
+    "util.capnp",
+    "package.capnp",
+    "powerbox.capnp",
+    "grain.capnp",
+    "web-session.capnp",
+    "supervisor.capnp",
+];

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Builds Granary and runs the server on its default data directory. Extra arguments go to
+# `granary serve` (see `granary serve --help`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh serve
+cargo build --release --locked -p granary
+exec target/release/granary serve "$@"

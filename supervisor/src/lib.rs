@@ -1,0 +1,11 @@
+//! The per-grain supervisor: one process per running grain. It builds the sandbox
+//! (namespaces, mounts, seccomp, cgroups), runs the app inside it, speaks Cap'n Proto to the app
+//! on fd 3 and to the server on a unix socket, and wraps every capability that crosses the
+//! grain's boundary.
+//!
+//! May touch: the grain's own directory, the unpacked package image (read-only), cgroups for its
+//! grain, and the kernel interfaces needed to build a sandbox.
+//! Must never: open another grain's storage, reach the network, or hand the app a file
+//! descriptor or capability the platform did not grant it.
+//!
+//! Status: the sandbox is specified by the "grain sandbox" issue and not built yet.
