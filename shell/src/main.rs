@@ -1,1 +1,63 @@
-fn main() {}
+//! The `granary` binary: the server (`granary serve`) and every command-line tool.
+//!
+//! May touch: the server's data directory, the files named on its command line, and (as the
+//! server) the network ports it is configured to listen on.
+//! Must never: run app code outside a sandbox, or answer a request before checking who asks.
+
+mod cli_package;
+mod serve;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Granary: a self-hosted personal server where every app instance runs in its own sandbox.
+#[derive(Parser)]
+#[command(name = "granary", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(serve::ServeArgs),
+    /// Create an app signing key in your keyring and print its app id.
+    Keygen(cli_package::KeygenArgs),
+    /// Start a new app: write a commented granary.toml with a fresh key.
+    Init(cli_package::InitArgs),
+    /// Build a signed .gpk package from a directory's granary.toml.
+    Pack(cli_package::PackArgs),
+    /// Check a package's signature and show what it contains.
+    Verify(cli_package::VerifyArgs),
+    /// Check a package and unpack its file tree into a new directory.
+    Unpack(cli_package::UnpackArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GRANARY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(a) => serve::run(a),
+        Command::Keygen(a) => cli_package::keygen(a),
+        Command::Init(a) => cli_package::init(a),
+        Command::Pack(a) => cli_package::pack(a),
+        Command::Verify(a) => cli_package::verify(a),
+        Command::Unpack(a) => cli_package::unpack(a),
+    }
+}
