@@ -40,7 +40,11 @@ impl Drop for WriterGuard<'_> {
 
 impl Db {
     pub(crate) fn from_store(store: Box<dyn Store>) -> Db {
-        Db { store, writer: Mutex::new(()), version: 0 }
+        Db {
+            store,
+            writer: Mutex::new(()),
+            version: 0,
+        }
     }
 
     /// The schema version the database is at (the latest the code knows, once opened).
@@ -69,7 +73,10 @@ impl Db {
         f: impl FnOnce(&mut Tx<'_>) -> Result<R, E>,
     ) -> Result<R, E> {
         let _guard = self.enter()?;
-        let mut tx = Tx { store: &*self.store, writes: Writes::new() };
+        let mut tx = Tx {
+            store: &*self.store,
+            writes: Writes::new(),
+        };
         let out = f(&mut tx)?;
         if !tx.writes.is_empty() {
             self.store.commit(&tx.writes)?;
@@ -109,7 +116,10 @@ impl Db {
     }
 
     /// Every entry of `table` in key order.
-    pub fn iter<K: Key, V: DeserializeOwned>(&self, table: &Table<K, V>) -> Result<Scan<K, V>, Error> {
+    pub fn iter<K: Key, V: DeserializeOwned>(
+        &self,
+        table: &Table<K, V>,
+    ) -> Result<Scan<K, V>, Error> {
         self.raw_scan(table, Bound::Unbounded, Bound::Unbounded)
     }
 
@@ -143,7 +153,10 @@ impl Db {
         if is_empty_range(&start, &end) {
             return Ok(Scan::new(table, Box::new(std::iter::empty())));
         }
-        Ok(Scan::new(table, self.store.range(table.name(), start, end)?))
+        Ok(Scan::new(
+            table,
+            self.store.range(table.name(), start, end)?,
+        ))
     }
 
     /// Flush the engine. Committed transactions are already flushed; this is for callers
@@ -183,9 +196,12 @@ impl Tx<'_> {
         key: &Q,
         value: &V,
     ) -> Result<(), Error> {
-        let bytes = serde_json::to_vec(value)
-            .map_err(|e| Error::Encode { table: table.name(), reason: e.to_string() })?;
-        self.pending(table.name()).insert(encode_arg(key), Some(bytes));
+        let bytes = serde_json::to_vec(value).map_err(|e| Error::Encode {
+            table: table.name(),
+            reason: e.to_string(),
+        })?;
+        self.pending(table.name())
+            .insert(encode_arg(key), Some(bytes));
         Ok(())
     }
 
@@ -204,7 +220,10 @@ impl Tx<'_> {
     }
 
     /// Every entry of `table` in key order, this transaction's writes included.
-    pub fn iter<K: Key, V: DeserializeOwned>(&self, table: &Table<K, V>) -> Result<Scan<K, V>, Error> {
+    pub fn iter<K: Key, V: DeserializeOwned>(
+        &self,
+        table: &Table<K, V>,
+    ) -> Result<Scan<K, V>, Error> {
         self.raw_scan(table, Bound::Unbounded, Bound::Unbounded)
     }
 
@@ -266,7 +285,11 @@ pub struct Scan<K, V> {
 
 impl<K: Key, V: DeserializeOwned> Scan<K, V> {
     fn new(table: &Table<K, V>, inner: RawIter) -> Self {
-        Scan { table: table.name(), inner, types: PhantomData }
+        Scan {
+            table: table.name(),
+            inner,
+            types: PhantomData,
+        }
     }
 
     fn decode(&self, (k, v): RawEntry) -> Result<(K, V), Error> {
@@ -295,11 +318,19 @@ fn encode_arg<K, Q: KeyArg<K> + ?Sized>(key: &Q) -> Vec<u8> {
     out
 }
 
-fn decode_value<K, V: DeserializeOwned>(table: &Table<K, V>, key: &[u8], v: &[u8]) -> Result<V, Error> {
+fn decode_value<K, V: DeserializeOwned>(
+    table: &Table<K, V>,
+    key: &[u8],
+    v: &[u8],
+) -> Result<V, Error> {
     decode_value_named(table.name(), key, v)
 }
 
-fn decode_value_named<V: DeserializeOwned>(table: &'static str, key: &[u8], v: &[u8]) -> Result<V, Error> {
+fn decode_value_named<V: DeserializeOwned>(
+    table: &'static str,
+    key: &[u8],
+    v: &[u8],
+) -> Result<V, Error> {
     serde_json::from_slice(v).map_err(|e| Error::CorruptValue {
         table,
         key: show_bytes(key),
@@ -332,7 +363,9 @@ fn is_empty_range(start: &Bound<Vec<u8>>, end: &Bound<Vec<u8>>) -> bool {
     use Bound::*;
     match (start, end) {
         (Included(s), Included(e)) => s > e,
-        (Included(s), Excluded(e)) | (Excluded(s), Included(e)) | (Excluded(s), Excluded(e)) => s >= e,
+        (Included(s), Excluded(e)) | (Excluded(s), Included(e)) | (Excluded(s), Excluded(e)) => {
+            s >= e
+        }
         _ => false,
     }
 }

@@ -28,8 +28,12 @@ pub trait Store: Send + Sync {
     fn get(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, Error>;
     /// The entries of `table` whose keys fall between `start` and `end`, in key order.
     /// `start` is never above `end` (the caller checks).
-    fn range(&self, table: &str, start: Bound<Vec<u8>>, end: Bound<Vec<u8>>)
-        -> Result<RawIter, Error>;
+    fn range(
+        &self,
+        table: &str,
+        start: Bound<Vec<u8>>,
+        end: Bound<Vec<u8>>,
+    ) -> Result<RawIter, Error>;
     /// Apply `writes` to every table they name, atomically.
     fn commit(&self, writes: &Writes) -> Result<(), Error>;
     /// Make every commit that has returned durable.
@@ -40,8 +44,10 @@ pub trait Store: Send + Sync {
 /// atomic; nothing survives the process.
 #[derive(Default)]
 pub struct MemoryStore {
-    tables: RwLock<BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>>,
+    tables: RwLock<BTreeMap<String, MemoryTable>>,
 }
+
+type MemoryTable = BTreeMap<Vec<u8>, Vec<u8>>;
 
 impl MemoryStore {
     /// An empty store.
@@ -64,7 +70,10 @@ impl Store for MemoryStore {
     ) -> Result<RawIter, Error> {
         let tables = self.tables.read().unwrap_or_else(|e| e.into_inner());
         let entries: Vec<Result<RawEntry, Error>> = match tables.get(table) {
-            Some(t) => t.range((start, end)).map(|(k, v)| Ok((k.clone(), v.clone()))).collect(),
+            Some(t) => t
+                .range((start, end))
+                .map(|(k, v)| Ok((k.clone(), v.clone())))
+                .collect(),
             None => Vec::new(),
         };
         Ok(Box::new(entries.into_iter()))

@@ -178,7 +178,9 @@ impl<const N: usize> Key for [u8; N] {
         self.encode(out)
     }
     fn decode(bytes: &[u8]) -> Result<Self, String> {
-        bytes.try_into().map_err(|_| format!("expected {N} bytes, found {}", bytes.len()))
+        bytes
+            .try_into()
+            .map_err(|_| format!("expected {N} bytes, found {}", bytes.len()))
     }
     fn decode_nested(bytes: &[u8]) -> Result<(Self, &[u8]), String> {
         if bytes.len() < N {
@@ -299,12 +301,18 @@ impl<K, V> Table<K, V> {
             !(b.len() >= 2 && b[0] == b'_' && b[1] == b'_'),
             "table names starting with `__` are reserved for the store"
         );
-        Table { name, types: PhantomData }
+        Table {
+            name,
+            types: PhantomData,
+        }
     }
 
     /// A table with a reserved name, for the store's own metadata.
     pub(crate) const fn reserved(name: &'static str) -> Self {
-        Table { name, types: PhantomData }
+        Table {
+            name,
+            types: PhantomData,
+        }
     }
 
     /// The table's name.

@@ -29,7 +29,14 @@ fn integers_sort_numerically() {
 fn strings_and_bytes_sort_bytewise() {
     let strings = ["", "a", "a\0", "a\0b", "ab", "b", "\u{e9}"];
     assert_order_preserved(strings.iter().map(|s| s.to_string()).collect());
-    assert_order_preserved(vec![vec![], vec![0u8], vec![0, 0], vec![0, 0xFF], vec![1], vec![0xFF]]);
+    assert_order_preserved(vec![
+        vec![],
+        vec![0u8],
+        vec![0, 0],
+        vec![0, 0xFF],
+        vec![1],
+        vec![0xFF],
+    ]);
     assert_order_preserved(vec![[0u8, 0], [0, 1], [1, 0], [0xFF, 0xFF]]);
 }
 
@@ -49,7 +56,11 @@ fn tuples_sort_by_first_then_second_even_with_zero_bytes() {
         }
     }
     assert_order_preserved(w);
-    let nested = vec![((1u64, "x".to_string()), 2u32), ((1, "x\0".to_string()), 0), ((0, "z".to_string()), 9)];
+    let nested = vec![
+        ((1u64, "x".to_string()), 2u32),
+        ((1, "x\0".to_string()), 0),
+        ((0, "z".to_string()), 9),
+    ];
     assert_order_preserved(nested);
 }
 
@@ -84,10 +95,16 @@ fn prefix_end_is_the_next_prefix() {
 
 #[test]
 fn malformed_keys_are_errors_not_panics() {
-    assert!(u64::decode(&[1, 2, 3]).unwrap_err().contains("expected 8 bytes"));
+    assert!(u64::decode(&[1, 2, 3])
+        .unwrap_err()
+        .contains("expected 8 bytes"));
     assert!(<[u8; 4]>::decode(&[1]).is_err());
     assert!(String::decode(&[0xC3]).is_err());
-    assert!(<(String, u64)>::decode(b"no terminator").unwrap_err().contains("terminator"));
-    assert!(<(String, u64)>::decode(&[b'a', 0, 7]).unwrap_err().contains("bad escape"));
+    assert!(<(String, u64)>::decode(b"no terminator")
+        .unwrap_err()
+        .contains("terminator"));
+    assert!(<(String, u64)>::decode(&[b'a', 0, 7])
+        .unwrap_err()
+        .contains("bad escape"));
     assert!(<(String, u64)>::decode(&[b'a', 0, 0, 1]).is_err());
 }

@@ -19,12 +19,33 @@
 //! - [`Db::open`] takes the list of [`Migration`]s and brings the schema version up to date
 //!   (see [`schema`]); a database from a newer build is refused.
 //!
+//! ```
+//! use granary_store::{Db, Error, Table};
+//!
+//! const USERS: Table<String, u32> = Table::new("users");
+//! const GRANTS: Table<(String, u64), String> = Table::new("grants");
+//!
+//! let db = Db::memory(&[])?;
+//! db.transaction(|tx| {
+//!     tx.insert(&USERS, "ada", &36)?;
+//!     tx.insert(&GRANTS, &("ada".to_string(), 2), &"read".to_string())
+//! })?;
+//! assert_eq!(db.get(&USERS, "ada")?, Some(36));
+//! let ada: Vec<((String, u64), String)> =
+//!     db.scan_prefix(&GRANTS, "ada")?.collect::<Result<_, _>>()?;
+//! assert_eq!(ada, [(("ada".to_string(), 2), "read".to_string())]);
+//! # Ok::<(), Error>(())
+//! ```
+//!
 //! # Durability
 //!
 //! Every transaction that wrote something is committed atomically and then flushed (fsync)
 //! before `transaction`, `insert` or `remove` returns `Ok`: a save that returned survives
-//! `kill -9` and power loss. The price is one flush per write transaction, a few milliseconds
-//! on an ordinary disk; transactions run one at a time, so batch related writes into one.
+//! `kill -9` and power loss (the crash test checks the first; it fails if the flush is
+//! removed). The price is one fsync per write transaction: a median of 0.2–0.75 ms for a
+//! two-table transaction on the development VM's ext4 disk, against about 10–17 µs without the
+//! flush (`cargo run -p granary-store --example commit_cost` measures it on another disk).
+//! Transactions run one at a time, so batch related writes into one.
 //! Reads outside a transaction see committed data key by key; use a transaction for a
 //! consistent view of several keys.
 

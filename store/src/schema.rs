@@ -64,14 +64,22 @@ impl Db {
     pub fn with_store(store: Box<dyn Store>, migrations: &[Migration]) -> Result<Db, Error> {
         for (index, m) in migrations.iter().enumerate() {
             if m.from as usize != index {
-                return Err(Error::MigrationOrder { index, from: m.from });
+                return Err(Error::MigrationOrder {
+                    index,
+                    from: m.from,
+                });
             }
         }
         let latest = latest_version(migrations);
         let mut db = Db::from_store(store);
         let found = db.get(&META, VERSION_KEY)?;
         let mut version = match found {
-            Some(v) if v > latest => return Err(Error::TooNew { found: v, known: latest }),
+            Some(v) if v > latest => {
+                return Err(Error::TooNew {
+                    found: v,
+                    known: latest,
+                })
+            }
             Some(v) => v,
             None => {
                 db.insert(&META, VERSION_KEY, &latest)?;
@@ -83,7 +91,10 @@ impl Db {
                 (m.run)(tx)?;
                 tx.insert(&META, VERSION_KEY, &(m.from + 1))
             })
-            .map_err(|e| Error::Migration { from: m.from, source: Box::new(e) })?;
+            .map_err(|e| Error::Migration {
+                from: m.from,
+                source: Box::new(e),
+            })?;
             version = m.from + 1;
         }
         db.version = version;

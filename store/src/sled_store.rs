@@ -4,11 +4,19 @@
 use std::convert::Infallible;
 use std::ops::Bound;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
 use crate::engine::{RawIter, Store, Writes};
 use crate::Error;
+
+/// How long [`SledStore::open`] waits for a lock held by a handle that is being dropped.
+pub const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+fn is_lock_held(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
 
 /// sled as a [`Store`].
 pub struct SledStore {
@@ -18,18 +26,35 @@ pub struct SledStore {
 impl SledStore {
     /// Open (creating if needed) the sled database in directory `path`. sled takes a file
     /// lock, so a second process opening the same directory gets an error.
+    ///
+    /// sled frees its lock lazily after the last handle is dropped (its destructors are
+    /// deferred by epoch reclamation), so reopening in the same process can briefly find the
+    /// lock still held; a held lock is retried for up to [`LOCK_WAIT`] before giving up.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref();
-        let db = sled::Config::new()
-            .path(path)
-            .open()
-            .map_err(|e| Error::Open { path: path.to_path_buf(), source: Box::new(e) })?;
-        Ok(SledStore { db })
+        let start = Instant::now();
+        loop {
+            match sled::Config::new().path(path).open() {
+                Ok(db) => return Ok(SledStore { db }),
+                Err(e) if is_lock_held(&e) && start.elapsed() < LOCK_WAIT => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(e) => {
+                    return Err(Error::Open {
+                        path: path.to_path_buf(),
+                        source: Box::new(e),
+                    })
+                }
+            }
+        }
     }
 
     /// A sled database in a temporary directory that is deleted when it is dropped.
     pub fn temporary() -> Result<Self, Error> {
-        let db = sled::Config::new().temporary(true).open().map_err(Error::engine)?;
+        let db = sled::Config::new()
+            .temporary(true)
+            .open()
+            .map_err(Error::engine)?;
         Ok(SledStore { db })
     }
 
@@ -61,7 +86,10 @@ impl Store for SledStore {
         if writes.is_empty() {
             return Ok(());
         }
-        let trees = writes.keys().map(|t| self.tree(t)).collect::<Result<Vec<_>, _>>()?;
+        let trees = writes
+            .keys()
+            .map(|t| self.tree(t))
+            .collect::<Result<Vec<_>, _>>()?;
         let batches: Vec<sled::Batch> = writes
             .values()
             .map(|entries| {
