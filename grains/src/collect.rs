@@ -4,7 +4,7 @@
 
 use crate::source::{Problem, Skipped};
 use crate::tree::{Node, Source, Tree};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -79,7 +79,8 @@ pub(crate) struct Collector<'a> {
     tree: Tree,
     skipped: Vec<Skipped>,
     walked: HashSet<String>,
-    seen_files: HashSet<String>,
+    /// Files queued for inspection, and whether as needed (an error if what they need is missing).
+    seen_files: HashMap<String, bool>,
     pending: Vec<Pending>,
 }
 
@@ -113,7 +114,7 @@ impl<'a> Collector<'a> {
             tree,
             skipped: Vec::new(),
             walked: HashSet::new(),
-            seen_files: HashSet::new(),
+            seen_files: HashMap::new(),
             pending: Vec::new(),
         })
     }
@@ -315,8 +316,12 @@ impl<'a> Collector<'a> {
         if ft.is_file() {
             let executable = meta.permissions().mode() & 0o111 != 0;
             self.insert(&real, Node::File { source: Source::Path(host.clone()), executable })?;
-            if self.seen_files.insert(real.clone()) {
-                self.pending.push(Pending { path: real, host, executable, needed: why.is_some() });
+            let needed = why.is_some();
+            // Inspect again when first seen in a directory and now needed, so that a missing
+            // interpreter becomes an error.
+            if self.seen_files.get(&real).is_none_or(|was| needed && !was) {
+                self.seen_files.insert(real.clone(), needed);
+                self.pending.push(Pending { path: real, host, executable, needed });
             }
             return Ok(());
         }
@@ -425,9 +430,14 @@ impl<'a> Collector<'a> {
         let head = &head[..n];
         if head.starts_with(b"\x7fELF") {
             let data = fs::read(&p.host).map_err(|err| Problem::Io { host: p.host.clone(), err })?;
-            let info = crate::elf::parse(&data)
-                .map_err(|err| Problem::Elf { path: p.path.clone(), host: p.host.clone(), err })?;
-            return self.add_elf_dependencies(&p.path, &info);
+            return match crate::elf::parse(&data) {
+                Ok(info) => self.add_elf_dependencies(&p.path, &info),
+                Err(err) if p.needed => Err(Problem::Elf { path: p.path, host: p.host, err }),
+                Err(err) => {
+                    self.skip(&p.path, format!("not a loadable ELF file ({err}): what it needs was not looked for"));
+                    Ok(())
+                }
+            };
         }
         if p.executable && head.starts_with(b"#!") {
             return self.add_interpreter(&p, head);

@@ -26,7 +26,8 @@
 //! loader and libraries). For `#!/usr/bin/env python3` that is `/usr/bin/env` only: the
 //! program env runs is not resolved, so include it yourself. A script found in an included
 //! directory whose interpreter is missing is kept and reported as skipped; a needed one (a
-//! command's argv\[0\]) is an error.
+//! command's argv\[0\]) is an error. Likewise an ELF file in an included directory that cannot
+//! be parsed is kept and reported as skipped; a needed one is an error.
 
 use crate::collect::{join, Collector, Found, Pending};
 use crate::source::Problem;

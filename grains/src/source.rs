@@ -143,7 +143,7 @@ pub enum Problem {
     Io { host: PathBuf, err: std::io::Error },
     #[error("host path {} has a name that is not UTF-8; rename it or add its package path to [files] hide", .0.display())]
     NonUtf8(PathBuf),
-    #[error("package path {path} ({why}) was not found: no [files] map entry has it on the host (tried {tried}); add it to [files] include or fix [files] map")]
+    #[error("package path {path} ({why}) was not found: no [files] map entry has it on the host (tried {tried}); put it at one of those host paths or change [files] map")]
     NotFound { path: String, why: String, tried: String },
     #[error("package path {path} ({why}) is hidden by [files] hide entry `{rule}`; remove that entry or stop needing the path")]
     Hidden { path: String, why: String, rule: String },
