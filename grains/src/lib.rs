@@ -7,6 +7,10 @@
 //! symlink out of a directory it writes, or trust a name, size or count read from a package
 //! before checking it against [`package::Limits`].
 
+mod collect;
+pub mod elf;
 pub mod ids;
 pub mod manifest;
+pub mod source;
+mod template;
 pub mod tree;

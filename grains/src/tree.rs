@@ -2,7 +2,10 @@
 //! package path's bytes come from.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 
 /// Where a regular file's bytes come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -157,6 +160,41 @@ impl Tree {
             .map(|n| 1 + if let Node::Dir(t) = n { t.count() } else { 0 })
             .sum()
     }
+
+    /// Writes the tree into the existing directory `dir` (a test helper, and for inspecting
+    /// a package): directories 0755, files 0555 if executable else 0444, symlinks verbatim.
+    /// Every entry is created new, so an existing entry (a symlink included) is an error and
+    /// is never followed.
+    pub fn materialize(&self, dir: &Path) -> io::Result<()> {
+        for (name, node) in &self.entries {
+            if !valid_name(name) {
+                let msg = format!("tree entry `{name}` is not a valid file name; build trees with Tree::insert");
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
+            }
+            let path = dir.join(name);
+            match node {
+                Node::Dir(t) => {
+                    fs::DirBuilder::new().mode(0o755).create(&path)?;
+                    t.materialize(&path)?;
+                }
+                Node::Symlink(target) => std::os::unix::fs::symlink(target, &path)?,
+                Node::File { source, executable } => {
+                    let mode = if *executable { 0o555 } else { 0o444 };
+                    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&path)?;
+                    match source {
+                        Source::Path(p) => {
+                            let mut from = fs::File::open(p).map_err(|e| {
+                                io::Error::new(e.kind(), format!("{}: {e}", p.display()))
+                            })?;
+                            io::copy(&mut from, &mut f)?;
+                        }
+                        Source::Bytes(b) => f.write_all(b)?,
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -185,5 +223,27 @@ mod tests {
         t.insert("/a", file(b"")).unwrap();
         assert!(matches!(t.insert("/a/b", file(b"")), Err(TreeError::Conflict { .. })));
         assert!(matches!(t.insert("/a", Node::Dir(Tree::new())), Err(TreeError::Conflict { .. })));
+    }
+
+    #[test]
+    fn materialize_writes_modes_links_and_refuses_existing_entries() {
+        use std::os::unix::fs::PermissionsExt;
+        let host = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(host.path(), b"from host").unwrap();
+        let mut t = Tree::new();
+        t.insert("/bin/run", Node::File { source: Source::Path(host.path().into()), executable: true }).unwrap();
+        t.insert("/etc/x", file(b"gen")).unwrap();
+        t.insert("/link", Node::Symlink("bin/run".into())).unwrap();
+        t.insert("/empty", Node::Dir(Tree::new())).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        t.materialize(dir.path()).unwrap();
+        let mode = |p: &str| std::fs::metadata(dir.path().join(p)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode("bin/run"), 0o555);
+        assert_eq!(mode("etc/x"), 0o444);
+        assert_eq!(std::fs::read(dir.path().join("link")).unwrap(), b"from host");
+        assert_eq!(std::fs::read_link(dir.path().join("link")).unwrap(), Path::new("bin/run"));
+        assert!(dir.path().join("empty").is_dir());
+        // A second run meets existing entries and fails instead of writing through them.
+        assert!(t.materialize(dir.path()).is_err());
     }
 }
