@@ -85,6 +85,8 @@ pub fn enter<S: Sys>(sys: &S, p: &Plan) -> Result<i32, Failure> {
     }
     s.run(sys.setresgid(INSIDE_ID))?;
     s.run(sys.setresuid(INSIDE_ID))?;
+    // Changing credentials cleared the parent-death signal: set it again.
+    s.run(sys.set_parent_death_signal(libc::SIGKILL))?;
     fs_ops(sys, &mut s, &p.fs.sandbox)?;
     s.run(sys.sethostname(HOSTNAME))?;
     s.run(sys.setdomainname(HOSTNAME))?;
@@ -255,6 +257,7 @@ mod tests {
         let nnp = pos(&c, |x| *x == Call::SetNoNewPrivs);
         let first_create = pos(&c, |x| matches!(x, Call::CreateFile(_)));
         let var_bind = pos(&c, |x| matches!(x, Call::Mount { target, .. } if target == "/img/var"));
+        assert_eq!(c[uid + 1], Call::SetParentDeathSignal(libc::SIGKILL), "re-armed after the uid change cleared it");
         assert!(var_bind < groups && groups < gid && gid < uid && uid < first_create, "host binds as the parent's uid, files as the app's");
         assert!(lo < pivot && uid < caps && pivot < caps && caps < nnp);
         assert!(c.contains(&Call::Sethostname("sandbox".into())));

@@ -294,6 +294,13 @@ fn main() {
         Some("true") => {}
         Some("exit") => std::process::exit(args[2].parse().unwrap()),
         Some("escapes") => escapes(&args[2..]),
+        Some("fds") => {
+            // List open fds and say hello through fd 3 if there is one.
+            let open: Vec<String> = (0..1024).filter(|fd| unsafe { libc::fcntl(*fd, libc::F_GETFD) } >= 0).map(|fd| fd.to_string()).collect();
+            println!("open_fds={}", open.join(","));
+            let msg = b"hello through fd 3";
+            unsafe { libc::write(3, msg.as_ptr().cast(), msg.len()) };
+        }
         Some("echo") => {
             // Answer each line on stdin with the same line: the "keeps answering" check.
             for line in std::io::stdin().lock().lines() {
