@@ -26,12 +26,12 @@ pub enum Hierarchy {
 pub enum CgroupError {
     #[error("no usable cgroup hierarchy under {0}: mount cgroup2 there (or cgroup v1 memory, pids and cpu controllers)")]
     NotFound(PathBuf),
-    #[error("{action} {path}: {source}. The supervisor needs write access to the cgroup tree: run Granary as root, or delegate a cgroup to its user")]
-    Io { action: &'static str, path: PathBuf, source: io::Error },
+    #[error("{action} {path}: {error}. The supervisor needs write access to the cgroup tree: run Granary as root, or delegate a cgroup to its user")]
+    Io { action: &'static str, path: PathBuf, error: io::Error },
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CgroupError + 'a {
-    move |source| CgroupError::Io { action, path: path.to_path_buf(), source }
+    move |error| CgroupError::Io { action, path: path.to_path_buf(), error }
 }
 
 impl Hierarchy {
@@ -63,7 +63,7 @@ fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
 fn create(dir: &Path) -> Result<(), CgroupError> {
     match fs::create_dir(dir) {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            Err(CgroupError::Io { action: "creating (already exists: is a sandbox with this name running?)", path: dir.to_path_buf(), source: e })
+            Err(CgroupError::Io { action: "creating (already exists: is a sandbox with this name running?)", path: dir.to_path_buf(), error: e })
         }
         r => r.map_err(io_err("creating", dir)),
     }
@@ -146,7 +146,7 @@ impl Cgroup {
                         }
                         std::thread::sleep(std::time::Duration::from_millis(5));
                     }
-                    Err(e) => return Err(CgroupError::Io { action: "removing", path: dir.clone(), source: e }),
+                    Err(e) => return Err(CgroupError::Io { action: "removing", path: dir.clone(), error: e }),
                 }
             }
         }

@@ -97,21 +97,21 @@ impl SandboxConfig {
 pub enum SandboxError {
     #[error("{0}")]
     Config(String),
-    #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    #[error("{what}: {error}")]
+    Io { what: String, error: std::io::Error },
     #[error(transparent)]
     Seccomp(#[from] SeccompError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
-    #[error("setting up the sandbox failed at step {step} ({call}): {source}. Granary needs a Linux kernel with user namespaces enabled (sysctl user.max_user_namespaces > 0)")]
-    Setup { step: u32, call: String, source: std::io::Error },
-    #[error("cannot run {path:?} in the sandbox: {source}. Is it in the image, executable, and (if dynamically linked) are its libraries in the image too?")]
-    Exec { path: String, source: std::io::Error },
+    #[error("setting up the sandbox failed at step {step} ({call}): {error}. Granary needs a Linux kernel with user namespaces enabled (sysctl user.max_user_namespaces > 0)")]
+    Setup { step: u32, call: String, error: std::io::Error },
+    #[error("cannot run {path:?} in the sandbox: {error}. Is it in the image, executable, and (if dynamically linked) are its libraries in the image too?")]
+    Exec { path: String, error: std::io::Error },
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SandboxError {
     let what = what.into();
-    move |source| SandboxError::Io { what, source }
+    move |error| SandboxError::Io { what, error }
 }
 
 fn last_err() -> std::io::Error {
@@ -159,7 +159,7 @@ impl Sandbox {
             }
             let e = last_err();
             if e.raw_os_error() != Some(libc::EINTR) {
-                return Err(SandboxError::Io { what: format!("waiting for sandbox pid {}", self.pid), source: e });
+                return Err(SandboxError::Io { what: format!("waiting for sandbox pid {}", self.pid), error: e });
             }
         }
         let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) };
@@ -332,7 +332,7 @@ pub fn spawn(cfg: &SandboxConfig) -> Result<Sandbox, SandboxError> {
         if let Some(cg) = cgroup {
             let _ = cg.remove();
         }
-        return Err(SandboxError::Setup { step: 0, call: "clone with new user, mount, pid, net, ipc, uts namespaces".into(), source: clone_err });
+        return Err(SandboxError::Setup { step: 0, call: "clone with new user, mount, pid, net, ipc, uts namespaces".into(), error: clone_err });
     }
     let mut sandbox = Sandbox { pid: pid as i32, cgroup, exit: None };
     let release = || -> Result<(), SandboxError> {
@@ -373,12 +373,12 @@ pub fn spawn(cfg: &SandboxConfig) -> Result<Sandbox, SandboxError> {
         return Ok(sandbox);
     }
     let step = u32::from_ne_bytes(msg[..4].try_into().expect("4 bytes"));
-    let source = std::io::Error::from_raw_os_error(i32::from_ne_bytes(msg[4..].try_into().expect("4 bytes")));
+    let error = std::io::Error::from_raw_os_error(i32::from_ne_bytes(msg[4..].try_into().expect("4 bytes")));
     let _ = sandbox.wait();
     if step == STEP_EXEC {
-        return Err(SandboxError::Exec { path: plan.path.to_string_lossy().into_owned(), source });
+        return Err(SandboxError::Exec { path: plan.path.to_string_lossy().into_owned(), error });
     }
-    Err(SandboxError::Setup { step, call: describe_step(&plan, step), source })
+    Err(SandboxError::Setup { step, call: describe_step(&plan, step), error })
 }
 
 #[cfg(test)]

@@ -33,9 +33,9 @@ pub enum Policy {
 /// Errors building a filter.
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
-    #[error("building the seccomp filter failed: {0}. Is libseccomp 2.5 or newer installed (Debian: libseccomp2)?")]
+    #[error("building the seccomp filter failed; is libseccomp 2.5 or newer installed (Debian: libseccomp2)?")]
     Build(#[from] libseccomp::error::SeccompError),
-    #[error("exporting the seccomp filter failed: {0}")]
+    #[error("exporting the seccomp filter failed")]
     Export(#[from] std::io::Error),
     #[error("this kernel refused the seccomp filter: {0}. Granary needs Linux ≥ 5.9 with CONFIG_SECCOMP_FILTER")]
     Load(std::io::Error),

@@ -145,9 +145,9 @@ fn failures_say_what_went_wrong() {
     let mut cfg = grain.config(&[]);
     cfg.argv = vec!["/no/such/program".into()];
     match granary_supervisor::spawn(&cfg) {
-        Err(SandboxError::Exec { path, source }) => {
+        Err(SandboxError::Exec { path, error }) => {
             assert_eq!(path, "/no/such/program");
-            assert_eq!(source.raw_os_error(), Some(libc::ENOENT));
+            assert_eq!(error.raw_os_error(), Some(libc::ENOENT));
         }
         other => panic!("expected an exec error, got {other:?}"),
     }
