@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::cgroups::{Cgroup, CgroupError, Hierarchy};
 use crate::limits::Limits;
 use crate::mounts::{self, MountInputs, MOUNT_POINTS};
-use crate::seccomp::{self, Policy, SeccompError};
+use crate::seccomp::{self, SeccompError};
 use crate::setup::{self, Plan, INSIDE_ID, STEP_EXEC};
 use crate::syscalls::{Call, Recorder};
 
@@ -261,7 +261,7 @@ fn build_plan(cfg: &SandboxConfig, image: &Path, data: &Path) -> Result<Plan, Sa
         stdio: cfg.stdio,
         extra_fd: cfg.extra_fd,
         nofile: cfg.limits.nofile,
-        seccomp: seccomp::compile(Policy::App)?,
+        seccomp: seccomp::app_filter()?,
         seccomp_flags: if cfg.log_denials { libc::SECCOMP_FILTER_FLAG_LOG as u32 } else { 0 },
         path,
         argv,

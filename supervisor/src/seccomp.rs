@@ -443,6 +443,17 @@ fn build(policy: Policy) -> Result<ScmpFilterContext, SeccompError> {
     Ok(ctx)
 }
 
+/// The app policy's BPF, compiled once per process (compiling takes milliseconds; the policy
+/// never changes).
+pub fn app_filter() -> Result<&'static [libc::sock_filter], SeccompError> {
+    static APP: std::sync::OnceLock<Vec<libc::sock_filter>> = std::sync::OnceLock::new();
+    if let Some(p) = APP.get() {
+        return Ok(p);
+    }
+    let prog = compile(Policy::App)?;
+    Ok(APP.get_or_init(|| prog))
+}
+
 /// Compile a policy to BPF, ready for `seccomp(SECCOMP_SET_MODE_FILTER)`.
 pub fn compile(policy: Policy) -> Result<Vec<libc::sock_filter>, SeccompError> {
     let ctx = build(policy)?;

@@ -32,7 +32,7 @@ pub struct Plan {
     pub stdio: [Option<i32>; 3],
     pub extra_fd: Option<i32>,
     pub nofile: (u64, u64),
-    pub seccomp: Vec<libc::sock_filter>,
+    pub seccomp: &'static [libc::sock_filter],
     pub seccomp_flags: u32,
     /// The program's path inside the sandbox, and NULL-terminated argv/envp pointer arrays
     /// into `_strings`.
@@ -216,7 +216,7 @@ mod tests {
             stdio: [None, Some(8), None],
             extra_fd: Some(7),
             nofile: (1024, 4096),
-            seccomp: vec![libc::sock_filter { code: 6, jt: 0, jf: 0, k: 0x7fff_0000 }],
+            seccomp: &[libc::sock_filter { code: 6, jt: 0, jf: 0, k: 0x7fff_0000 }],
             seccomp_flags: 0,
             path: c"/bin/app".into(),
             argv: vec![std::ptr::null()],
