@@ -103,7 +103,7 @@ pub fn enter<S: Sys>(sys: &S, p: &Plan) -> Result<i32, Failure> {
     s.run(sys.setrlimit(libc::RLIMIT_NOFILE, p.nofile.0, p.nofile.1))?;
     s.run(sys.setrlimit(libc::RLIMIT_CORE, 0, 0))?;
     s.run(sys.setsid())?;
-    s.run(sys.load_seccomp(&p.seccomp, p.seccomp_flags))?;
+    s.run(sys.load_seccomp(p.seccomp, p.seccomp_flags))?;
     Ok(report)
 }
 
