@@ -3,7 +3,7 @@
 # touched, and `apt-get update` only runs when something is missing.
 # Usage: scripts/deps.sh [serve|test]
 set -euo pipefail
-want=(capnproto libcapnp-dev)
+want=(capnproto libcapnp-dev libseccomp-dev)
 case "${1:-serve}" in
   test) want+=(zstd xz-utils) ;;
 esac

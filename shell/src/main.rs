@@ -5,6 +5,7 @@
 //! Must never: run app code outside a sandbox, or answer a request before checking who asks.
 
 mod cli_package;
+mod cli_sandbox;
 mod serve;
 
 use anyhow::Result;
@@ -32,6 +33,8 @@ enum Command {
     Verify(cli_package::VerifyArgs),
     /// Check a package and unpack its file tree into a new directory.
     Unpack(cli_package::UnpackArgs),
+    /// Run a command in a grain sandbox, exactly as an app runs (for app developers).
+    Sandbox(cli_sandbox::SandboxArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -59,5 +62,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Pack(a) => cli_package::pack(a),
         Command::Verify(a) => cli_package::verify(a),
         Command::Unpack(a) => cli_package::unpack(a),
+        Command::Sandbox(a) => cli_sandbox::run(a),
     }
 }

@@ -8,4 +8,16 @@
 //! Must never: open another grain's storage, reach the network, or hand the app a file
 //! descriptor or capability the platform did not grant it.
 //!
-//! Status: the sandbox is specified by the "grain sandbox" issue and not built yet.
+//! Status: the sandbox is built ([`sandbox::spawn`]; see SANDBOX.md); the Cap'n Proto side is
+//! not yet.
+
+pub mod cgroups;
+pub mod limits;
+pub mod mounts;
+pub mod sandbox;
+pub mod seccomp;
+pub mod setup;
+pub mod syscalls;
+
+pub use limits::{disk_usage, Limits};
+pub use sandbox::{spawn, HostIds, Sandbox, SandboxConfig, SandboxError};
