@@ -8,7 +8,7 @@
 //! Must never: open another grain's storage, reach the network, or hand the app a file
 //! descriptor or capability the platform did not grant it.
 //!
-//! Status: the sandbox is built ([`sandbox::spawn`]; see SANDBOX.md); the Cap'n Proto side is
+//! Status: the sandbox is built ([`sandbox::spawn`]; see SPEC.md, "The grain sandbox"); the Cap'n Proto side is
 //! not yet.
 
 pub mod cgroups;

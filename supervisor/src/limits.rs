@@ -1,6 +1,6 @@
 //! Resource limits for one sandbox, with the defaults Granary uses, and the storage meter.
 //!
-//! Defaults (documented in SANDBOX.md): 512 MiB memory (swap included where the kernel accounts
+//! Defaults (documented in SPEC.md): 512 MiB memory (swap included where the kernel accounts
 //! it), 256 tasks, cpu weight 100 (the cgroup v2 default: an equal share), 64 MiB `/tmp`,
 //! 16 MiB `/dev/shm`, `RLIMIT_NOFILE` 1024 soft / 4096 hard, no core dumps.
 

@@ -13,7 +13,7 @@
 //!
 //! The filter is compiled in the parent (libseccomp allocates) and loaded in the child from the
 //! exported BPF with one `seccomp(2)` call. With `SECCOMP_FILTER_FLAG_LOG` (development mode)
-//! every denial is also written to the kernel audit log; see SANDBOX.md for how to read it.
+//! every denial is also written to the kernel audit log; see SPEC.md, "The grain sandbox" for how to read it.
 
 use std::io::{Read, Seek};
 use std::os::fd::FromRawFd;
