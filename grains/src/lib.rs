@@ -10,7 +10,9 @@
 mod collect;
 pub mod elf;
 pub mod ids;
+pub mod keyring;
 pub mod manifest;
+pub mod package;
 pub mod source;
 mod template;
 pub mod tree;
