@@ -29,6 +29,7 @@ generated! {
     grain_capnp => "grain_capnp.rs",
     web_session_capnp => "web_session_capnp.rs",
     supervisor_capnp => "supervisor_capnp.rs",
+    control_capnp => "control_capnp.rs",
 }
 
 /// The schema files, by name, for tools that want to show or hash them.
@@ -39,4 +40,5 @@ pub const SCHEMA_FILES: &[&str] = &[
     "grain.capnp",
     "web-session.capnp",
     "supervisor.capnp",
+    "control.capnp",
 ];

@@ -4,9 +4,14 @@
 //! server) the network ports it is configured to listen on.
 //! Must never: run app code outside a sandbox, or answer a request before checking who asks.
 
+mod accounts;
+mod cli_admin;
 mod cli_package;
 mod cli_sandbox;
-mod serve;
+mod control;
+mod ratelimit;
+mod server;
+mod ui;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -22,7 +27,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
-    Serve(serve::ServeArgs),
+    Serve(server::ServeArgs),
+    /// Print a one-time link that creates an administrator account (asks the running server).
+    AdminToken(cli_admin::AdminTokenArgs),
+    /// Show the running server's version, address and account counts.
+    Status(cli_admin::StatusArgs),
     /// Create an app signing key in your keyring and print its app id.
     Keygen(cli_package::KeygenArgs),
     /// Start a new app: write a commented granary.toml with a fresh key.
@@ -56,7 +65,9 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve(a) => serve::run(a),
+        Command::Serve(a) => server::run(a),
+        Command::AdminToken(a) => cli_admin::admin_token(a),
+        Command::Status(a) => cli_admin::status(a),
         Command::Keygen(a) => cli_package::keygen(a),
         Command::Init(a) => cli_package::init(a),
         Command::Pack(a) => cli_package::pack(a),

@@ -1,0 +1,129 @@
+//! HTTP plumbing: the accept loop (hyper 1 over async-io), the request as handlers see it,
+//! and response helpers that add the shell's security headers.
+
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+pub type Resp = Response<Full<Bytes>>;
+
+/// Largest form body the shell reads.
+pub const MAX_FORM_BYTES: usize = 64 * 1024;
+/// How much of a too-large body is read and discarded before the connection is dropped.
+pub const DRAIN_BYTES: usize = 1024 * 1024;
+/// Largest request head hyper accepts (request line + headers).
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// A request with its (small) body read.
+pub struct Req {
+    pub method: Method,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub peer: SocketAddr,
+    pub body: Bytes,
+}
+
+/// Why a request body could not be read.
+pub enum BodyError {
+    TooLarge,
+    Broken,
+}
+
+impl Req {
+    /// Reads at most [`MAX_FORM_BYTES`] of `req`'s body. A larger body is read on and
+    /// discarded up to [`DRAIN_BYTES`] so the client sees the `413` instead of a reset
+    /// connection.
+    pub async fn read(req: hyper::Request<Incoming>, peer: SocketAddr) -> Result<Req, BodyError> {
+        let (parts, mut body) = req.into_parts();
+        let mut buf = Vec::new();
+        let mut seen = 0usize;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { return Err(BodyError::Broken) };
+            if let Ok(data) = frame.into_data() {
+                seen += data.len();
+                if seen <= MAX_FORM_BYTES {
+                    buf.extend_from_slice(&data);
+                } else if seen > DRAIN_BYTES {
+                    break;
+                }
+            }
+        }
+        if seen > MAX_FORM_BYTES {
+            return Err(BodyError::TooLarge);
+        }
+        Ok(Req { method: parts.method, path: parts.uri.path().to_owned(), headers: parts.headers, peer, body: buf.into() })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The value of cookie `name`.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|c| c.trim().split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v)
+    }
+
+    /// The `application/x-www-form-urlencoded` body's fields (the first of repeated names).
+    pub fn form(&self) -> HashMap<String, String> {
+        let mut out = HashMap::new();
+        for (k, v) in form_urlencoded::parse(&self.body) {
+            out.entry(k.into_owned()).or_insert_with(|| v.into_owned());
+        }
+        out
+    }
+}
+
+/// A response with `body` and the given content type.
+pub fn response(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Resp {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+pub fn html(status: StatusCode, markup: maud::Markup) -> Resp {
+    response(status, "text/html; charset=utf-8", markup.into_string())
+}
+
+/// `303 See Other` to `location` (after a form post) .
+pub fn redirect(location: &str) -> Resp {
+    let mut r = response(StatusCode::SEE_OTHER, "text/plain; charset=utf-8", "");
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+/// Adds a `Set-Cookie` header.
+pub fn set_cookie(r: &mut Resp, name: &str, value: &str, max_age: Option<u64>, secure: bool, same_site: &str) {
+    let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite={same_site}");
+    if let Some(age) = max_age {
+        c.push_str(&format!("; Max-Age={age}"));
+    }
+    if secure {
+        c.push_str("; Secure");
+    }
+    if let Ok(v) = HeaderValue::from_str(&c) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+/// The headers every shell response carries.
+pub fn add_security_headers(r: &mut Resp) {
+    let h = r.headers_mut();
+    h.entry("content-security-policy")
+        .or_insert(HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+}

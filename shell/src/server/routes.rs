@@ -1,0 +1,235 @@
+//! The main host's routes (SPEC.md, "HTTP routes"). Every request passes the host check, the
+//! body limit and, for `POST`, the cross-site checks before it reaches a handler.
+
+use super::http::{self, add_security_headers, html, redirect, set_cookie, BodyError, Req, Resp};
+use super::Server;
+use crate::accounts::{self, LoginSession, User};
+use crate::ui::{self, Viewer};
+use hyper::body::Incoming;
+use hyper::{header, HeaderMap, Method, StatusCode};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+const SESSION_COOKIE: &str = "granary_sid";
+const CSRF_COOKIE: &str = "granary_csrf";
+
+pub async fn handle(server: &Server, peer: SocketAddr, req: hyper::Request<Incoming>) -> Resp {
+    let mut resp = match route(server, peer, req).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("internal error: {e:#}");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "The server hit an internal error; it is in the server's log. Try again.")
+        }
+    };
+    add_security_headers(&mut resp);
+    resp
+}
+
+fn error(status: StatusCode, title: &str, message: &str) -> Resp {
+    html(status, ui::error(title, message))
+}
+
+fn request_host(headers: &HeaderMap, uri: &hyper::Uri) -> Option<String> {
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| uri.authority().map(|a| a.to_string()))
+        .map(|h| h.to_ascii_lowercase())
+}
+
+async fn route(server: &Server, peer: SocketAddr, req: hyper::Request<Incoming>) -> anyhow::Result<Resp> {
+    let host = request_host(req.headers(), req.uri());
+    if host.as_deref() != Some(server.base.host.as_str()) {
+        // Unknown names (an IP address, a DNS-rebinding name) never reach a handler.
+        if matches!(*req.method(), Method::GET | Method::HEAD) {
+            let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            let mut r = redirect(&format!("{}{path}", server.base.url));
+            *r.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+            return Ok(r);
+        }
+        return Ok(error(StatusCode::MISDIRECTED_REQUEST, "Wrong address", &format!("This server answers at {}.", server.base.url)));
+    }
+    let req = match Req::read(req, peer).await {
+        Ok(r) => r,
+        Err(BodyError::TooLarge) => {
+            return Ok(error(StatusCode::PAYLOAD_TOO_LARGE, "Too much data", &format!("Forms may send at most {} KiB.", http::MAX_FORM_BYTES / 1024)))
+        }
+        Err(BodyError::Broken) => return Ok(error(StatusCode::BAD_REQUEST, "Broken request", "The request body could not be read; try again.")),
+    };
+    if req.method == Method::POST {
+        if let Some(why) = cross_site(server, &req) {
+            return Ok(error(StatusCode::FORBIDDEN, "Request refused", why));
+        }
+    }
+    let session = match req.cookie(SESSION_COOKIE) {
+        Some(token) => accounts::session_user(&server.db, token)?.map(|(s, u)| (token.to_owned(), s, u)),
+        None => None,
+    };
+    let path = req.path.clone();
+    match (&req.method, path.as_str()) {
+        (&Method::GET, "/static/granary.css") => {
+            let mut r = http::response(StatusCode::OK, "text/css; charset=utf-8", ui::CSS);
+            r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("public, max-age=3600"));
+            Ok(r)
+        }
+        (&Method::GET, "/") => home(server, session.as_ref()),
+        (&Method::GET, "/login") => Ok(match session {
+            Some(_) => redirect("/"),
+            None => login_page(&req, None, "", StatusCode::OK),
+        }),
+        (&Method::POST, "/login") => login(server, &req).await,
+        (&Method::POST, "/logout") => logout(server, &req, session.as_ref()),
+        (&Method::GET, "/admin") => admin(server, session.as_ref()),
+        (m, p) if p.starts_with("/setup/") && (m == Method::GET || m == Method::POST) => {
+            setup(server, &req, &p["/setup/".len()..]).await
+        }
+        _ => Ok(error(StatusCode::NOT_FOUND, "Page not found", "There is nothing at this address.")),
+    }
+}
+
+/// Why a `POST` is refused as cross-site, if it is.
+fn cross_site(server: &Server, req: &Req) -> Option<&'static str> {
+    if let Some(origin) = req.header("origin") {
+        if !origin.eq_ignore_ascii_case(&server.base.url) {
+            return Some("This form was sent from another site.");
+        }
+    }
+    match req.header("sec-fetch-site") {
+        Some("cross-site") | Some("same-site") => Some("This form was sent from another site."),
+        _ => None,
+    }
+}
+
+type Session = (String, LoginSession, User);
+
+fn viewer(s: &Session) -> Viewer<'_> {
+    Viewer { user: &s.2, csrf: &s.1.csrf }
+}
+
+fn home(server: &Server, session: Option<&Session>) -> anyhow::Result<Resp> {
+    let Some(s) = session else {
+        let (_, admins) = accounts::count_users(&server.db)?;
+        return Ok(if admins == 0 { html(StatusCode::OK, ui::not_set_up()) } else { redirect("/login") });
+    };
+    Ok(html(StatusCode::OK, ui::home(&viewer(s))))
+}
+
+/// The double-submit CSRF value for signed-out forms, and whether it must be set.
+fn pre_csrf(req: &Req) -> (String, bool) {
+    match req.cookie(CSRF_COOKIE) {
+        Some(c) if c.len() == 32 && c.bytes().all(|b| b.is_ascii_hexdigit()) => (c.to_owned(), false),
+        _ => (accounts::random_hex(16), true),
+    }
+}
+
+fn with_pre_csrf(req: &Req, status: StatusCode, render: impl FnOnce(&str) -> maud::Markup) -> Resp {
+    let (csrf, new) = pre_csrf(req);
+    let mut r = html(status, render(&csrf));
+    if new {
+        set_cookie(&mut r, CSRF_COOKIE, &csrf, None, false, "Strict");
+    }
+    r
+}
+
+fn pre_csrf_ok(req: &Req, form: &std::collections::HashMap<String, String>) -> bool {
+    matches!((req.cookie(CSRF_COOKIE), form.get("csrf")), (Some(c), Some(f)) if !c.is_empty() && c == f)
+}
+
+fn expired_form() -> Resp {
+    error(StatusCode::FORBIDDEN, "Form expired", "This form is out of date. Go back, reload the page and try again.")
+}
+
+fn login_page(req: &Req, err: Option<&str>, username: &str, status: StatusCode) -> Resp {
+    with_pre_csrf(req, status, |csrf| ui::login(csrf, err, username))
+}
+
+async fn login(server: &Server, req: &Req) -> anyhow::Result<Resp> {
+    let form = req.form();
+    if !pre_csrf_ok(req, &form) {
+        return Ok(expired_form());
+    }
+    let username = form.get("username").map(String::as_str).unwrap_or("");
+    let password = form.get("password").cloned().unwrap_or_default();
+    let account = username.trim().to_ascii_lowercase();
+    let ip = req.peer.ip();
+    if let Some(wait) = server.limiter.borrow_mut().blocked(&account, ip, Instant::now()) {
+        let minutes = wait.as_secs().div_ceil(60).max(1);
+        let msg = format!("Too many failed attempts. Try again in {minutes} minute{}.", if minutes == 1 { "" } else { "s" });
+        return Ok(login_page(req, Some(&msg), username, StatusCode::TOO_MANY_REQUESTS));
+    }
+    let user = accounts::user_by_name(&server.db, username)?;
+    let hash = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| accounts::dummy_hash().to_owned());
+    let ok = blocking::unblock(move || accounts::verify_password(&password, &hash)).await;
+    let user = match user {
+        Some(u) if ok => u,
+        _ => {
+            server.limiter.borrow_mut().failed(&account, ip, Instant::now());
+            return Ok(login_page(req, Some("Wrong username or password."), username, StatusCode::UNAUTHORIZED));
+        }
+    };
+    if user.suspended {
+        return Ok(login_page(req, Some("This account is suspended. Ask an administrator."), username, StatusCode::FORBIDDEN));
+    }
+    server.limiter.borrow_mut().succeeded(&account);
+    signed_in(server, &user)
+}
+
+fn signed_in(server: &Server, user: &User) -> anyhow::Result<Resp> {
+    let (token, _) = accounts::start_session(&server.db, user)?;
+    let mut r = redirect("/");
+    set_cookie(&mut r, SESSION_COOKIE, &token, Some(accounts::SESSION_SECONDS), server.base.secure, "Lax");
+    Ok(r)
+}
+
+fn logout(server: &Server, req: &Req, session: Option<&Session>) -> anyhow::Result<Resp> {
+    let Some((token, s, _)) = session else { return Ok(redirect("/login")) };
+    if req.form().get("csrf") != Some(&s.csrf) {
+        return Ok(expired_form());
+    }
+    accounts::end_session(&server.db, token)?;
+    let mut r = redirect("/login");
+    set_cookie(&mut r, SESSION_COOKIE, "", Some(0), server.base.secure, "Lax");
+    Ok(r)
+}
+
+fn admin(server: &Server, session: Option<&Session>) -> anyhow::Result<Resp> {
+    let Some(s) = session else { return Ok(redirect("/login")) };
+    if !s.2.admin {
+        return Ok(error(StatusCode::FORBIDDEN, "Administrators only", "Only administrators can see this page."));
+    }
+    let mut users: Vec<User> = server.db.iter(&accounts::USERS)?.map(|e| e.map(|(_, u)| u)).collect::<Result<_, _>>()?;
+    users.sort_by(|a, b| a.username.cmp(&b.username));
+    let data_dir = server.data_dir.display().to_string();
+    let status = ui::AdminStatus { version: env!("CARGO_PKG_VERSION"), base_url: &server.base.url, data_dir: &data_dir, users: &users };
+    Ok(html(StatusCode::OK, ui::admin(&viewer(s), &status)))
+}
+
+async fn setup(server: &Server, req: &Req, token: &str) -> anyhow::Result<Resp> {
+    if !accounts::setup_token_valid(&server.db, token)? {
+        return Ok(html(StatusCode::NOT_FOUND, ui::setup_expired()));
+    }
+    if req.method == Method::GET {
+        return Ok(with_pre_csrf(req, StatusCode::OK, |csrf| ui::setup(token, csrf, None, "", "")));
+    }
+    let form = req.form();
+    if !pre_csrf_ok(req, &form) {
+        return Ok(expired_form());
+    }
+    let field = |k: &str| form.get(k).cloned().unwrap_or_default();
+    let (username, display_name, password) = (field("username"), field("display_name"), field("password"));
+    let again = |msg: &str| with_pre_csrf(req, StatusCode::BAD_REQUEST, |csrf| ui::setup(token, csrf, Some(msg), &username, &display_name));
+    if password.chars().count() < 10 {
+        return Ok(again(&accounts::AccountError::WeakPassword.to_string()));
+    }
+    if password != field("password2") {
+        return Ok(again("The two passwords differ."));
+    }
+    let hash = blocking::unblock(move || accounts::hash_password(&password)).await;
+    match accounts::create_admin_with_token(&server.db, token, &username, &display_name, hash) {
+        Ok(Some(user)) => signed_in(server, &user),
+        Ok(None) => Ok(html(StatusCode::NOT_FOUND, ui::setup_expired())),
+        Err(accounts::AccountError::Store(e)) => Err(e.into()),
+        Err(e) => Ok(again(&e.to_string())),
+    }
+}

@@ -1,0 +1,160 @@
+//! The shell's server-rendered pages (maud escapes every interpolated value).
+
+use crate::accounts::User;
+use maud::{html, Markup, DOCTYPE};
+
+pub const CSS: &str = include_str!("../static/granary.css");
+
+/// Who is looking at a page, for the header.
+pub struct Viewer<'a> {
+    pub user: &'a User,
+    pub csrf: &'a str,
+}
+
+pub fn page(title: &str, viewer: Option<&Viewer<'_>>, active: &str, narrow: bool, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Granary" }
+                link rel="stylesheet" href="/static/granary.css";
+            }
+            body {
+                header.top {
+                    a.brand href="/" { "Gran" span { "ary" } }
+                    nav {
+                        @if let Some(v) = viewer {
+                            a.active[active == "home"] href="/" { "Grains" }
+                            @if v.user.admin {
+                                a.active[active == "admin"] href="/admin" { "Admin" }
+                            }
+                        }
+                    }
+                    @if let Some(v) = viewer {
+                        div.who {
+                            span { (v.user.display_name) }
+                            form method="post" action="/logout" {
+                                input type="hidden" name="csrf" value=(v.csrf);
+                                button.link type="submit" { "Sign out" }
+                            }
+                        }
+                    }
+                }
+                main.narrow[narrow] { (body) }
+            }
+        }
+    }
+}
+
+pub fn not_set_up() -> Markup {
+    page("Welcome", None, "", true, html! {
+        div.card {
+            h1 { "Welcome to Granary" }
+            p { "This server has no administrator yet." }
+            p { "On the machine that runs it, run" }
+            p { code { "granary admin-token" } }
+            p { "and open the link it prints to create the first administrator account." }
+        }
+    })
+}
+
+pub fn login(csrf: &str, error: Option<&str>, username: &str) -> Markup {
+    page("Sign in", None, "", true, html! {
+        div.card {
+            h1 { "Sign in" }
+            form.stack method="post" action="/login" {
+                @if let Some(e) = error { div.error role="alert" { (e) } }
+                input type="hidden" name="csrf" value=(csrf);
+                label { "Username" input type="text" name="username" value=(username) autocomplete="username" required autofocus; }
+                label { "Password" input type="password" name="password" autocomplete="current-password" required; }
+                button type="submit" { "Sign in" }
+            }
+        }
+    })
+}
+
+pub fn setup(token: &str, csrf: &str, error: Option<&str>, username: &str, display_name: &str) -> Markup {
+    page("Create an administrator", None, "", true, html! {
+        div.card {
+            h1 { "Create an administrator" }
+            p.muted { "This account can install apps, invite people and change server settings." }
+            form.stack method="post" action={ "/setup/" (token) } {
+                @if let Some(e) = error { div.error role="alert" { (e) } }
+                input type="hidden" name="csrf" value=(csrf);
+                label { "Username" input type="text" name="username" value=(username) autocomplete="username" required autofocus; }
+                label { "Your name" input type="text" name="display_name" value=(display_name) autocomplete="name" required; }
+                label { "Password (at least 10 characters)" input type="password" name="password" autocomplete="new-password" required minlength="10"; }
+                label { "Password again" input type="password" name="password2" autocomplete="new-password" required minlength="10"; }
+                button type="submit" { "Create account and sign in" }
+            }
+        }
+    })
+}
+
+pub fn setup_expired() -> Markup {
+    page("Link expired", None, "", true, html! {
+        div.card {
+            h1 { "This setup link does not work" }
+            p { "It was already used, or it expired (links are valid for one hour)." }
+            p { "Run " code { "granary admin-token" } " on the server for a new one." }
+        }
+    })
+}
+
+pub fn home(viewer: &Viewer<'_>) -> Markup {
+    page("Grains", Some(viewer), "home", false, html! {
+        h1 { "Your grains" }
+        div.card.empty {
+            h2 { "No grains yet" }
+            p { "A grain is one document, board or notebook of an app, in its own sandbox." }
+            p { "Installing apps and creating grains are not available in this version of the shell yet." }
+        }
+    })
+}
+
+pub struct AdminStatus<'a> {
+    pub version: &'a str,
+    pub base_url: &'a str,
+    pub data_dir: &'a str,
+    pub users: &'a [User],
+}
+
+pub fn admin(viewer: &Viewer<'_>, s: &AdminStatus<'_>) -> Markup {
+    page("Admin", Some(viewer), "admin", false, html! {
+        h1 { "Server status" }
+        div.stats {
+            div.card { div.muted { "Version" } div.n { (s.version) } }
+            div.card { div.muted { "Accounts" } div.n { (s.users.len()) } }
+            div.card { div.muted { "Running grains" } div.n { "0" } }
+        }
+        div.card {
+            p { "Address: " code { (s.base_url) } }
+            p { "Data directory: " code { (s.data_dir) } }
+            table {
+                thead { tr { th { "Name" } th { "Username" } th { "Role" } th { "Status" } } }
+                tbody {
+                    @for u in s.users {
+                        tr {
+                            td { (u.display_name) }
+                            td { (u.username) }
+                            td { @if u.admin { "Administrator" } @else { "User" } }
+                            td { @if u.suspended { "Suspended" } @else { "Active" } }
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+pub fn error(title: &str, message: &str) -> Markup {
+    page(title, None, "", true, html! {
+        div.card {
+            h1 { (title) }
+            p { (message) }
+            p { a href="/" { "Back to Granary" } }
+        }
+    })
+}

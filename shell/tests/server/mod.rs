@@ -1,0 +1,192 @@
+//! A real `granary serve` on a free loopback port with its own data directory, and a small
+//! HTTP client (ureq) that keeps cookies explicitly and never follows redirects.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct TestServer {
+    child: Child,
+    pub data: tempfile::TempDir,
+    pub base_url: String,
+    pub first_setup_url: String,
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        let data = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let base_url = format!("http://127.0.0.1:{port}");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_granary"))
+            .args(["serve", "--data-dir", data.path().to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}"), "--base-url", &base_url])
+            .env("GRANARY_LOG", "warn")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut first_setup_url = String::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(url) = line.trim().strip_prefix(&format!("{base_url}/setup/")) {
+                first_setup_url = format!("/setup/{url}");
+            }
+            if line.contains("admin-token` prints a new link") || Instant::now() > deadline {
+                break;
+            }
+        }
+        assert!(!first_setup_url.is_empty(), "the server printed no setup link");
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        TestServer { child, data, base_url, first_setup_url }
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_granary"))
+            .args(args)
+            .args(["--data-dir", self.data.path().to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "granary {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// A fresh setup link from `granary admin-token`, as a path.
+    pub fn admin_token(&self) -> String {
+        let url = self.cli(&["admin-token"]);
+        url.trim().strip_prefix(&self.base_url).expect("the link is on the base URL").to_owned()
+    }
+
+    /// `granary status --json`.
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.cli(&["status", "--json"])).unwrap()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn location(&self) -> String {
+        self.header("location").unwrap_or("").to_owned()
+    }
+
+    /// The value of the hidden input `name` in the page.
+    pub fn hidden(&self, name: &str) -> String {
+        let needle = format!("name=\"{name}\" value=\"");
+        let start = self.body.find(&needle).unwrap_or_else(|| panic!("no hidden {name} in {}", self.body)) + needle.len();
+        self.body[start..].split('"').next().unwrap().to_owned()
+    }
+}
+
+/// One browser: a cookie jar and no redirect following.
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+    cookies: BTreeMap<String, String>,
+}
+
+impl Client {
+    pub fn new(server: &TestServer) -> Client {
+        let agent = ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
+        Client { agent, base: server.base_url.clone(), cookies: BTreeMap::new() }
+    }
+
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.cookies.get(name).cloned()
+    }
+
+    pub fn has_cookie(&self, name: &str) -> bool {
+        self.cookies.get(name).is_some_and(|v| !v.is_empty())
+    }
+
+    pub fn set_cookie(&mut self, name: &str, value: &str) {
+        self.cookies.insert(name.into(), value.into());
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    fn finish(&mut self, resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
+        let mut resp = resp.expect("HTTP request");
+        let headers: Vec<(String, String)> =
+            resp.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned())).collect();
+        for (k, v) in &headers {
+            if k == "set-cookie" {
+                let pair = v.split(';').next().unwrap();
+                let (name, value) = pair.split_once('=').unwrap();
+                if v.contains("Max-Age=0") {
+                    self.cookies.remove(name);
+                } else {
+                    self.cookies.insert(name.to_owned(), value.to_owned());
+                }
+            }
+        }
+        let body = resp.body_mut().read_to_string().unwrap_or_default();
+        Reply { status: resp.status().as_u16(), headers, body }
+    }
+
+    pub fn get(&mut self, path: &str) -> Reply {
+        self.get_with(path, &[])
+    }
+
+    pub fn get_with(&mut self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut req = self.agent.get(format!("{}{path}", self.base)).header("Cookie", self.cookie_header());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let r = req.call();
+        self.finish(r)
+    }
+
+    pub fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Reply {
+        self.post_with(path, form, &[])
+    }
+
+    pub fn post_with(&mut self, path: &str, form: &[(&str, &str)], headers: &[(&str, &str)]) -> Reply {
+        let body: String = form_body(form);
+        let mut req = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Cookie", self.cookie_header())
+            .header("Content-Type", "application/x-www-form-urlencoded");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let r = req.send(body.as_bytes());
+        self.finish(r)
+    }
+}
+
+fn form_body(form: &[(&str, &str)]) -> String {
+    form.iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
