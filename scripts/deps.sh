@@ -5,7 +5,7 @@
 set -euo pipefail
 want=(capnproto libcapnp-dev libseccomp-dev)
 case "${1:-serve}" in
-  test) want+=(zstd xz-utils) ;;
+  test) want+=(zstd xz-utils busybox) ;; # busybox: the runtimes test runs its sh and applets in a grain
 esac
 missing=()
 for p in "${want[@]}"; do

@@ -211,6 +211,23 @@ fn check_dir(p: &Path, what: &str) -> Result<PathBuf, SandboxError> {
     Ok(c)
 }
 
+/// The app writes `/var` as its one host uid: a data directory owned by anyone else would
+/// mount fine and then fail every write with `EACCES`, so refuse it up front.
+fn check_data_owner(data: &Path, ids: HostIds) -> Result<(), SandboxError> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(data).map_err(io(format!("data directory {}", data.display())))?.uid();
+    if owner != ids.uid {
+        return Err(SandboxError::Config(format!(
+            "data directory {} is owned by uid {owner}, but the app runs as host uid {uid}: chown {uid}:{gid} {}",
+            data.display(),
+            data.display(),
+            uid = ids.uid,
+            gid = ids.gid,
+        )));
+    }
+    Ok(())
+}
+
 fn build_plan(cfg: &SandboxConfig, image: &Path, data: &Path) -> Result<Plan, SandboxError> {
     let missing: Vec<_> = MOUNT_POINTS.iter().filter(|m| !image.join(m).is_dir()).collect();
     if !missing.is_empty() {
@@ -300,6 +317,7 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 pub fn spawn(cfg: &SandboxConfig) -> Result<Sandbox, SandboxError> {
     let image = check_dir(&cfg.image, "image directory")?;
     let data = check_dir(&cfg.data, "data directory")?;
+    check_data_owner(&data, cfg.host_ids)?;
     let mut plan = build_plan(cfg, &image, &data)?;
     let cgroup = if cfg.cgroup {
         let h = Hierarchy::detect(&cfg.cgroup_root)?;
