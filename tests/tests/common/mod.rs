@@ -10,7 +10,6 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use granary_grains::ids::AppId;
 
 /// The host uid the sandbox maps the app to when `granary` runs as root (SPEC.md, "uid mapping").
 pub const NOBODY: u32 = 65534;
@@ -62,9 +61,22 @@ pub fn granary() -> PathBuf {
     .clone()
 }
 
-/// A fresh app id for granary.toml files.
+/// The keyring the tests sign packages with: one per test process, in a temporary directory.
+fn keyring() -> &'static (tempfile::TempDir, PathBuf, String) {
+    static KEYRING: OnceLock<(tempfile::TempDir, PathBuf, String)> = OnceLock::new();
+    KEYRING.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keyring");
+        let out = Command::new(granary()).args(["keygen", "--keyring"]).arg(&path).output().unwrap();
+        assert!(out.status.success(), "granary keygen: {}", String::from_utf8_lossy(&out.stderr));
+        let id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        (dir, path, id)
+    })
+}
+
+/// The app id for granary.toml files (its key is in the tests' keyring).
 pub fn app_id() -> String {
-    AppId([9; 32]).to_string()
+    keyring().2.clone()
 }
 
 /// A granary.toml running `command` (TOML array body, e.g. `"/app/x", "--y"`) whose whole
@@ -88,17 +100,18 @@ command = [{command}]
 }
 
 /// Turns a granary.toml into an unpacked image at `out` (a new directory), as the supervisor
-/// will see it.
-///
-/// The only place the tests make images. It reads the source and writes its file tree
-/// directly; once `granary pack` and `granary unpack` exist, this becomes
-/// `granary pack <dir of toml> -o app.gpk` followed by `granary unpack app.gpk <out>`.
+/// will see it: `granary pack <dir of toml> -o <out>.gpk`, then `granary unpack <out>.gpk <out>`.
+/// The only place the tests make images.
 pub fn build_image(toml: &Path, out: &Path) {
-    let src = granary_grains::source::load(toml).unwrap_or_else(|e| panic!("loading {}: {e}", toml.display()));
-    std::fs::create_dir(out).unwrap();
-    src.tree.materialize(out).unwrap_or_else(|e| panic!("writing the image to {}: {e}", out.display()));
-    // The image root becomes `/`: the app (an unmapped host uid) must be able to enter it.
-    std::fs::set_permissions(out, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let gpk = out.with_extension("gpk");
+    let run = |args: &[&std::ffi::OsStr]| {
+        let o = Command::new(granary()).args(args).output().unwrap();
+        assert!(o.status.success(), "granary {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    let dir = toml.parent().unwrap();
+    assert_eq!(toml.file_name().unwrap(), "granary.toml", "granary pack reads DIR/granary.toml");
+    run(&["pack".as_ref(), dir.as_os_str(), "-o".as_ref(), gpk.as_os_str(), "--keyring".as_ref(), keyring().1.as_os_str()]);
+    run(&["unpack".as_ref(), gpk.as_os_str(), out.as_os_str()]);
 }
 
 /// An empty grain data directory owned by the host uid the sandbox maps the app to.
