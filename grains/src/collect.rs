@@ -46,6 +46,9 @@ pub(crate) enum Found {
     Host { host: PathBuf, meta: fs::Metadata },
     Generated,
     MountPoint,
+    /// A directory that exists only because map entries point below it (`to = "/app/x"`
+    /// with nothing mapped at `/app`).
+    ImpliedDir,
 }
 
 /// Why a package path could not be resolved.
@@ -182,6 +185,11 @@ impl<'a> Collector<'a> {
         Ok(None)
     }
 
+    /// True if no map entry covers `parts` but some entry is mapped below it.
+    fn implied_dir(&self, parts: &[String]) -> bool {
+        self.files.mappings.iter().any(|(to, _)| to.len() > parts.len() && to.starts_with(parts))
+    }
+
     /// Resolves a package path component by component, following symlinks inside the
     /// package's namespace (`..` above `/` stays at `/`, as in the kernel).
     pub fn resolve(&self, path: &str) -> Result<Resolution, Problem> {
@@ -225,6 +233,12 @@ impl<'a> Collector<'a> {
             }
             let mut tried = Vec::new();
             let Some((host, meta)) = self.lookup(&cur, &mut tried)? else {
+                if self.implied_dir(&cur) {
+                    if last {
+                        return Ok(Resolution { links, outcome: Ok((here, Found::ImpliedDir)) });
+                    }
+                    continue;
+                }
                 return miss(links, Miss::NotFound { tried });
             };
             if meta.file_type().is_symlink() {
@@ -307,6 +321,11 @@ impl<'a> Collector<'a> {
             Found::Host { host, meta } => (host, meta),
             Found::Generated => return Ok(()),
             Found::MountPoint if recursive => return Ok(()),
+            Found::ImpliedDir if recursive => return self.walk(&real),
+            Found::ImpliedDir => {
+                let (path, why) = need(why.unwrap_or("a symlink target"));
+                return Err(Problem::NotAFile { path, why });
+            }
             Found::MountPoint => {
                 let (path, why) = need(why.unwrap_or("a symlink target"));
                 return Err(Problem::NotAFile { path, why });

@@ -318,3 +318,19 @@ fn bad_paths_in_files_are_refused() {
     let missing = load(Path::new("/nonexistent/granary.toml")).unwrap_err();
     assert!(matches!(missing.problem, Problem::Read(_)) && missing.to_string().starts_with("/nonexistent/granary.toml"));
 }
+
+#[test]
+fn a_file_mapped_to_a_deep_path_implies_its_parent_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    write_exec(&dir.path().join("out/tool"), "#!/app/bin/tool\n");
+    std::fs::write(dir.path().join("notes.txt"), "n").unwrap();
+    let files = r#"map = [{ to = "/app/bin/tool", from = "out/tool" }, { to = "/app/doc/notes.txt", from = "notes.txt" }]
+include = ["/app"]"#;
+    let toml = write_toml(dir.path(), &minimal_toml("/app/bin/tool", files));
+    let t = load(&toml).unwrap_or_else(|e| panic!("{e}")).tree;
+    assert!(matches!(t.get("/app/bin/tool"), Some(Node::File { executable: true, .. })));
+    assert!(matches!(t.get("/app/doc/notes.txt"), Some(Node::File { executable: false, .. })));
+    // Naming the implied directory as a command is still an error, not a crash.
+    let toml = write_toml(dir.path(), &minimal_toml("/app/bin", files));
+    assert!(load(&toml).is_err());
+}
