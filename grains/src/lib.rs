@@ -7,6 +7,7 @@
 //! symlink out of a directory it writes, or trust a name, size or count read from a package
 //! before checking it against [`package::Limits`].
 
+pub mod apps;
 mod collect;
 pub mod elf;
 pub mod ids;

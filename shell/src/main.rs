@@ -5,6 +5,7 @@
 //! Must never: run app code outside a sandbox, or answer a request before checking who asks.
 
 mod accounts;
+mod apps;
 mod cli_admin;
 mod cli_package;
 mod cli_sandbox;
@@ -12,6 +13,7 @@ mod control;
 mod ratelimit;
 mod server;
 mod ui;
+mod ui_apps;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

@@ -27,6 +27,7 @@ pub fn page(title: &str, viewer: Option<&Viewer<'_>>, active: &str, narrow: bool
                     nav {
                         @if let Some(v) = viewer {
                             a.active[active == "home"] href="/" { "Grains" }
+                            a.active[active == "apps"] href="/apps" { "Apps" }
                             @if v.user.admin {
                                 a.active[active == "admin"] href="/admin" { "Admin" }
                             }

@@ -1,6 +1,9 @@
 //! `granary serve`: the server process. Opens the store, binds the control socket and the HTTP
 //! listener, and serves both on one single-threaded executor (SPEC.md, "The server").
 
+mod app_routes;
+pub use app_routes::MAX_UPLOAD_BYTES;
+pub use http::human_bytes;
 mod http;
 mod routes;
 
@@ -70,6 +73,8 @@ pub struct Server {
     pub db: Db,
     pub base: BaseUrl,
     pub data_dir: PathBuf,
+    /// Installed app images (`<data>/apps`).
+    pub apps_root: PathBuf,
     pub limiter: RefCell<LoginLimiter>,
 }
 
@@ -84,7 +89,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
     })?;
     let addr = listener.local_addr()?;
     let base = BaseUrl::parse(&args.base_url.unwrap_or_else(|| format!("http://localhost:{}", addr.port())))?;
-    let server = Rc::new(Server { db, base, data_dir: data.clone(), limiter: Default::default() });
+    let apps_root = data.join("apps");
+    granary_grains::apps::AppsDir::open(&apps_root)
+        .with_context(|| format!("cannot prepare the apps directory {}", apps_root.display()))?;
+    let server = Rc::new(Server { db, base, data_dir: data.clone(), apps_root, limiter: Default::default() });
     let control = control::bind(&data)?;
 
     eprintln!("Granary {} is running at {} (listening on {addr}, data in {})", env!("CARGO_PKG_VERSION"), server.base.url, data.display());

@@ -2,7 +2,7 @@
 //! body limit and, for `POST`, the cross-site checks before it reaches a handler.
 
 use super::http::{self, add_security_headers, html, redirect, set_cookie, BodyError, Req, Resp};
-use super::Server;
+use super::{app_routes, Server};
 use crate::accounts::{self, LoginSession, User};
 use crate::ui::{self, Viewer};
 use hyper::body::Incoming;
@@ -10,7 +10,7 @@ use hyper::{header, HeaderMap, Method, StatusCode};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-const SESSION_COOKIE: &str = "granary_sid";
+pub(super) const SESSION_COOKIE: &str = "granary_sid";
 const CSRF_COOKIE: &str = "granary_csrf";
 
 pub async fn handle(server: &Server, peer: SocketAddr, req: hyper::Request<Incoming>) -> Resp {
@@ -25,7 +25,7 @@ pub async fn handle(server: &Server, peer: SocketAddr, req: hyper::Request<Incom
     resp
 }
 
-fn error(status: StatusCode, title: &str, message: &str) -> Resp {
+pub(super) fn error(status: StatusCode, title: &str, message: &str) -> Resp {
     html(status, ui::error(title, message))
 }
 
@@ -49,6 +49,9 @@ async fn route(server: &Server, peer: SocketAddr, req: hyper::Request<Incoming>)
             return Ok(r);
         }
         return Ok(error(StatusCode::MISDIRECTED_REQUEST, "Wrong address", &format!("This server answers at {}.", server.base.url)));
+    }
+    if req.method() == Method::POST && req.uri().path() == "/apps/upload" {
+        return app_routes::upload(server, req).await;
     }
     let req = match Req::read(req, peer).await {
         Ok(r) => r,
@@ -81,6 +84,20 @@ async fn route(server: &Server, peer: SocketAddr, req: hyper::Request<Incoming>)
         (&Method::POST, "/login") => login(server, &req).await,
         (&Method::POST, "/logout") => logout(server, &req, session.as_ref()),
         (&Method::GET, "/admin") => admin(server, session.as_ref()),
+        (&Method::GET, "/static/upload.js") => {
+            let mut r = http::response(StatusCode::OK, "text/javascript; charset=utf-8", crate::ui_apps::UPLOAD_JS);
+            r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("public, max-age=3600"));
+            Ok(r)
+        }
+        (&Method::GET, p) if p == "/apps" || p.starts_with("/apps/") => {
+            let Some(s) = session.as_ref() else { return Ok(redirect("/login")) };
+            match p.trim_start_matches("/apps").trim_start_matches('/').split_once('/') {
+                None if p == "/apps" => app_routes::list(server, s),
+                None => app_routes::details(server, s, &p["/apps/".len()..]),
+                Some((id, "icon")) => app_routes::icon(server, id),
+                Some(_) => Ok(error(StatusCode::NOT_FOUND, "Page not found", "There is nothing at this address.")),
+            }
+        }
         (m, p) if p.starts_with("/setup/") && (m == Method::GET || m == Method::POST) => {
             setup(server, &req, &p["/setup/".len()..]).await
         }
@@ -101,7 +118,7 @@ fn cross_site(server: &Server, req: &Req) -> Option<&'static str> {
     }
 }
 
-type Session = (String, LoginSession, User);
+pub(super) type Session = (String, LoginSession, User);
 
 fn viewer(s: &Session) -> Viewer<'_> {
     Viewer { user: &s.2, csrf: &s.1.csrf }

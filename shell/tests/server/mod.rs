@@ -87,6 +87,13 @@ impl Reply {
         self.header("location").unwrap_or("").to_owned()
     }
 
+    /// The value of the first `attr="..."` attribute in the page.
+    pub fn hidden_attr(&self, attr: &str) -> String {
+        let needle = format!("{attr}=\"");
+        let start = self.body.find(&needle).unwrap_or_else(|| panic!("no {attr} in {}", self.body)) + needle.len();
+        self.body[start..].split('"').next().unwrap().to_owned()
+    }
+
     /// The value of the hidden input `name` in the page.
     pub fn hidden(&self, name: &str) -> String {
         let needle = format!("name=\"{name}\" value=\"");
@@ -171,6 +178,20 @@ impl Client {
             req = req.header(*k, *v);
         }
         let r = req.send(body.as_bytes());
+        self.finish(r)
+    }
+}
+
+impl Client {
+    /// POSTs raw bytes as a package upload with the CSRF header.
+    pub fn upload(&mut self, path: &str, bytes: &[u8], csrf: &str) -> Reply {
+        let r = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Cookie", self.cookie_header())
+            .header("Content-Type", "application/octet-stream")
+            .header("X-Granary-Csrf", csrf)
+            .send(bytes);
         self.finish(r)
     }
 }

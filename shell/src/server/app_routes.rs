@@ -1,0 +1,120 @@
+//! App routes: the list, details, icons, and the streamed package upload.
+
+use super::http::{self, html, response, Resp};
+use super::routes::{error, Session};
+use super::Server;
+use crate::apps::{self, Installed};
+use crate::ui::Viewer;
+use crate::{accounts, ui_apps};
+use granary_grains::package::Limits;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::{header, StatusCode};
+use std::io::Write;
+
+/// Largest package accepted by upload.
+pub const MAX_UPLOAD_BYTES: u64 = 1 << 30;
+
+fn json(status: StatusCode, v: serde_json::Value) -> Resp {
+    response(status, "application/json", v.to_string())
+}
+
+pub fn list(server: &Server, s: &Session) -> anyhow::Result<Resp> {
+    let apps = apps::list(&server.db)?;
+    let v = Viewer { user: &s.2, csrf: &s.1.csrf };
+    Ok(html(StatusCode::OK, ui_apps::list(&v, &apps)))
+}
+
+pub fn details(server: &Server, s: &Session, package_id: &str) -> anyhow::Result<Resp> {
+    let Some(app) = apps::get(&server.db, package_id)? else {
+        return Ok(error(StatusCode::NOT_FOUND, "App not found", "No installed app has this address. It may have been uninstalled."));
+    };
+    let v = Viewer { user: &s.2, csrf: &s.1.csrf };
+    Ok(html(StatusCode::OK, ui_apps::details(&v, &app, apps::icon(&server.db, package_id)?.is_some())))
+}
+
+pub fn icon(server: &Server, package_id: &str) -> anyhow::Result<Resp> {
+    let Some((media_type, bytes)) = apps::icon(&server.db, package_id)? else {
+        return Ok(error(StatusCode::NOT_FOUND, "No icon", "This app has no icon."));
+    };
+    let ct = if media_type == "image/svg+xml" { "image/svg+xml" } else { "image/png" };
+    let mut r = response(StatusCode::OK, ct, bytes);
+    // An SVG from an app is untrusted markup on the shell's origin: never let it run.
+    r.headers_mut().insert("content-security-policy", header::HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; sandbox"));
+    r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("private, max-age=86400"));
+    Ok(r)
+}
+
+/// `POST /apps/upload`: the raw `.gpk` as the body, the session's CSRF token in
+/// `X-Granary-Csrf`. Streams to a temporary file, verifies, unpacks, records. Answers JSON.
+pub async fn upload(server: &Server, req: hyper::Request<Incoming>) -> anyhow::Result<Resp> {
+    let session = req
+        .headers()
+        .get(header::COOKIE)
+        .and_then(|c| c.to_str().ok())
+        .and_then(|c| c.split(';').filter_map(|p| p.trim().split_once('=')).find(|(k, _)| *k == super::routes::SESSION_COOKIE).map(|(_, v)| v.to_owned()));
+    let Some((session, user)) = session.map(|t| accounts::session_user(&server.db, &t)).transpose()?.flatten() else {
+        return Ok(json(StatusCode::UNAUTHORIZED, serde_json::json!({"error": "Sign in first."})));
+    };
+    if req.headers().get("x-granary-csrf").and_then(|v| v.to_str().ok()) != Some(session.csrf.as_str()) {
+        return Ok(json(StatusCode::FORBIDDEN, serde_json::json!({"error": "This page is out of date; reload it and try again."})));
+    }
+    if !user.admin {
+        return Ok(json(StatusCode::FORBIDDEN, serde_json::json!({"error": "Only administrators can install apps."})));
+    }
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_UPLOAD_BYTES) {
+        return Ok(too_large());
+    }
+    let tmp_dir = server.data_dir.join("tmp");
+    std::fs::create_dir_all(&tmp_dir)?;
+    let mut file = tempfile::Builder::new().prefix("upload-").suffix(".gpk").tempfile_in(&tmp_dir)?;
+    let mut body = req.into_body();
+    let mut written = 0u64;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Ok(json(StatusCode::BAD_REQUEST, serde_json::json!({"error": "The upload was interrupted; try again."})));
+        };
+        if let Ok(data) = frame.into_data() {
+            written += data.len() as u64;
+            if written > MAX_UPLOAD_BYTES {
+                return Ok(too_large());
+            }
+            file.write_all(&data)?;
+        }
+    }
+    file.flush()?;
+    let (apps_root, path) = (server.apps_root.clone(), file.path().to_owned());
+    let unpacked = blocking::unblock(move || {
+        let r = apps::verify_and_unpack(&apps_root, &path, &Limits::default());
+        drop(file);
+        r
+    })
+    .await;
+    let unpacked = match unpacked {
+        Ok(u) => u,
+        Err(apps::InstallError::Store(e)) => return Err(e.into()),
+        Err(e) => return Ok(json(StatusCode::BAD_REQUEST, serde_json::json!({"error": format!("This is not a package Granary can install: {e}")}))),
+    };
+    let (record, already) = match apps::record(&server.db, unpacked, &user.id)? {
+        Installed::New(r) => (r, false),
+        Installed::Already(r) => (r, true),
+    };
+    Ok(json(
+        StatusCode::OK,
+        serde_json::json!({
+            "package_id": record.package_id,
+            "app_id": record.app_id,
+            "title": record.manifest.app_title,
+            "already_installed": already,
+            "url": format!("/apps/{}", record.package_id),
+        }),
+    ))
+}
+
+fn too_large() -> Resp {
+    json(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        serde_json::json!({"error": format!("Packages may be at most {}.", http::human_bytes(MAX_UPLOAD_BYTES))}),
+    )
+}

@@ -1,0 +1,129 @@
+//! Installing apps over real HTTP: upload, list, details, icon; and refused uploads that leave
+//! the server's state as it was.
+
+mod common;
+mod server;
+
+use server::{Client, TestServer};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Packs a small app with an SVG icon and two roles; returns the .gpk path.
+fn make_package(dir: &Path) -> PathBuf {
+    let keyring = dir.join("keyring");
+    let app_id = common::granary_ok(&keyring, &["keygen"]).trim().to_owned();
+    fs::create_dir_all(dir.join("src")).unwrap();
+    fs::write(dir.join("src/run"), b"not really a program").unwrap();
+    fs::set_permissions(dir.join("src/run"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(dir.join("icon.svg"), r#"<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>"#).unwrap();
+    common::write_toml(dir, &app_id);
+    let mut toml = fs::read_to_string(dir.join("granary.toml")).unwrap();
+    toml = toml.replace("[files]", r#"[[permissions]]
+name = "edit"
+title = "Edit things"
+
+[[roles]]
+name = "viewer"
+title = "Viewer"
+description = "Looks only"
+
+[[roles]]
+name = "editor"
+title = "Editor"
+permissions = ["edit"]
+default = true
+
+[metadata]
+icon = "icon.svg"
+description = "Keeps <things> in order"
+author = "Tess"
+
+[files]"#);
+    fs::write(dir.join("granary.toml"), toml).unwrap();
+    let gpk = dir.join("app.gpk");
+    common::granary_ok(&keyring, &["pack", dir.to_str().unwrap(), "-o", gpk.to_str().unwrap()]);
+    gpk
+}
+
+fn admin_client(s: &TestServer) -> Client {
+    let mut c = Client::new(s);
+    let url = s.admin_token();
+    let csrf = c.get(&url).hidden("csrf");
+    let pw = "correct horse battery";
+    let r = c.post(&url, &[("csrf", &csrf), ("username", "root"), ("display_name", "Root"), ("password", pw), ("password2", pw)]);
+    assert_eq!(r.status, 303);
+    c
+}
+
+fn installed(s: &TestServer) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(s.data.path().join("apps")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn an_admin_uploads_installs_and_inspects_an_app() {
+    let s = TestServer::start();
+    let mut c = admin_client(&s);
+    let apps = c.get("/apps");
+    assert!(apps.body.contains("No apps installed"), "{}", apps.body);
+    let csrf = apps.hidden_attr("data-csrf");
+
+    let pkg_dir = tempfile::tempdir().unwrap();
+    let gpk = fs::read(make_package(pkg_dir.path())).unwrap();
+    let r = c.upload("/apps/upload", &gpk, &csrf);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let reply: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(reply["title"], "Round trip");
+    assert_eq!(reply["already_installed"], false);
+    let id = reply["package_id"].as_str().unwrap().to_owned();
+    assert_eq!(installed(&s), std::slice::from_ref(&id));
+    assert_eq!(fs::read(s.data.path().join("apps").join(&id).join("app/run")).unwrap(), b"not really a program");
+
+    let list = c.get("/apps");
+    assert!(list.body.contains("Round trip") && list.body.contains("Keeps &lt;things&gt; in order"), "{}", list.body);
+    let details = c.get(&format!("/apps/{id}"));
+    assert_eq!(details.status, 200);
+    for text in ["Editor", "(default)", "Looks only", "Edit things", "Tess", &id] {
+        assert!(details.body.contains(text), "{text} not on the details page");
+    }
+    let icon = c.get(&format!("/apps/{id}/icon"));
+    assert_eq!(icon.header("content-type"), Some("image/svg+xml"));
+    assert!(icon.header("content-security-policy").unwrap().contains("sandbox"), "an app's SVG never runs scripts");
+
+    // The same package again is recognised, not installed twice.
+    let again: serde_json::Value = serde_json::from_str(&c.upload("/apps/upload", &gpk, &csrf).body).unwrap();
+    assert_eq!(again["already_installed"], true);
+    assert_eq!(installed(&s), [id]);
+}
+
+#[test]
+fn refused_uploads_change_nothing() {
+    let s = TestServer::start();
+    let mut c = admin_client(&s);
+    let csrf = c.get("/apps").hidden_attr("data-csrf");
+    let pkg_dir = tempfile::tempdir().unwrap();
+    let good = fs::read(make_package(pkg_dir.path())).unwrap();
+
+    let mut corrupt = good.clone();
+    let mid = corrupt.len() / 2;
+    corrupt[mid] ^= 0xff;
+    let r = c.upload("/apps/upload", &corrupt, &csrf);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("damaged or was altered"), "{}", r.body);
+    let r = c.upload("/apps/upload", b"hello, not a package", &csrf);
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("not a Granary package"), "{}", r.body);
+
+    // Wrong CSRF token, and no session at all.
+    assert_eq!(c.upload("/apps/upload", &good, "0123").status, 403);
+    assert_eq!(Client::new(&s).upload("/apps/upload", &good, &csrf).status, 401);
+
+    assert!(installed(&s).is_empty(), "nothing was unpacked: {:?}", installed(&s));
+    assert!(c.get("/apps").body.contains("No apps installed"));
+    let tmp = s.data.path().join("tmp");
+    assert_eq!(fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0), 0, "uploads are not left behind");
+    // Anonymous visitors see no app pages.
+    assert_eq!(Client::new(&s).get("/apps").location(), "/login");
+}
