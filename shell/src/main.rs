@@ -10,10 +10,12 @@ mod cli_admin;
 mod cli_package;
 mod cli_sandbox;
 mod control;
+mod grains;
 mod ratelimit;
 mod server;
 mod ui;
 mod ui_apps;
+mod ui_grains;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

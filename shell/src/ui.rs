@@ -104,17 +104,6 @@ pub fn setup_expired() -> Markup {
     })
 }
 
-pub fn home(viewer: &Viewer<'_>) -> Markup {
-    page("Grains", Some(viewer), "home", false, html! {
-        h1 { "Your grains" }
-        div.card.empty {
-            h2 { "No grains yet" }
-            p { "A grain is one document, board or notebook of an app, in its own sandbox." }
-            p { "Installing apps and creating grains are not available in this version of the shell yet." }
-        }
-    })
-}
-
 pub struct AdminStatus<'a> {
     pub version: &'a str,
     pub base_url: &'a str,

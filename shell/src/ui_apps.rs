@@ -105,10 +105,9 @@ pub fn details(v: &Viewer<'_>, a: &InstalledApp, has_icon: bool) -> Markup {
         }
         div.card {
             h2 { "New grain" }
-            @for action in &m.actions {
-                p { button type="button" disabled title="Grains are not available in this version yet" { (action.title) } }
+            @for i in 0..m.actions.len() {
+                (crate::ui_grains::new_grain_form(v, a, i))
             }
-            p.muted { "Creating grains from apps arrives with the grain wiring; this server can install and inspect apps." }
         }
     })
 }

@@ -4,6 +4,7 @@
 mod app_routes;
 pub use app_routes::MAX_UPLOAD_BYTES;
 pub use http::human_bytes;
+mod grain_routes;
 mod http;
 mod routes;
 
@@ -89,6 +90,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     })?;
     let addr = listener.local_addr()?;
     let base = BaseUrl::parse(&args.base_url.unwrap_or_else(|| format!("http://localhost:{}", addr.port())))?;
+    crate::grains::clean_leftovers(&data).with_context(|| format!("cannot clean {}/grains", data.display()))?;
     let apps_root = data.join("apps");
     granary_grains::apps::AppsDir::open(&apps_root)
         .with_context(|| format!("cannot prepare the apps directory {}", apps_root.display()))?;

@@ -2,7 +2,7 @@
 //! body limit and, for `POST`, the cross-site checks before it reaches a handler.
 
 use super::http::{self, add_security_headers, html, redirect, set_cookie, BodyError, Req, Resp};
-use super::{app_routes, Server};
+use super::{app_routes, grain_routes, Server};
 use crate::accounts::{self, LoginSession, User};
 use crate::ui::{self, Viewer};
 use hyper::body::Incoming;
@@ -89,6 +89,24 @@ async fn route(server: &Server, peer: SocketAddr, req: hyper::Request<Incoming>)
             r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("public, max-age=3600"));
             Ok(r)
         }
+        (&Method::GET, "/static/confirm.js") => {
+            let mut r = http::response(StatusCode::OK, "text/javascript; charset=utf-8", include_str!("../../static/confirm.js"));
+            r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("public, max-age=3600"));
+            Ok(r)
+        }
+        (m, p) if p == "/grains" || p.starts_with("/grains/") => {
+            let Some(s) = session.as_ref() else { return Ok(redirect("/login")) };
+            if *m == Method::POST && req.form().get("csrf") != Some(&s.1.csrf) {
+                return Ok(expired_form());
+            }
+            let rest = p.trim_start_matches("/grains").trim_start_matches('/');
+            match (m, rest.split_once('/')) {
+                (&Method::POST, None) if rest.is_empty() => grain_routes::create(server, s, &req),
+                (&Method::GET, None) => grain_routes::grain(server, s, &req, rest, None),
+                (&Method::POST, Some((id, action))) => grain_routes::grain(server, s, &req, id, Some(action)),
+                _ => Ok(error(StatusCode::NOT_FOUND, "Page not found", "There is nothing at this address.")),
+            }
+        }
         (&Method::GET, p) if p == "/apps" || p.starts_with("/apps/") => {
             let Some(s) = session.as_ref() else { return Ok(redirect("/login")) };
             match p.trim_start_matches("/apps").trim_start_matches('/').split_once('/') {
@@ -129,7 +147,7 @@ fn home(server: &Server, session: Option<&Session>) -> anyhow::Result<Resp> {
         let (_, admins) = accounts::count_users(&server.db)?;
         return Ok(if admins == 0 { html(StatusCode::OK, ui::not_set_up()) } else { redirect("/login") });
     };
-    Ok(html(StatusCode::OK, ui::home(&viewer(s))))
+    grain_routes::home(server, s)
 }
 
 /// The double-submit CSRF value for signed-out forms, and whether it must be set.

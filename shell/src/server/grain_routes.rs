@@ -1,0 +1,70 @@
+//! Grain routes: the list, creating, the grain page, rename, trash, restore, delete.
+
+use super::http::{html, redirect, Req, Resp};
+use super::routes::{error, Session};
+use super::Server;
+use crate::apps::{self, InstalledApp};
+use crate::grains::{self, Grain, GrainError};
+use crate::ui::Viewer;
+use crate::ui_grains;
+use hyper::StatusCode;
+use std::collections::HashMap;
+
+fn viewer(s: &Session) -> Viewer<'_> {
+    Viewer { user: &s.2, csrf: &s.1.csrf }
+}
+
+fn not_found() -> Resp {
+    error(StatusCode::NOT_FOUND, "Grain not found", "There is no grain at this address, or it is not shared with you.")
+}
+
+fn apps_by_id(server: &Server) -> anyhow::Result<HashMap<String, InstalledApp>> {
+    Ok(apps::list(&server.db)?.into_iter().map(|a| (a.package_id.clone(), a)).collect())
+}
+
+pub fn home(server: &Server, s: &Session) -> anyhow::Result<Resp> {
+    let list = grains::list_owned(&server.db, &s.2.id)?;
+    Ok(html(StatusCode::OK, ui_grains::home(&viewer(s), &list, &apps_by_id(server)?)))
+}
+
+/// `POST /grains`: create from an app's action.
+pub fn create(server: &Server, s: &Session, req: &Req) -> anyhow::Result<Resp> {
+    let form = req.form();
+    let Some(app) = apps::get(&server.db, form.get("package_id").map(String::as_str).unwrap_or(""))? else {
+        return Ok(error(StatusCode::NOT_FOUND, "App not found", "That app is not installed (any more)."));
+    };
+    let action: usize = form.get("action").and_then(|a| a.parse().ok()).unwrap_or(usize::MAX);
+    let Some(a) = app.manifest.actions.get(action) else {
+        return Ok(error(StatusCode::BAD_REQUEST, "Unknown action", "The app has no such action; reload its page."));
+    };
+    let title = form.get("title").map(|t| t.trim()).filter(|t| !t.is_empty()).map(str::to_owned).unwrap_or_else(|| format!("Untitled {}", a.noun_phrase));
+    match grains::create(&server.db, &server.data_dir, &s.2.id, &app.package_id, &app.app_id, action as u32, &title) {
+        Ok(g) => Ok(redirect(&format!("/grains/{}", g.id))),
+        Err(GrainError::BadTitle) => Ok(error(StatusCode::BAD_REQUEST, "Title too long", &GrainError::BadTitle.to_string())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `GET /grains/<id>` and `POST /grains/<id>/<action>`.
+pub fn grain(server: &Server, s: &Session, req: &Req, id: &str, action: Option<&str>) -> anyhow::Result<Resp> {
+    let Some(g) = grains::owned(&server.db, &s.2.id, id)? else { return Ok(not_found()) };
+    let form = req.form();
+    let result: Result<Option<Grain>, GrainError> = match action {
+        None => Ok(Some(g.clone())),
+        Some("rename") => grains::rename(&server.db, id, form.get("title").map(String::as_str).unwrap_or("")).map(Some),
+        Some("trash") => grains::set_trashed(&server.db, id, true).map(|_| None),
+        Some("restore") => grains::set_trashed(&server.db, id, false).map(Some),
+        Some("delete") => grains::delete(&server.db, &server.data_dir, &g).map(|_| None),
+        Some(_) => return Ok(not_found()),
+    };
+    let app = apps::get(&server.db, &g.package_id)?;
+    match (action, result) {
+        (None, _) => Ok(html(StatusCode::OK, ui_grains::grain(&viewer(s), &g, app.as_ref(), None))),
+        (Some("restore"), Ok(_)) | (Some("rename"), Ok(_)) => Ok(redirect(&format!("/grains/{id}"))),
+        (_, Ok(_)) => Ok(redirect("/")),
+        (_, Err(e @ (GrainError::BadTitle | GrainError::NotTrashed))) => {
+            Ok(html(StatusCode::BAD_REQUEST, ui_grains::grain(&viewer(s), &g, app.as_ref(), Some(&e.to_string()))))
+        }
+        (_, Err(e)) => Err(e.into()),
+    }
+}

@@ -1,0 +1,110 @@
+//! The grain pages: the grain list (home) and one grain's page.
+
+use crate::apps::InstalledApp;
+use crate::grains::Grain;
+use crate::server::human_bytes;
+use crate::ui::{page, Viewer};
+use maud::{html, Markup};
+use std::collections::HashMap;
+
+fn csrf(v: &Viewer<'_>) -> Markup {
+    html! { input type="hidden" name="csrf" value=(v.csrf); }
+}
+
+fn app_title<'a>(apps: &'a HashMap<String, InstalledApp>, g: &Grain) -> &'a str {
+    apps.get(&g.package_id).map(|a| a.manifest.app_title.as_str()).unwrap_or("(app uninstalled)")
+}
+
+pub fn home(v: &Viewer<'_>, grains: &[Grain], apps: &HashMap<String, InstalledApp>) -> Markup {
+    let (live, trash): (Vec<&Grain>, Vec<&Grain>) = grains.iter().partition(|g| g.trashed.is_none());
+    page("Grains", Some(v), "home", false, html! {
+        h1 { "Your grains" }
+        @if live.is_empty() {
+            div.card.empty {
+                h2 { "No grains yet" }
+                p { "A grain is one document, board or notebook of an app, in its own sandbox." }
+                p { a.button href="/apps" { "Choose an app to start" } }
+            }
+        } @else {
+            div.card {
+                table.grains {
+                    thead { tr { th { "Title" } th { "App" } th { "Size" } } }
+                    tbody {
+                        @for g in &live {
+                            tr {
+                                td { a href={ "/grains/" (g.id) } { (g.title) } }
+                                td.muted { (app_title(apps, g)) }
+                                td.muted { (g.storage_bytes.map(human_bytes).unwrap_or_else(|| "—".into())) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if !trash.is_empty() {
+            h2.section { "Trash" }
+            div.card {
+                table.grains {
+                    tbody {
+                        @for g in &trash {
+                            tr {
+                                td { (g.title) }
+                                td.muted { (app_title(apps, g)) }
+                                td.actions {
+                                    form method="post" action={ "/grains/" (g.id) "/restore" } { (csrf(v)) button.secondary type="submit" { "Restore" } }
+                                    form method="post" action={ "/grains/" (g.id) "/delete" } data-confirm="Delete this grain and all its data for good?" {
+                                        (csrf(v)) button.danger type="submit" { "Delete forever" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        script src="/static/confirm.js" {}
+    })
+}
+
+pub fn grain(v: &Viewer<'_>, g: &Grain, app: Option<&InstalledApp>, error: Option<&str>) -> Markup {
+    page(&g.title, Some(v), "home", false, html! {
+        div.grainbar {
+            form.rename method="post" action={ "/grains/" (g.id) "/rename" } {
+                (csrf(v))
+                input type="text" name="title" value=(g.title) aria-label="Grain title" maxlength="200" required;
+                button.secondary type="submit" { "Rename" }
+            }
+            span.muted { (app.map(|a| a.manifest.app_title.as_str()).unwrap_or("(app uninstalled)")) }
+            @if g.trashed.is_none() {
+                form method="post" action={ "/grains/" (g.id) "/trash" } { (csrf(v)) button.secondary type="submit" { "Move to trash" } }
+            }
+        }
+        @if let Some(e) = error { div.error role="alert" { (e) } }
+        @if g.trashed.is_some() {
+            div.card.empty {
+                h2 { "This grain is in the trash" }
+                p { "Restore it to open it again." }
+                form method="post" action={ "/grains/" (g.id) "/restore" } { (csrf(v)) button type="submit" { "Restore" } }
+            }
+        } @else {
+            div.card.empty #grain-frame {
+                h2 { "Opening grains is not available yet" }
+                p { "This server stores the grain; running its app in the browser arrives with the gateway." }
+            }
+        }
+    })
+}
+
+/// The "new grain" form for one action of an app.
+pub fn new_grain_form(v: &Viewer<'_>, app: &InstalledApp, action: usize) -> Markup {
+    let a = &app.manifest.actions[action];
+    html! {
+        form.newgrain method="post" action="/grains" {
+            (csrf(v))
+            input type="hidden" name="package_id" value=(app.package_id);
+            input type="hidden" name="action" value=(action);
+            input type="text" name="title" placeholder={ "Untitled " (a.noun_phrase) } aria-label={ "Title of the new " (a.noun_phrase) } maxlength="200";
+            button type="submit" { (a.title) }
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Grains over real HTTP: create from an app, list, rename, trash, restore, delete; another
+//! user's grain is indistinguishable from a missing one and cannot be touched.
+
+mod common;
+mod server;
+
+use server::{Client, TestServer};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+fn admin(s: &TestServer, name: &str) -> Client {
+    let mut c = Client::new(s);
+    let url = s.admin_token();
+    let csrf = c.get(&url).hidden("csrf");
+    let pw = "correct horse battery";
+    let r = c.post(&url, &[("csrf", &csrf), ("username", name), ("display_name", name), ("password", pw), ("password2", pw)]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    c
+}
+
+/// Installs a minimal app through the upload route; returns its package id.
+fn install_app(s: &TestServer, c: &mut Client) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let keyring = dir.path().join("keyring");
+    let app_id = common::granary_ok(&keyring, &["keygen"]).trim().to_owned();
+    fs::create_dir_all(dir.path().join("src")).unwrap();
+    fs::write(dir.path().join("src/run"), b"x").unwrap();
+    fs::set_permissions(dir.path().join("src/run"), fs::Permissions::from_mode(0o755)).unwrap();
+    common::write_toml(dir.path(), &app_id);
+    let gpk = dir.path().join("app.gpk");
+    common::granary_ok(&keyring, &["pack", dir.path().to_str().unwrap(), "-o", gpk.to_str().unwrap()]);
+    let csrf = c.get("/apps").hidden_attr("data-csrf");
+    let r = c.upload("/apps/upload", &fs::read(&gpk).unwrap(), &csrf);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let _ = s;
+    serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["package_id"].as_str().unwrap().to_owned()
+}
+
+fn grain_dirs(s: &TestServer) -> Vec<String> {
+    match fs::read_dir(s.data.path().join("grains")) {
+        Ok(d) => d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[test]
+fn a_grain_is_created_renamed_trashed_restored_and_deleted() {
+    let s = TestServer::start();
+    let mut c = admin(&s, "ann");
+    let pkg = install_app(&s, &mut c);
+    assert!(c.get("/").body.contains("No grains yet"));
+
+    let details = c.get(&format!("/apps/{pkg}"));
+    assert!(details.body.contains("New thing"), "the action button is on the app page");
+    let csrf = details.hidden("csrf");
+    let r = c.post("/grains", &[("csrf", &csrf), ("package_id", &pkg), ("action", "0"), ("title", "")]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let url = r.location();
+    let id = url.strip_prefix("/grains/").unwrap().to_owned();
+    assert_eq!(id.len(), 24);
+    assert_eq!(grain_dirs(&s), std::slice::from_ref(&id));
+    let var = s.data.path().join("grains").join(&id).join("var");
+    assert!(var.is_dir());
+    let page = c.get(&url);
+    assert!(page.body.contains("Untitled thing"), "{}", page.body);
+    assert!(c.get("/").body.contains("Untitled thing"));
+
+    let r = c.post(&format!("{url}/rename"), &[("csrf", &csrf), ("title", "  Shopping list ")]);
+    assert_eq!(r.status, 303);
+    assert!(c.get("/").body.contains("Shopping list"));
+    let r = c.post(&format!("{url}/rename"), &[("csrf", &csrf), ("title", "   ")]);
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("1 to 200 characters"));
+    // Deleting needs the trash first.
+    let r = c.post(&format!("{url}/delete"), &[("csrf", &csrf)]);
+    assert_eq!(r.status, 400);
+    assert!(var.is_dir());
+
+    c.post(&format!("{url}/trash"), &[("csrf", &csrf)]);
+    let home = c.get("/");
+    assert!(home.body.contains("Trash") && home.body.contains("No grains yet"), "{}", home.body);
+    assert!(c.get(&url).body.contains("in the trash"));
+    c.post(&format!("{url}/restore"), &[("csrf", &csrf)]);
+    assert!(!c.get("/").body.contains("No grains yet"));
+    c.post(&format!("{url}/trash"), &[("csrf", &csrf)]);
+    let r = c.post(&format!("{url}/delete"), &[("csrf", &csrf)]);
+    assert_eq!((r.status, r.location()), (303, "/".to_owned()));
+    assert!(grain_dirs(&s).is_empty(), "storage removed: {:?}", grain_dirs(&s));
+    assert_eq!(c.get(&url).status, 404);
+}
+
+#[test]
+fn another_users_grain_is_not_found_and_untouched() {
+    let s = TestServer::start();
+    let mut ann = admin(&s, "ann");
+    let pkg = install_app(&s, &mut ann);
+    let csrf = ann.get(&format!("/apps/{pkg}")).hidden("csrf");
+    let url = ann.post("/grains", &[("csrf", &csrf), ("package_id", &pkg), ("action", "0"), ("title", "Private")]).location();
+    ann.post(&format!("{url}/trash"), &[("csrf", &csrf)]);
+
+    let mut bob = admin(&s, "bob");
+    let missing = bob.get("/grains/000000000000000000000000");
+    let theirs = bob.get(&url);
+    assert_eq!((theirs.status, missing.status), (404, 404));
+    assert_eq!(theirs.body, missing.body, "someone else's grain looks exactly like a missing one");
+    assert!(!bob.get("/").body.contains("Private"));
+    let bob_csrf = bob.get("/").hidden("csrf");
+    for action in ["rename", "restore", "delete"] {
+        let r = bob.post(&format!("{url}/{action}"), &[("csrf", &bob_csrf), ("title", "Mine now")]);
+        assert_eq!(r.status, 404, "{action}");
+    }
+    // Ann's CSRF token does not work in Bob's session, and no session gets a login redirect.
+    assert_eq!(bob.post(&format!("{url}/delete"), &[("csrf", &csrf)]).status, 403);
+    assert_eq!(Client::new(&s).post(&format!("{url}/delete"), &[("csrf", &csrf)]).location(), "/login");
+    let home = ann.get("/");
+    assert!(home.body.contains("Private"), "the grain is unchanged");
+    assert_eq!(grain_dirs(&s).len(), 1);
+    // Unknown actions and packages.
+    assert_eq!(ann.post("/grains", &[("csrf", &csrf), ("package_id", &pkg), ("action", "7")]).status, 400);
+    assert_eq!(ann.post("/grains", &[("csrf", &csrf), ("package_id", "nope"), ("action", "0")]).status, 404);
+}
