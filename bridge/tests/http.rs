@@ -103,7 +103,7 @@ fn range_etag_cookies_redirects_and_statuses_pass_through() {
         let s = h.session(&ALICE).await;
         let r = call(&s, "GET", "/range", &[("Range", b"bytes=10-19")], Body::None).await;
         assert_eq!((r.status, r.header("content-range").as_deref()), (206, Some("bytes 10-19/1000")));
-        assert_eq!(r.body, (10..20).map(common::pattern).collect::<Vec<_>>());
+        assert_eq!(r.body, common::pattern_slice(10, 10));
         assert_eq!(r.header("content-length"), None, "the body union carries the length");
 
         let r = call(&s, "GET", "/etag", &[], Body::None).await;
@@ -192,7 +192,7 @@ fn a_body_cut_short_by_the_app_is_never_completed() {
         let r = call(&s, "GET", "/download?n=1000000&die_at=300000", &[], Body::None).await;
         assert_eq!((r.status, r.kind.as_str()), (200, "streamed(1000000)"));
         assert!(!r.completed, "done() was called on a truncated body");
-        assert!(r.streamed.0 < 1_000_000 && r.streamed.2 == 0, "{:?}", r.streamed);
+        assert!(r.streamed.0 < 1_000_000 && r.streamed.1 == 0, "{:?}", r.streamed);
         assert_eq!(call(&s, "GET", "/echo", &[], Body::None).await.status, 200);
     });
 }
