@@ -78,7 +78,14 @@ impl session_context::Server for NoContext {}
 
 impl Harness {
     pub async fn session(&self, user: &User<'_>) -> web_session::Client {
-        let mut req = self.main_view.new_session_request();
+        new_session(&self.main_view, user).await
+    }
+}
+
+/// Opens a session on `main_view` as the supervisor would.
+pub async fn new_session(main_view: &main_view::Client, user: &User<'_>) -> web_session::Client {
+    {
+        let mut req = main_view.new_session_request();
         req.get().set_context(capnp_rpc::new_client(NoContext));
         let mut p = req.get().init_params();
         let mut u = p.reborrow().init_user();
