@@ -24,6 +24,8 @@ use hyper::{Request, Response, StatusCode};
 use smol_hyper::rt::FuturesIo;
 
 pub type AppBody = UnsyncBoxBody<Bytes, io::Error>;
+/// A request's header fields as (lowercase name, raw value).
+pub type Headers = Vec<(String, Vec<u8>)>;
 
 /// The byte at offset `i` of every generated body.
 pub fn pattern(i: u64) -> u8 {
@@ -45,7 +47,7 @@ pub struct TestApp {
     /// Requests that reached the app (WebSocket upgrades included).
     pub hits: Cell<u64>,
     /// Header lists of every request, in order.
-    pub seen: RefCell<Vec<Vec<(String, Vec<u8>)>>>,
+    pub seen: RefCell<Vec<Headers>>,
     tasks: RefCell<Vec<Task<()>>>,
 }
 
@@ -99,7 +101,7 @@ impl TestApp {
         panic!("port {} never became free", self.addr);
     }
 
-    pub fn last_headers(&self) -> Vec<(String, Vec<u8>)> {
+    pub fn last_headers(&self) -> Headers {
         self.seen.borrow().last().cloned().unwrap_or_default()
     }
 
@@ -220,10 +222,8 @@ impl TestApp {
                 let mut ws = WebSocketStream::from_raw_socket(UpgradedIo(upgraded), Role::Server, None).await;
                 while let Some(Ok(msg)) = ws.next().await {
                     match msg {
-                        Message::Text(_) | Message::Binary(_) => {
-                            if ws.send(msg).await.is_err() {
-                                return;
-                            }
+                        echo @ (Message::Text(_) | Message::Binary(_)) => {
+                            let Ok(()) = ws.send(echo).await else { return };
                         }
                         Message::Close(_) => {
                             // tungstenite answers the close; drain until it is flushed.
