@@ -25,6 +25,8 @@ pub const SUPERVISOR_FD: RawFd = 3;
 pub enum ServeError {
     #[error("fd {SUPERVISOR_FD} is not open: granary-bridge must be started by the grain supervisor")]
     NoSupervisor,
+    #[error("fd {SUPERVISOR_FD} is not a socket: granary-bridge must be started by the grain supervisor")]
+    NotASocket,
     #[error("fd {SUPERVISOR_FD}: {0}")]
     Fd(std::io::Error),
     #[error(transparent)]
@@ -47,6 +49,11 @@ fn take_fd3() -> Result<UnixStream, ServeError> {
     let flags = unsafe { libc::fcntl(SUPERVISOR_FD, libc::F_GETFD) };
     if flags < 0 {
         return Err(ServeError::NoSupervisor);
+    }
+    // SAFETY: fstat writes only into the zeroed struct we own.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(SUPERVISOR_FD, &mut st) } < 0 || st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return Err(ServeError::NotASocket);
     }
     // The app must not inherit the supervisor's channel.
     // SAFETY: as above.

@@ -127,6 +127,16 @@ fn startup_errors_are_clear_in_the_grain_log() {
     assert_eq!(code, 1);
     assert!(err.contains("fd 3 is not open"), "{err}");
 
+    let mut child = Command::new(env!("CARGO_BIN_EXE_granary-bridge"));
+    child.args(["--port", &port, "--", "true"]).stderr(Stdio::piped()).stdout(Stdio::null());
+    // SAFETY: only dup2 between fork and exec.
+    unsafe {
+        child.pre_exec(|| if libc::dup2(0, 3) < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) });
+    }
+    let (code, err) = finish(child.stdin(Stdio::null()).spawn().unwrap());
+    assert_eq!(code, 1);
+    assert!(err.contains("fd 3 is not a socket"), "{err}");
+
     let (child, _ours) = bridge(&["--port", &port], true);
     let (code, err) = finish(child);
     assert_eq!(code, 2);
