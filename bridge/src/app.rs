@@ -15,8 +15,8 @@ const POLL: Duration = Duration::from_millis(20);
 /// The app could not be started or never became reachable.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
-    #[error("cannot start the app `{command}`: {source}")]
-    Spawn { command: String, source: std::io::Error },
+    #[error("cannot start the app `{command}`: {error}")]
+    Spawn { command: String, error: std::io::Error },
     #[error("the app exited ({status}) before accepting connections on {addr}")]
     ExitedEarly { status: String, addr: SocketAddr },
     #[error(
@@ -42,12 +42,12 @@ impl App {
         let (program, args) = config
             .command
             .split_first()
-            .ok_or_else(|| LaunchError::Spawn { command: command.clone(), source: std::io::ErrorKind::InvalidInput.into() })?;
+            .ok_or_else(|| LaunchError::Spawn { command: command.clone(), error: std::io::ErrorKind::InvalidInput.into() })?;
         let mut child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
             .spawn()
-            .map_err(|source| LaunchError::Spawn { command, source })?;
+            .map_err(|error| LaunchError::Spawn { command, error })?;
         let pid = child.id();
         let (tx, exited) = oneshot::channel();
         std::thread::spawn(move || {

@@ -18,8 +18,8 @@ use crate::limits::{MAX_HEADER_COUNT, MAX_HEADER_TOTAL, MAX_PATH, POOL_IDLE};
 /// Why the app gave no response.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("cannot connect to the app on {addr}: {source}")]
-    Connect { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot connect to the app on {addr}: {error}")]
+    Connect { addr: SocketAddr, error: std::io::Error },
     #[error("HTTP handshake with the app failed: {0}")]
     Handshake(hyper::Error),
     #[error("the app failed before completing its response headers: {0}")]
@@ -51,7 +51,7 @@ impl AppClient {
 
     /// Opens a TCP connection to the app.
     pub async fn connect_tcp(&self) -> Result<Async<TcpStream>, AppError> {
-        let tcp = Async::<TcpStream>::connect(self.addr).await.map_err(|source| AppError::Connect { addr: self.addr, source })?;
+        let tcp = Async::<TcpStream>::connect(self.addr).await.map_err(|error| AppError::Connect { addr: self.addr, error })?;
         let _ = tcp.get_ref().set_nodelay(true);
         Ok(tcp)
     }

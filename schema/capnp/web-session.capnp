@@ -27,9 +27,9 @@ interface WebSession {
   # One HTTP exchange.
   #
   # Request body: with `request.body.streamed`, the callee makes `requestBody` available
-  # through promise pipelining before the call returns (it calls `setPipeline` as soon as the
-  # call starts), so the caller writes the body to `requestBody` while waiting for the
-  # response; request and response bodies may flow at the same time (full duplex). The caller
+  # through promise pipelining before the call returns (it calls `setPipeline` once it has
+  # accepted the request, before contacting the app), so the caller writes the body to
+  # `requestBody` while waiting for the response; request and response bodies may flow at the same time (full duplex). The caller
   # ends the body with `done()`; dropping `requestBody` without `done()`, or writing a number of
   # bytes different from a declared length, aborts the exchange: the app sees the request cut
   # short, never a complete one. `requestBody` is null for `none`/`inline` bodies and when the
