@@ -210,3 +210,51 @@ fn a_request_body_cut_short_by_the_caller_never_reaches_the_app_complete() {
         assert!(r.text().starts_with("bytes=200000 ") && r.text().ends_with(" mismatches=0"), "{r:?}");
     });
 }
+
+#[test]
+fn request_and_response_bodies_flow_at_the_same_time() {
+    run(|_| {}, |h| async move {
+        let s = h.session(&ALICE).await;
+        let total = 8 << 20;
+        let r = call(&s, "POST", "/echo-stream", &[], Body::Streamed { total, chunk: 65536, declared: total }).await;
+        assert_eq!((r.status, r.kind.as_str()), (200, "streamed(8388608)"));
+        assert!(r.completed);
+        assert_eq!(r.streamed, (total, 0));
+        assert!(r.received_while_sending > 0, "the response only started after the whole request body");
+    });
+}
+
+#[test]
+fn oversized_response_headers_give_502() {
+    run(|_| {}, |h| async move {
+        let s = h.session(&ALICE).await;
+        for query in ["many", "big"] {
+            let r = call(&s, "GET", &format!("/big-headers?{query}"), &[], Body::None).await;
+            assert_eq!(r.status, 502, "{query}: {r:?}");
+        }
+        assert_eq!(call(&s, "GET", "/echo", &[], Body::None).await.status, 200);
+    });
+}
+
+#[test]
+fn concurrent_requests_each_get_a_connection_and_the_pool_keeps_eight() {
+    run(|_| {}, |h| async move {
+        let s = h.session(&ALICE).await;
+        let calls = (0..20).map(|i| {
+            let s = s.clone();
+            async move { call(&s, "GET", &format!("/echo?i={i}"), &[], Body::None).await }
+        });
+        let replies = futures::future::join_all(calls).await;
+        for (i, r) in replies.iter().enumerate() {
+            assert!(r.text().starts_with(&format!("GET /echo?i={i} ")), "{r:?}");
+        }
+        // Idle connections return to the pool in a background task once their body is read.
+        for _ in 0..100 {
+            if h.bridge.app.idle_connections() == 8 {
+                break;
+            }
+            async_io::Timer::after(std::time::Duration::from_millis(5)).await;
+        }
+        assert_eq!(h.bridge.app.idle_connections(), 8);
+    });
+}

@@ -111,3 +111,16 @@ fn a_refused_websocket_returns_the_apps_response_and_no_peer() {
         }
     });
 }
+
+#[test]
+fn the_app_closing_first_reaches_the_client() {
+    run(|_| {}, |h| async move {
+        let s = h.session(&ALICE).await;
+        let (tx, mut rx) = mpsc::unbounded();
+        let server = open(&s, "GET", "/ws?close=4002", &[], tx).await.server.unwrap();
+        assert_eq!(rx.next().await, Some(WsEvent::Close(4002, "server bye".into())));
+        let mut close = server.close_request();
+        close.get().set_code(4002);
+        close.send().promise.await.expect("answering the app's close");
+    });
+}

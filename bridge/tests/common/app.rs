@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use async_executor::{LocalExecutor, Task};
 use async_io::Async;
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
-use async_tungstenite::tungstenite::protocol::Role;
+use async_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::WebSocketStream;
 use futures::StreamExt;
@@ -195,7 +195,19 @@ impl TestApp {
                 header("cookie").unwrap_or_default().into_bytes(),
             ),
             "/redirect" => respond(302, &[("location", "/echo?from=redirect".into())], Vec::new()),
-            "/ws" => self.websocket(req),
+            "/ws" => self.websocket(req, query.strip_prefix("close=").map(|c| c.parse().unwrap())),
+            "/echo-stream" => {
+                // Full duplex: the response streams the request body back while it arrives.
+                Response::new(req.into_body().map_err(io::Error::other).boxed_unsync())
+            }
+            "/big-headers" => {
+                let many: Vec<(String, String)> = match query.as_str() {
+                    "many" => (0..101).map(|i| (format!("x-h{i}"), "v".to_string())).collect(),
+                    _ => vec![("x-big".into(), "a".repeat(17 * 1024))],
+                };
+                let refs: Vec<(&str, String)> = many.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
+                respond(200, &refs, b"unreachable".to_vec())
+            }
             "/die" => {
                 self.crash();
                 futures::future::pending().await
@@ -208,7 +220,8 @@ impl TestApp {
         }
     }
 
-    fn websocket(&self, mut req: Request<Incoming>) -> Response<AppBody> {
+    /// Echoes text and binary messages; with `close`, closes with that code right away.
+    fn websocket(&self, mut req: Request<Incoming>, close: Option<u16>) -> Response<AppBody> {
         let Some(key) = req.headers().get("sec-websocket-key") else { return respond(400, &[], b"not a websocket".to_vec()) };
         let accept = derive_accept_key(key.as_bytes());
         let protocol = req
@@ -220,6 +233,10 @@ impl TestApp {
             .spawn(async move {
                 let Ok(upgraded) = upgrade.await else { return };
                 let mut ws = WebSocketStream::from_raw_socket(UpgradedIo(upgraded), Role::Server, None).await;
+                if let Some(code) = close {
+                    let frame = CloseFrame { code: code.into(), reason: "server bye".into() };
+                    let _ = ws.close(Some(frame)).await;
+                }
                 while let Some(Ok(msg)) = ws.next().await {
                     match msg {
                         echo @ (Message::Text(_) | Message::Binary(_)) => {

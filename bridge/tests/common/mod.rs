@@ -122,6 +122,8 @@ pub struct Reply {
     pub completed: bool,
     /// For streamed bodies: bytes received, and writes that did not match `pattern`.
     pub streamed: (u64, u64),
+    /// Response body bytes that had arrived when the last request body write was acknowledged.
+    pub received_while_sending: u64,
 }
 
 impl Reply {
@@ -194,6 +196,7 @@ pub async fn call(session: &web_session::Client, method: &str, path: &str, heade
         }
     }
     let promise = req.send();
+    let mut received_while_sending = 0;
     if let Body::Streamed { total, chunk, .. } = body {
         let sink = promise.pipeline.get_request_body();
         let mut off = 0u64;
@@ -209,6 +212,7 @@ pub async fn call(session: &web_session::Client, method: &str, path: &str, heade
             }
             off += len;
         }
+        received_while_sending = state.n.get();
         if !failed {
             let _ = sink.done_request().send().promise.await;
         }
@@ -227,6 +231,7 @@ pub async fn call(session: &web_session::Client, method: &str, path: &str, heade
         kind: String::new(),
         completed: false,
         streamed: (0, 0),
+        received_while_sending,
     };
     match r.get_body().which().unwrap() {
         response::body::None(()) => reply.kind = "none".into(),
