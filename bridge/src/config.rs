@@ -118,7 +118,8 @@ impl BridgeConfig {
                 "--identity-header" => {
                     let v = value()?;
                     let parsed = v.split_once('=').and_then(|(h, f)| {
-                        Some((HeaderName::from_bytes(h.as_bytes()).ok()?, IdentityField::parse(f)?))
+                        let name = HeaderName::from_bytes(h.as_bytes()).ok().filter(|n| !crate::headers::is_reserved(n))?;
+                        Some((name, IdentityField::parse(f)?))
                     });
                     c.identity_headers.push(parsed.ok_or(ConfigError::Invalid { flag, value: v })?);
                 }
@@ -200,5 +201,11 @@ mod tests {
             "invalid value `X-User=email` for `--identity-header`"
         );
         assert_eq!(err(&["--port", "1", "--api-path", "api", "--", "x"]), "invalid value `api` for `--api-path`");
+        for reserved in ["X-Granary-User-Id=handle", "Host=handle", "X-Forwarded-Proto=user-id", "Connection=handle"] {
+            assert_eq!(
+                err(&["--port", "1", "--identity-header", reserved, "--", "x"]),
+                format!("invalid value `{reserved}` for `--identity-header`")
+            );
+        }
     }
 }

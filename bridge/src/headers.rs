@@ -41,6 +41,13 @@ const REPLACED: &[&str] = &[
 /// send, set only by the bridge.
 pub const PLATFORM_PREFIX: &str = "x-granary-";
 
+/// Whether the bridge manages `name` itself (hop-by-hop, framing, origin or platform headers),
+/// so it cannot be configured as a conventional identity header.
+pub fn is_reserved(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    HOP_BY_HOP.contains(&n) || REPLACED.contains(&n) || n.starts_with(PLATFORM_PREFIX)
+}
+
 /// Why a request is answered by the bridge instead of the app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reject {

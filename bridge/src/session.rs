@@ -54,6 +54,10 @@ impl WebSessionImpl {
         if !path.starts_with('/') {
             return Err(bad("the path must start with /"));
         }
+        if self.headers.api && has_dot_segment(path) {
+            // `/api/../admin` would leave the API prefix once the app normalises the path.
+            return Err(bad("an API path may not contain . or .. segments"));
+        }
         let full = if self.headers.api { format!("{}{path}", self.bridge.config.api_path) } else { path.to_string() };
         let uri: Uri = full.parse().map_err(|_| bad("invalid path"))?;
         if uri.scheme().is_some() {
@@ -188,6 +192,14 @@ impl web_session::Server for WebSessionImpl {
     }
 }
 
+/// Whether the path part has a `.` or `..` segment once percent-encoded dots and (back)slashes
+/// are decoded (`/a/%2e%2e/b`, `/a%2f..`); other encoded slashes (`group%2Fproject`) are fine.
+fn has_dot_segment(path: &str) -> bool {
+    let path = path.split(['?', '#']).next().unwrap_or_default().to_ascii_lowercase();
+    let path = path.replace("%2f", "/").replace("%5c", "/").replace('\\', "/").replace("%2e", ".");
+    path.split('/').any(|seg| seg == "." || seg == "..")
+}
+
 /// Writes status and headers into a `Response`.
 pub(crate) fn write_head(mut r: response::Builder<'_>, status: u16, headers: &[(&HeaderName, &HeaderValue)]) {
     r.set_status(status);
@@ -204,4 +216,19 @@ pub(crate) fn refuse(mut r: response::Builder<'_>, status: u16, why: &str) {
     let ct = (&hyper::header::CONTENT_TYPE, &HeaderValue::from_static("text/plain; charset=utf-8"));
     write_head(r.reborrow(), status, &[(ct.0, ct.1)]);
     r.init_body().set_inline(format!("granary-bridge: {why}\n").as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_dot_segment;
+
+    #[test]
+    fn dot_segments_are_found_however_they_are_spelled() {
+        for p in ["/..", "/a/../b", "/./a", "/a/%2e%2E/b", "/a/.%2e", "/a%2f..", "/a\\..\\b", "/x/%5c.."] {
+            assert!(has_dot_segment(p), "{p}");
+        }
+        for p in ["/", "/a/b", "/a/..b/c", "/.well-known/x", "/a?x=/../", "/a/...", "/file.txt", "/projects/group%2Fproject"] {
+            assert!(!has_dot_segment(p), "{p}");
+        }
+    }
 }

@@ -140,7 +140,9 @@ async fn pump_to_client(mut stream: WebSocketReceiver<Async<TcpStream>>, client:
         match msg {
             Message::Text(t) => m.set_text(t.as_str()),
             Message::Binary(b) => m.set_binary(&b),
-            Message::Ping(b) => m.set_ping(&b),
+            // The app's pings are answered by the bridge (tungstenite) and not forwarded: they
+            // keep the bridge-app hop alive, and forwarding would make the app get two pongs.
+            Message::Ping(_) => continue,
             Message::Pong(b) => m.set_pong(&b),
             Message::Close(_) | Message::Frame(_) => continue,
         }

@@ -94,6 +94,11 @@ fn api_sessions_get_the_api_path_prefix() {
         let r = call(&s, "GET", "/echo", &[], Body::None).await;
         assert!(r.text().starts_with("GET /api/echo body=0\n"), "{}", r.text());
         assert!(r.text().contains("x-granary-session-type: api\n"));
+        for escape in ["/../echo", "/a/%2e%2e/echo", "/a%2F..%2Fecho"] {
+            let r = call(&s, "GET", escape, &[], Body::None).await;
+            assert_eq!(r.status, 400, "{escape} may leave the API path: {r:?}");
+        }
+        assert_eq!(h.app.hits.get(), 1);
     });
 }
 

@@ -131,7 +131,9 @@ interface WebSocketPeer {
       text @0 :Text;
       binary @1 :Data;
       ping @2 :Data;
-      # At most 125 bytes. The receiving end answers with a pong of the same data.
+      # At most 125 bytes. The receiving end answers with a pong of the same data (the bridge
+      # forwards the caller's pings to the app, whose pong comes back; it answers the app's
+      # own pings itself, keep-alive being per hop).
       pong @3 :Data;
       # At most 125 bytes.
     }
