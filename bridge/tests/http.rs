@@ -43,6 +43,12 @@ fn identity_headers_are_set_and_client_copies_stripped() {
             ("Accept", b"application/json;q=0.9, text/html"),
             ("If-None-Match", b"\"abc\""),
             ("X-Custom-Latin1", b"caf\xe9"),
+            ("If-Modified-Since", b"Sat, 29 Oct 1994 19:43:31 GMT"),
+            ("Destination", b"https://g-abc.example.org/b.ics"),
+            ("Overwrite", b"F"),
+            ("Lock-Token", b"<urn:uuid:e71d4fae>"),
+            ("Authorization", b"Basic YWxpY2U6cHc="),
+            ("Origin", b"https://g-abc.example.org"),
         ];
         let s = h.session(&ALICE).await;
         let r = call(&s, "GET", "/echo", spoofed, Body::None).await;
@@ -70,7 +76,10 @@ fn identity_headers_are_set_and_client_copies_stripped() {
         for gone in ["x-granary-anything", "x-forwarded-for", "x-hop", "transfer-encoding"] {
             assert!(values(gone).is_empty(), "{gone} reached the app: {got:?}");
         }
-        for kept in ["x-requested-with", "x-csrf-token", "accept", "if-none-match"] {
+        for kept in [
+            "x-requested-with", "x-csrf-token", "accept", "if-none-match", "if-modified-since", "destination", "overwrite",
+            "lock-token", "authorization", "origin",
+        ] {
             assert_eq!(values(kept).len(), 1, "{kept} did not reach the app");
         }
         assert_eq!(values("x-custom-latin1"), [b"caf\xe9".to_vec()], "non-UTF-8 values pass as bytes");
