@@ -139,10 +139,12 @@ impl byte_stream::Server for RequestBodySink {
         if let Some(e) = self.state.expected.filter(|e| *e != self.received.get()) {
             return Err(self.fail(format!("the body ended after {} of {e} declared bytes", self.received.get())));
         }
-        if self.tx.borrow_mut().take().is_none() {
+        let Some(tx) = self.tx.borrow_mut().take() else {
             return Err(capnp::Error::failed("the request body is already finished".into()));
-        }
+        };
+        // Mark the end as clean before closing the channel the app's connection reads.
         self.state.done.set(true);
+        drop(tx);
         Ok(())
     }
 
