@@ -12,8 +12,8 @@
 //! it strips protect the *app* from spoofing by browsers; they protect nothing from the app,
 //! which could replace the bridge. Every check that matters to the platform (who may open a
 //! session, which permissions it has, which response headers reach the browser) happens in
-//! the supervisor or the gateway. The bridge never holds platform credentials and never sees
-//! the platform's cookies or tokens (the gateway strips them before a request reaches a grain).
+//! the supervisor or the gateway. It must never be given platform credentials: the gateway
+//! strips the platform's cookies and tokens before a request reaches a grain.
 
 use std::rc::Rc;
 
