@@ -1,10 +1,52 @@
-//! Runs inside the sandbox, in the untrusted zone: turns WebSession calls from the supervisor
-//! into HTTP requests to the app on 127.0.0.1, and offers the app a local API and HTTP proxy for
-//! the capabilities its grain holds.
+//! `granary-bridge`: runs **inside the sandbox, in the untrusted zone**, as the process the
+//! supervisor starts for an HTTP app. It starts the app's own command, waits for it to listen
+//! on 127.0.0.1, and serves the platform's `MainView` on fd 3: each `newSession` returns a
+//! `WebSession` bound to that session's identity, whose calls it turns into HTTP/1.1 requests
+//! to the app (a small keep-alive pool, bodies streamed both ways with flow control) and back.
+//! WebSockets are carried as whole messages. SPEC.md, "HTTP into a grain", is the contract.
 //!
-//! May touch: the loopback interface inside its grain and fd 3. Everything it receives from the
-//! app is untrusted.
-//! Must never: be trusted by the platform for authorization. It can only forward what its grain
-//! already holds; any check that matters happens in the supervisor or the server.
+//! May: talk to the app on 127.0.0.1 inside its own network namespace, and to the supervisor
+//! on fd 3; start the app as its child; write diagnostics to stderr (the grain log).
 //!
-//! Status: specified by the "HTTP path" issue and not built yet.
+//! Must never: be trusted by the platform. The identity headers it sets and the client copies
+//! it strips protect the *app* from spoofing by browsers; they protect nothing from the app,
+//! which could replace the bridge. Every check that matters to the platform (who may open a
+//! session, which permissions it has, which response headers reach the browser) happens in
+//! the supervisor or the gateway. It must never be given platform credentials: the gateway
+//! strips the platform's cookies and tokens before a request reaches a grain.
+
+use std::rc::Rc;
+
+use async_executor::LocalExecutor;
+
+pub mod app;
+pub mod body;
+pub mod config;
+pub mod headers;
+pub mod limits;
+pub mod main_view;
+pub mod pool;
+pub mod serve;
+pub mod session;
+mod websocket;
+
+pub use config::BridgeConfig;
+pub use main_view::MainViewImpl;
+pub use session::WebSessionImpl;
+
+/// What every session of one bridge shares: the config and the connections to the app.
+pub struct Bridge {
+    /// The bridge's configuration.
+    pub config: BridgeConfig,
+    /// The app's HTTP endpoint.
+    pub app: Rc<pool::AppClient>,
+}
+
+impl Bridge {
+    /// A bridge to the app on `config.port`; background tasks (connections, response bodies,
+    /// WebSocket pumps) run on `executor`, which must be driven for as long as the bridge is used.
+    pub fn new(config: BridgeConfig, executor: Rc<LocalExecutor<'static>>) -> Self {
+        let app = Rc::new(pool::AppClient::new(config.port, executor));
+        Self { config, app }
+    }
+}

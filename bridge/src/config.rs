@@ -1,0 +1,211 @@
+//! What the bridge is told at startup: its command line (`granary-bridge --help`).
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use hyper::header::HeaderName;
+
+use crate::limits::DEFAULT_MAX_REQUEST_BODY;
+
+/// The usage text, printed for `--help` and after a command-line error.
+pub const USAGE: &str = "\
+usage: granary-bridge --port PORT [--api-path PATH] [--permission NAME]...
+                      [--identity-header HEADER=FIELD]... [--startup-timeout SECONDS]
+                      [--max-request-body BYTES] -- COMMAND [ARG]...
+
+Runs COMMAND (the app) and serves its HTTP on 127.0.0.1:PORT to the platform as the grain's
+MainView on fd 3. --permission gives the manifest's permission names in manifest order.
+--identity-header fills a conventional reverse-proxy header; FIELD is one of user-id, handle,
+display-name, permissions.";
+
+/// A piece of the session's identity that a conventional reverse-proxy header can carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdentityField {
+    /// `UserInfo.id`; absent for anonymous users.
+    UserId,
+    /// `UserInfo.handle`; absent for anonymous users.
+    Handle,
+    /// `UserInfo.displayName`, percent-encoded; absent for anonymous users.
+    DisplayName,
+    /// Comma-separated granted permission names; always present (may be empty).
+    Permissions,
+}
+
+impl IdentityField {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "user-id" => Self::UserId,
+            "handle" => Self::Handle,
+            "display-name" => Self::DisplayName,
+            "permissions" => Self::Permissions,
+            _ => return None,
+        })
+    }
+}
+
+/// Everything the bridge needs to know about the app.
+#[derive(Clone, Debug)]
+pub struct BridgeConfig {
+    /// The app listens on `127.0.0.1:port`.
+    pub port: u16,
+    /// Prefix put before the path of API sessions (`""` = none).
+    pub api_path: String,
+    /// Permission names, indexed like `SessionParams.permissions`.
+    pub permissions: Vec<String>,
+    /// Conventional headers to fill, e.g. `X-Remote-User` ← handle.
+    pub identity_headers: Vec<(HeaderName, IdentityField)>,
+    /// How long to wait for the app's port before giving up.
+    pub startup_timeout: Duration,
+    /// Largest request body forwarded to the app.
+    pub max_request_body: u64,
+    /// The app's argv.
+    pub command: Vec<OsString>,
+}
+
+impl BridgeConfig {
+    /// A config for an app on `port` with no permissions, identity headers or command.
+    pub fn new(port: u16) -> Self {
+        Self {
+            port,
+            api_path: String::new(),
+            permissions: Vec::new(),
+            identity_headers: Vec::new(),
+            startup_timeout: Duration::from_secs(60),
+            max_request_body: DEFAULT_MAX_REQUEST_BODY,
+            command: Vec::new(),
+        }
+    }
+
+    /// Parses the arguments after argv\[0\].
+    pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Self, ConfigError> {
+        let mut args = args.into_iter();
+        let mut port = None;
+        let mut c = Self::new(0);
+        let mut timeout_secs = 60.0f64;
+        while let Some(arg) = args.next() {
+            let arg = arg.into_string().map_err(|a| ConfigError::NotUtf8(a.to_string_lossy().into()))?;
+            if arg == "--" {
+                c.command = args.by_ref().collect();
+                break;
+            }
+            let (flag, inline) = match arg.split_once('=') {
+                Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+                _ => (arg.clone(), None),
+            };
+            let mut value = || -> Result<String, ConfigError> {
+                match inline.clone() {
+                    Some(v) => Ok(v),
+                    None => args
+                        .next()
+                        .ok_or_else(|| ConfigError::MissingValue(flag.clone()))?
+                        .into_string()
+                        .map_err(|a| ConfigError::NotUtf8(a.to_string_lossy().into())),
+                }
+            };
+            match flag.as_str() {
+                "--port" => {
+                    let v = value()?;
+                    port = Some(v.parse().ok().filter(|p| *p != 0).ok_or(ConfigError::Invalid { flag, value: v })?);
+                }
+                "--api-path" => {
+                    let v = value()?;
+                    if !(v.is_empty() || v.starts_with('/')) || v.ends_with('/') {
+                        return Err(ConfigError::Invalid { flag, value: v });
+                    }
+                    c.api_path = v;
+                }
+                "--permission" => c.permissions.push(value()?),
+                "--identity-header" => {
+                    let v = value()?;
+                    let parsed = v.split_once('=').and_then(|(h, f)| {
+                        let name = HeaderName::from_bytes(h.as_bytes()).ok().filter(|n| !crate::headers::is_reserved(n))?;
+                        Some((name, IdentityField::parse(f)?))
+                    });
+                    c.identity_headers.push(parsed.ok_or(ConfigError::Invalid { flag, value: v })?);
+                }
+                "--startup-timeout" => {
+                    let v = value()?;
+                    timeout_secs = v
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|s| s.is_finite() && *s > 0.0)
+                        .ok_or(ConfigError::Invalid { flag, value: v })?;
+                }
+                "--max-request-body" => {
+                    let v = value()?;
+                    c.max_request_body = v.parse().map_err(|_| ConfigError::Invalid { flag, value: v })?;
+                }
+                _ => return Err(ConfigError::Unknown(arg)),
+            }
+        }
+        c.port = port.ok_or(ConfigError::MissingPort)?;
+        if c.command.is_empty() {
+            return Err(ConfigError::MissingCommand);
+        }
+        c.startup_timeout = Duration::from_secs_f64(timeout_secs);
+        Ok(c)
+    }
+}
+
+/// A command line the bridge cannot run with.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown argument `{0}`")]
+    Unknown(String),
+    #[error("`{0}` needs a value")]
+    MissingValue(String),
+    #[error("invalid value `{value}` for `{flag}`")]
+    Invalid { flag: String, value: String },
+    #[error("argument `{0}` is not UTF-8")]
+    NotUtf8(String),
+    #[error("`--port` is required")]
+    MissingPort,
+    #[error("the app's command is missing after `--`")]
+    MissingCommand,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &[&str]) -> Vec<OsString> {
+        s.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn parses_a_full_command_line() {
+        let c = BridgeConfig::from_args(args(&[
+            "--port", "8000", "--api-path=/api", "--permission", "read", "--permission", "write",
+            "--identity-header", "X-Remote-User=handle", "--startup-timeout", "2.5", "--",
+            "/app/server", "--port", "8000",
+        ]))
+        .unwrap();
+        assert_eq!(c.port, 8000);
+        assert_eq!(c.api_path, "/api");
+        assert_eq!(c.permissions, ["read", "write"]);
+        assert_eq!(c.identity_headers, [(HeaderName::from_static("x-remote-user"), IdentityField::Handle)]);
+        assert_eq!(c.startup_timeout, Duration::from_millis(2500));
+        assert_eq!(c.command, args(&["/app/server", "--port", "8000"]));
+    }
+
+    #[test]
+    fn rejects_bad_command_lines() {
+        let err = |a: &[&str]| BridgeConfig::from_args(args(a)).unwrap_err().to_string();
+        assert_eq!(err(&["--", "x"]), "`--port` is required");
+        assert_eq!(err(&["--port", "80"]), "the app's command is missing after `--`");
+        assert_eq!(err(&["--port", "0", "--", "x"]), "invalid value `0` for `--port`");
+        assert_eq!(err(&["--port"]), "`--port` needs a value");
+        assert_eq!(err(&["--bogus"]), "unknown argument `--bogus`");
+        assert_eq!(
+            err(&["--port", "1", "--identity-header", "X-User=email", "--", "x"]),
+            "invalid value `X-User=email` for `--identity-header`"
+        );
+        assert_eq!(err(&["--port", "1", "--api-path", "api", "--", "x"]), "invalid value `api` for `--api-path`");
+        for reserved in ["X-Granary-User-Id=handle", "Host=handle", "X-Forwarded-Proto=user-id", "Connection=handle"] {
+            assert_eq!(
+                err(&["--port", "1", "--identity-header", reserved, "--", "x"]),
+                format!("invalid value `{reserved}` for `--identity-header`")
+            );
+        }
+    }
+}

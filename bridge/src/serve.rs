@@ -1,0 +1,98 @@
+//! The bridge process: start the app, wait for its port, serve `MainView` on fd 3.
+
+use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::rc::Rc;
+
+use async_executor::LocalExecutor;
+use async_io::Async;
+use capnp_rpc::rpc_twoparty_capnp::Side;
+use capnp_rpc::{twoparty, RpcSystem};
+use futures::future::{select, Either};
+use futures::AsyncReadExt;
+use granary_schema::grain_capnp::main_view;
+
+use crate::app::App;
+use crate::config::BridgeConfig;
+use crate::main_view::MainViewImpl;
+use crate::Bridge;
+
+/// The descriptor the supervisor connects to the app's process.
+pub const SUPERVISOR_FD: RawFd = 3;
+
+/// Why the bridge stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("fd {SUPERVISOR_FD} is not open: granary-bridge must be started by the grain supervisor")]
+    NoSupervisor,
+    #[error("fd {SUPERVISOR_FD} is not a socket: granary-bridge must be started by the grain supervisor")]
+    NotASocket,
+    #[error("fd {SUPERVISOR_FD}: {0}")]
+    Fd(std::io::Error),
+    #[error(transparent)]
+    Launch(#[from] crate::app::LaunchError),
+    #[error("waiting for the app failed: {0}")]
+    Wait(std::io::Error),
+}
+
+/// Runs the bridge: takes fd 3, starts the app, waits for its port, serves `MainView` on fd 3
+/// until the app exits (returns its exit code; 128 + signal if killed) or the supervisor
+/// closes fd 3 (the app is sent SIGTERM and 0 is returned).
+pub fn run(config: BridgeConfig) -> Result<i32, ServeError> {
+    let fd3 = take_fd3()?;
+    let executor = Rc::new(LocalExecutor::new());
+    async_io::block_on(executor.run(serve(config, fd3, executor.clone())))
+}
+
+fn take_fd3() -> Result<UnixStream, ServeError> {
+    // SAFETY: fcntl on a descriptor number has no memory-safety preconditions.
+    let flags = unsafe { libc::fcntl(SUPERVISOR_FD, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(ServeError::NoSupervisor);
+    }
+    // SAFETY: fstat writes only into the zeroed struct we own.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(SUPERVISOR_FD, &mut st) } < 0 || st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return Err(ServeError::NotASocket);
+    }
+    // The app must not inherit the supervisor's channel.
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(SUPERVISOR_FD, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
+        return Err(ServeError::Fd(std::io::Error::last_os_error()));
+    }
+    // SAFETY: fd 3 is open (checked above), was handed to this process by the supervisor, and
+    // nothing else in the process owns it.
+    let stream = unsafe { UnixStream::from_raw_fd(SUPERVISOR_FD) };
+    Ok(stream)
+}
+
+async fn serve(config: BridgeConfig, fd3: UnixStream, executor: Rc<LocalExecutor<'static>>) -> Result<i32, ServeError> {
+    let stream = Async::new(fd3).map_err(ServeError::Fd)?;
+    let mut app = App::spawn(&config)?;
+    if let Err(e) = app.wait_for_port(config.port, config.startup_timeout).await {
+        app.terminate();
+        return Err(e.into());
+    }
+    eprintln!("granary-bridge: the app accepts connections on 127.0.0.1:{}", config.port);
+    let bridge = Rc::new(Bridge::new(config, executor));
+    let main_view: main_view::Client = capnp_rpc::new_client(MainViewImpl::new(bridge));
+    let (reader, writer) = stream.split();
+    let network = twoparty::VatNetwork::new(reader, writer, Side::Client, Default::default());
+    let rpc = RpcSystem::new(Box::new(network), Some(main_view.client));
+    match select(rpc, &mut app.exited).await {
+        Either::Left((result, _)) => {
+            if let Err(e) = result {
+                eprintln!("granary-bridge: connection to the supervisor failed: {e}");
+            }
+            eprintln!("granary-bridge: the supervisor closed fd {SUPERVISOR_FD}; stopping the app");
+            app.terminate();
+            Ok(0)
+        }
+        Either::Right((status, _)) => {
+            let status = status.map_err(|_| ServeError::Wait(std::io::ErrorKind::BrokenPipe.into()))?.map_err(ServeError::Wait)?;
+            eprintln!("granary-bridge: the app exited ({status})");
+            use std::os::unix::process::ExitStatusExt;
+            Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+        }
+    }
+}
