@@ -34,8 +34,9 @@ pub(crate) const GENERATED: [(&str, &str); 5] = [
     ("/etc/resolv.conf", "# Grains have no DNS: a grain reaches the world only through the platform.\n"),
 ];
 
-/// Directories the sandbox mounts over; always present and empty in a package.
-pub(crate) const MOUNT_POINTS: [&str; 4] = ["/dev", "/proc", "/tmp", "/var"];
+/// Empty directories every image has, for the sandbox to mount over; `/.granary` receives the
+/// platform's bridge (read-only).
+pub(crate) const MOUNT_POINTS: [&str; 5] = ["/.granary", "/dev", "/proc", "/tmp", "/var"];
 
 /// Why a package path is being added; `None` means "found in an included directory", where
 /// a miss is reported in `skipped` rather than failing.
