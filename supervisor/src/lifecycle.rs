@@ -23,6 +23,7 @@ use futures::{AsyncReadExt, FutureExt, StreamExt};
 use granary_schema::grain_capnp::main_view;
 use granary_schema::supervisor_capnp::grain_core;
 
+use crate::cgroups::{Cgroup, Hierarchy};
 use crate::grainlog::{GrainLog, SharedLog, DEFAULT_MAX_BYTES};
 use crate::keeper::{Event, Keeper};
 use crate::policy::{self, Activity, Backoff};
@@ -69,6 +70,8 @@ pub enum LifecycleError {
     AlreadyRunning(PathBuf),
     #[error("{what}: {error}")]
     Io { what: String, error: io::Error },
+    #[error("removing the cgroup a killed supervisor of this grain left behind: {0}")]
+    Cgroup(#[from] crate::cgroups::CgroupError),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> LifecycleError {
@@ -103,6 +106,15 @@ pub fn bind(cfg: GrainConfig) -> Result<Listening, LifecycleError> {
     }
     let listener = UnixListener::bind(&cfg.socket).map_err(io_err(format!("listening on {}", cfg.socket.display())))?;
     std::fs::set_permissions(&cfg.socket, std::fs::Permissions::from_mode(0o600)).map_err(io_err(format!("restricting {} to its owner", cfg.socket.display())))?;
+    // The socket is ours, so no other supervisor runs this grain: a cgroup of its name was left
+    // by one that was killed (SIGKILL leaves no chance to clean up). Remove it, with anything
+    // still inside.
+    if let (true, Some(name)) = (cfg.sandbox.cgroup, &cfg.sandbox.cgroup_name) {
+        let hierarchy = Hierarchy::detect(&cfg.sandbox.cgroup_root)?;
+        if let Some(stale) = Cgroup::existing(&hierarchy, name) {
+            stale.remove()?;
+        }
+    }
     Ok(Listening { cfg, listener, log })
 }
 
