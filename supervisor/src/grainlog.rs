@@ -235,7 +235,7 @@ mod tests {
         }
         assert_eq!(log.watchers.len(), 1, "a watcher whose receiver is gone is dropped");
         let mut got = Vec::new();
-        while let Ok(Some(c)) = rx.try_next() {
+        while let Ok(c) = rx.try_recv() {
             got.push(c);
         }
         assert!(got.len() >= WATCH_QUEUE && got.len() < WATCH_QUEUE + 5, "{}", got.len());

@@ -181,7 +181,7 @@ pub async fn sleep(ms: u64) {
 }
 
 pub async fn main_view(sup: &supervisor::Client) -> Result<main_view::Client, Error> {
-    Ok(sup.get_main_view_request().send().promise.await?.get()?.get_view()?)
+    sup.get_main_view_request().send().promise.await?.get()?.get_view()
 }
 
 /// Send a command to the test app (see supervisor/testapp/src/main.rs).
