@@ -66,7 +66,7 @@ impl GrainConfig {
 /// Why the supervisor could not start or keep running.
 #[derive(Debug, thiserror::Error)]
 pub enum LifecycleError {
-    #[error("another supervisor already serves this grain on {0}: shut it down first (Supervisor.shutdown) or remove the grain from use")]
+    #[error("another supervisor already serves this grain on {0}: shut that one down first (Supervisor.shutdown), or kill it and start again")]
     AlreadyRunning(PathBuf),
     #[error("{what}: {error}")]
     Io { what: String, error: io::Error },
