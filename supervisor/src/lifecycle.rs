@@ -403,6 +403,7 @@ impl Shared {
             stop_requested: false,
         });
         self.set_state(AppState::Starting);
+        self.log.borrow_mut().event(&format!("starting the app: {:?}", self.cfg.sandbox.argv));
         if let Some(k) = self.keeper.borrow().as_ref() {
             k.launch(cfg);
         }
