@@ -9,6 +9,9 @@
 //!   ignore-term       ignore SIGTERM from now on
 //!   stay-awake        take a wake lock (GrainApi.stayAwake) and hold it
 //!   release           drop the wake lock
+//!   save:LABEL        GrainApi.save of its own MainView; prints `saved token=TOKEN`
+//!   restore:TOKEN     GrainApi.restore, then calls `drop("print:…")` on the restored view
+//!   drop-token:TOKEN  GrainApi.drop
 //! On start it prints one line to stdout and one to stderr; if /var/crash-on-start exists it
 //! exits with status 3 right away. When fd 3 closes it keeps running until killed.
 
@@ -29,6 +32,12 @@ struct App {
     /// The supervisor's bootstrap, set once the connection exists.
     api: Rc<RefCell<Option<grain_api::Client>>>,
     wake_lock: Rc<RefCell<Option<handle::Client>>>,
+}
+
+impl App {
+    fn api(&self) -> grain_api::Client {
+        self.api.borrow().clone().expect("set before serving")
+    }
 }
 
 impl main_view::Server for App {
@@ -73,13 +82,34 @@ impl main_view::Server for App {
                 libc::signal(libc::SIGTERM, libc::SIG_IGN);
             },
             "stay-awake" => {
-                let api = self.api.borrow().clone().expect("set before serving");
-                let mut req = api.stay_awake_request();
+                let mut req = self.api().stay_awake_request();
                 req.get().set_reason("lifecycle test");
                 let h = req.send().promise.await?.get()?.get_handle()?;
                 *self.wake_lock.borrow_mut() = Some(h);
             }
             "release" => *self.wake_lock.borrow_mut() = None,
+            "save" => {
+                // Save our own MainView (any capability would do) under the label `arg`.
+                let mut req = self.api().save_request();
+                req.get().init_cap().set_as_capability(capnp_rpc::new_client::<main_view::Client, _>(App { api: self.api.clone(), wake_lock: self.wake_lock.clone() }).client.hook);
+                req.get().set_label(arg);
+                let resp = req.send().promise.await?;
+                let token = std::str::from_utf8(resp.get()?.get_token()?).map_err(|_| Error::failed("token is not text".into()))?.to_string();
+                println!("saved token={token}");
+            }
+            "restore" => {
+                let mut req = self.api().restore_request();
+                req.get().set_token(arg.as_bytes());
+                let view: main_view::Client = req.send().promise.await?.get()?.get_cap().get_as_capability()?;
+                let mut call = view.drop_request();
+                call.get().set_object_id(b"print:restored capability answers");
+                call.send().promise.await?;
+            }
+            "drop-token" => {
+                let mut req = self.api().drop_request();
+                req.get().set_token(arg.as_bytes());
+                req.send().promise.await?;
+            }
             _ => return Err(Error::failed(format!("unknown test app command {cmd:?}"))),
         }
         Ok(())

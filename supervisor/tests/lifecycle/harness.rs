@@ -245,13 +245,56 @@ pub async fn await_log(grain: &Grain, limit_ms: u64, pred: impl Fn(&str) -> bool
     }
 }
 
-/// A `GrainCore` that records `appExited` calls.
+/// A `GrainCore` that records `appExited` calls, keeps saved capabilities by token, and counts
+/// wake locks.
 #[derive(Default, Clone)]
 pub struct Core {
     pub exits: Rc<RefCell<Vec<(i32, i32)>>>,
+    pub saved: Rc<RefCell<Vec<(String, String, capnp::capability::Client)>>>,
+    pub wake_locks: Rc<RefCell<Vec<String>>>,
+    pub wake_locks_released: Rc<std::cell::Cell<usize>>,
+}
+
+struct ServerWakeLock(Rc<std::cell::Cell<usize>>);
+
+impl handle::Server for ServerWakeLock {}
+
+impl Drop for ServerWakeLock {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
 }
 
 impl grain_core::Server for Core {
+    async fn save(self: CapRc<Self>, params: grain_core::SaveParams, mut results: grain_core::SaveResults) -> Result<(), Error> {
+        let p = params.get()?;
+        let cap: capnp::capability::Client = p.get_cap().get_as_capability()?;
+        let token = format!("t{}", self.saved.borrow().len() + 1);
+        self.saved.borrow_mut().push((token.clone(), p.get_label()?.to_string().unwrap(), cap));
+        results.get().set_token(token.as_bytes());
+        Ok(())
+    }
+
+    async fn restore(self: CapRc<Self>, params: grain_core::RestoreParams, mut results: grain_core::RestoreResults) -> Result<(), Error> {
+        let token = params.get()?.get_token()?;
+        let saved = self.saved.borrow();
+        let (_, _, cap) = saved.iter().find(|(t, _, _)| t.as_bytes() == token).ok_or_else(|| Error::failed("revoked".into()))?;
+        results.get().init_cap().set_as_capability(cap.hook.add_ref());
+        Ok(())
+    }
+
+    async fn drop(self: CapRc<Self>, params: grain_core::DropParams, _: grain_core::DropResults) -> Result<(), Error> {
+        let token = params.get()?.get_token()?.to_vec();
+        self.saved.borrow_mut().retain(|(t, _, _)| t.as_bytes() != token);
+        Ok(())
+    }
+
+    async fn wake_lock(self: CapRc<Self>, params: grain_core::WakeLockParams, mut results: grain_core::WakeLockResults) -> Result<(), Error> {
+        self.wake_locks.borrow_mut().push(params.get()?.get_reason()?.to_string().unwrap());
+        results.get().set_handle(capnp_rpc::new_client(ServerWakeLock(self.wake_locks_released.clone())));
+        Ok(())
+    }
+
     async fn app_exited(self: CapRc<Self>, params: grain_core::AppExitedParams, _: grain_core::AppExitedResults) -> Result<(), Error> {
         let info = params.get()?.get_info()?;
         self.exits.borrow_mut().push((info.get_code(), info.get_signal()));

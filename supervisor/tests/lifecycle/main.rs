@@ -55,15 +55,48 @@ fn a_wake_lock_prevents_idle_shutdown_until_released() {
     cfg.idle = Duration::from_millis(400);
     let sup = Running::start(cfg);
     with_supervisor(&grain.socket(), |s| async move {
+        let core = Core::default();
+        keep_alive(&s, core.clone()).await;
         let view = main_view(&s).await.unwrap();
         command(&view, "stay-awake").await.unwrap();
+        assert_eq!(*core.wake_locks.borrow(), ["lifecycle test"], "the server records the wake lock");
         sleep(2000).await; // five idle periods; `status` does not count as use
         assert!(matches!(status(&s).await, State::Running(_)), "idle shutdown despite a wake lock");
+        assert_eq!(core.wake_locks_released.get(), 0);
         command(&view, "release").await.unwrap();
+        sleep(100).await;
+        assert_eq!(core.wake_locks_released.get(), 1, "releasing the app's lock releases the server's");
     });
     assert_eq!(sup.wait(Duration::from_secs(3)), Stopped::Idle);
     let log = grain.log();
     assert!(log.contains("wake lock taken: lifecycle test") && log.contains("wake lock released"), "{log}");
+}
+
+#[test]
+fn grain_api_save_restore_drop_go_to_the_servers_core() {
+    require_root();
+    let grain = Grain::new();
+    let sup = Running::start(grain.config());
+    let g = &grain;
+    with_supervisor(&grain.socket(), |s| async move {
+        let view = main_view(&s).await.unwrap();
+        let err = command(&view, "save:before keepAlive").await.unwrap_err().to_string();
+        assert!(err.contains("has not linked this grain to its server yet"), "{err}");
+        let core = Core::default();
+        keep_alive(&s, core.clone()).await;
+        command(&view, "save:my label").await.unwrap();
+        await_log(g, 2000, |l| l.contains("saved token=t1\n")).await;
+        assert_eq!(core.saved.borrow().iter().map(|(t, l, _)| (t.as_str(), l.as_str())).collect::<Vec<_>>(), [("t1", "my label")]);
+        // The restored capability is the app's own view, reached through server and supervisor.
+        command(&view, "restore:t1").await.unwrap();
+        await_log(g, 2000, |l| l.contains("restored capability answers\n")).await;
+        command(&view, "drop-token:t1").await.unwrap();
+        assert!(core.saved.borrow().is_empty());
+        let err = command(&view, "restore:t1").await.unwrap_err().to_string();
+        assert!(err.contains("revoked"), "{err}");
+        s.shutdown_request().send().promise.await.ok();
+    });
+    assert_eq!(sup.wait(Duration::from_secs(5)), Stopped::Shutdown);
 }
 
 #[test]
