@@ -11,14 +11,24 @@ use crate::sandbox::{spawn, SandboxConfig, SandboxError};
 
 /// What the keeper reports to the RPC thread, in order: `Started`, then (if it started) `Exited`.
 #[derive(Debug)]
-pub enum Event {
+pub(crate) enum Event {
     Started(Result<i32, SandboxError>),
     /// The app's exit code (128 + signal if killed), and a cleanup problem worth logging.
     Exited { code: i32, cleanup_error: Option<String> },
 }
 
+/// How the RPC thread starts and signals the app: the keeper thread, or a fake in tests. Each
+/// `launch` is answered by `Event::Started` and, if it started, later `Event::Exited`.
+pub(crate) trait Launcher {
+    /// Start a sandbox. The fds named in `cfg` stay open until the `Started` event arrives.
+    fn launch(&self, cfg: SandboxConfig);
+    /// Send a signal to the sandbox's init, if one runs. Init forwards SIGTERM to the app;
+    /// SIGKILL ends the whole sandbox.
+    fn signal(&self, sig: i32);
+}
+
 /// The RPC thread's side of the keeper.
-pub struct Keeper {
+pub(crate) struct Keeper {
     requests: Option<std_mpsc::Sender<SandboxConfig>>,
     /// Host pid of the running sandbox's init; cleared (under the lock) before it is reaped, so
     /// a signal never reaches a recycled pid.
@@ -28,7 +38,7 @@ pub struct Keeper {
 
 impl Keeper {
     /// Start the thread; its events arrive on the returned receiver.
-    pub fn start() -> std::io::Result<(Keeper, mpsc::UnboundedReceiver<Event>)> {
+    pub(crate) fn start() -> std::io::Result<(Keeper, mpsc::UnboundedReceiver<Event>)> {
         let (req_tx, req_rx) = std_mpsc::channel::<SandboxConfig>();
         let (ev_tx, ev_rx) = mpsc::unbounded();
         let pid = Arc::new(Mutex::new(None));
@@ -57,17 +67,16 @@ impl Keeper {
         Ok((Keeper { requests: Some(req_tx), pid, thread: Some(thread) }, ev_rx))
     }
 
-    /// Ask the keeper to start a sandbox. The fds named in `cfg` must stay open until the
-    /// `Started` event arrives.
-    pub fn launch(&self, cfg: SandboxConfig) {
+}
+
+impl Launcher for Keeper {
+    fn launch(&self, cfg: SandboxConfig) {
         if let Some(tx) = &self.requests {
             tx.send(cfg).expect("the keeper thread runs as long as the supervisor");
         }
     }
 
-    /// Send a signal to the sandbox's init, if one runs. Init forwards SIGTERM to the app;
-    /// SIGKILL ends the whole sandbox.
-    pub fn signal(&self, sig: i32) {
+    fn signal(&self, sig: i32) {
         if let Some(pid) = *self.pid.lock().expect("keeper lock") {
             unsafe { libc::kill(pid, sig) };
         }

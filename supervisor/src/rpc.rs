@@ -28,8 +28,8 @@ impl SupervisorImpl {
 
 impl supervisor::Server for SupervisorImpl {
     async fn get_main_view(self: CapRc<Self>, _: supervisor::GetMainViewParams, mut results: supervisor::GetMainViewResults) -> Result<(), Error> {
-        let inner = self.shared.main_view()?;
-        let view = View { inner, shared: self.shared.clone() };
+        let (inner, generation) = self.shared.main_view()?;
+        let view = View { inner, generation, shared: self.shared.clone() };
         results.get().set_view(capnp_rpc::new_client(view));
         Ok(())
     }
@@ -133,7 +133,19 @@ impl Drop for LogWatch {
 /// The app's `MainView` as the server sees it: every call counts as activity while it runs.
 struct View {
     inner: main_view::Client,
+    /// The app run this view belongs to.
+    generation: u64,
     shared: Rc<Shared>,
+}
+
+impl View {
+    /// Pass a result through, explaining a lost connection.
+    async fn check<T>(&self, r: Result<T, Error>) -> Result<T, Error> {
+        match r {
+            Ok(v) => Ok(v),
+            Err(e) => Err(self.shared.explain(self.generation, e).await),
+        }
+    }
 }
 
 impl main_view::Server for View {
@@ -141,7 +153,7 @@ impl main_view::Server for View {
         let _busy = self.shared.busy();
         let mut req = self.inner.new_session_request();
         req.set(params.get()?)?;
-        let resp = req.send().promise.await.map_err(|e| self.shared.explain(e))?;
+        let resp = self.check(req.send().promise.await).await?;
         results.set(resp.get()?)
     }
 
@@ -149,7 +161,7 @@ impl main_view::Server for View {
         let _busy = self.shared.busy();
         let mut req = self.inner.restore_request();
         req.set(params.get()?)?;
-        let resp = req.send().promise.await.map_err(|e| self.shared.explain(e))?;
+        let resp = self.check(req.send().promise.await).await?;
         results.set(resp.get()?)
     }
 
@@ -157,7 +169,7 @@ impl main_view::Server for View {
         let _busy = self.shared.busy();
         let mut req = self.inner.drop_request();
         req.set(params.get()?)?;
-        req.send().promise.await.map_err(|e| self.shared.explain(e))?;
+        self.check(req.send().promise.await).await?;
         Ok(())
     }
 }

@@ -25,7 +25,7 @@ use granary_schema::supervisor_capnp::grain_core;
 
 use crate::cgroups::{Cgroup, Hierarchy};
 use crate::grainlog::{GrainLog, SharedLog, DEFAULT_MAX_BYTES};
-use crate::keeper::{Event, Keeper};
+use crate::keeper::{Event, Keeper, Launcher};
 use crate::policy::{self, Activity, Backoff};
 use crate::sandbox::SandboxConfig;
 
@@ -160,11 +160,13 @@ pub(crate) struct Shared {
     pub(crate) cfg: GrainConfig,
     pub(crate) log: SharedLog,
     pub(crate) spawner: Spawner,
-    keeper: RefCell<Option<Keeper>>,
+    keeper: RefCell<Option<Box<dyn Launcher>>>,
     state: Cell<AppState>,
     run: RefCell<Option<AppRun>>,
     activity: Cell<Activity>,
     crashes: Cell<u32>,
+    /// Number of the current (or last) app run; views remember theirs.
+    generation: Cell<u64>,
     retry_at: Cell<Option<Instant>>,
     pub(crate) core: RefCell<Option<grain_core::Client>>,
     waiters: RefCell<Vec<oneshot::Sender<()>>>,
@@ -175,9 +177,14 @@ pub(crate) struct Shared {
 impl Listening {
     /// Serve until the grain is idle or shut down. Stops the app before returning.
     pub fn run(self) -> Result<Stopped, LifecycleError> {
+        let (keeper, events) = Keeper::start().map_err(io_err("starting the keeper thread"))?;
+        self.run_with(Box::new(keeper), events)
+    }
+
+    /// [`Listening::run`] with another way of starting the app (tests use a fake).
+    pub(crate) fn run_with(self, keeper: Box<dyn Launcher>, events: mpsc::UnboundedReceiver<Event>) -> Result<Stopped, LifecycleError> {
         let Listening { cfg, listener, log } = self;
         let listener = Async::new(listener).map_err(io_err("watching the supervisor socket"))?;
-        let (keeper, events) = Keeper::start().map_err(io_err("starting the keeper thread"))?;
         let (task_tx, mut task_rx) = mpsc::unbounded();
         let (quit_tx, quit_rx) = oneshot::channel();
         let socket = cfg.socket.clone();
@@ -190,6 +197,7 @@ impl Listening {
             run: RefCell::new(None),
             activity: Cell::new(Activity { last: Instant::now(), in_flight: 0, wake_locks: 0 }),
             crashes: Cell::new(0),
+            generation: Cell::new(0),
             retry_at: Cell::new(None),
             core: RefCell::new(None),
             waiters: RefCell::new(Vec::new()),
@@ -338,28 +346,38 @@ impl Shared {
         self.activity.set(a);
     }
 
-    /// Why a call on a view of the app failed, in words the caller can act on.
-    pub(crate) fn explain(&self, e: capnp::Error) -> capnp::Error {
+    /// Why a call on the view of run `generation` failed, in words the caller can act on. The
+    /// connection usually drops a moment before the keeper reports the exit: wait for it (≤ 1 s).
+    pub(crate) async fn explain(&self, generation: u64, e: capnp::Error) -> capnp::Error {
         if e.kind != capnp::ErrorKind::Disconnected {
             return e;
         }
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while generation == self.generation.get() && matches!(self.state.get(), AppState::Starting | AppState::Running(_)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let _ = select(Box::pin(self.changed()), Timer::after(left)).await;
+        }
         let why = match self.state.get() {
+            _ if generation != self.generation.get() => "it has been restarted since".into(),
             AppState::Exited { code: -1, signal } => format!("it was killed by signal {signal}"),
             AppState::Exited { code, .. } => format!("it exited with status {code}"),
-            _ => "it was restarted".into(),
+            _ => "its connection to the supervisor was lost".into(),
         };
         capnp::Error::disconnected(format!("the app is no longer running this view ({why}; see the grain log): call getMainView again"))
     }
 
-    /// The app's main view, starting the app if needed.
-    pub(crate) fn main_view(self: &Rc<Self>) -> Result<main_view::Client, capnp::Error> {
+    /// The app's main view and the number of the run it belongs to, starting the app if needed.
+    pub(crate) fn main_view(self: &Rc<Self>) -> Result<(main_view::Client, u64), capnp::Error> {
         self.touch();
         if self.closing.get() {
             return Err(capnp::Error::disconnected("this grain's supervisor is shutting down: start a new one".into()));
         }
         if matches!(self.state.get(), AppState::Starting | AppState::Running(_)) {
             if let Some(run) = self.run.borrow().as_ref() {
-                return Ok(run.view.clone());
+                return Ok((run.view.clone(), self.generation.get()));
             }
         }
         if let Some(at) = self.retry_at.get() {
@@ -379,7 +397,7 @@ impl Shared {
         })
     }
 
-    fn start(self: &Rc<Self>) -> io::Result<main_view::Client> {
+    fn start(self: &Rc<Self>) -> io::Result<(main_view::Client, u64)> {
         let (ours, theirs) = UnixStream::pair()?; // close-on-exec; the sandbox installs theirs as fd 3
         let (out_r, out_w) = pipe()?;
         let null = OwnedFd::from(File::open("/dev/null")?);
@@ -402,12 +420,13 @@ impl Shared {
             started: Instant::now(),
             stop_requested: false,
         });
+        self.generation.set(self.generation.get() + 1);
         self.set_state(AppState::Starting);
         self.log.borrow_mut().event(&format!("starting the app: {:?}", self.cfg.sandbox.argv));
         if let Some(k) = self.keeper.borrow().as_ref() {
             k.launch(cfg);
         }
-        Ok(view)
+        Ok((view, self.generation.get()))
     }
 
     /// The app (or its start) ended with `code` (128 + signal if killed).
@@ -529,3 +548,6 @@ fn signal_name(sig: i32) -> String {
     }
     unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned()
 }
+
+#[cfg(test)]
+mod tests;
