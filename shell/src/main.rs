@@ -9,6 +9,7 @@ mod apps;
 mod cli_admin;
 mod cli_package;
 mod cli_sandbox;
+mod cli_supervisor;
 mod control;
 mod grains;
 mod ratelimit;
@@ -48,6 +49,9 @@ enum Command {
     Unpack(cli_package::UnpackArgs),
     /// Run a command in a grain sandbox, exactly as an app runs (for app developers).
     Sandbox(cli_sandbox::SandboxArgs),
+    /// One grain's supervisor (started by the server, not by hand).
+    #[command(hide = true)]
+    Supervisor(cli_supervisor::SupervisorArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -78,5 +82,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Verify(a) => cli_package::verify(a),
         Command::Unpack(a) => cli_package::unpack(a),
         Command::Sandbox(a) => cli_sandbox::run(a),
+        Command::Supervisor(a) => cli_supervisor::run(a),
     }
 }

@@ -115,6 +115,18 @@ impl Cgroup {
         }
     }
 
+    /// The cgroup `granary/<name>` if a directory of it exists: left behind by a supervisor
+    /// that was killed before it could remove it. [`Cgroup::remove`] then kills any survivor
+    /// and removes it.
+    pub fn existing(h: &Hierarchy, name: &str) -> Option<Cgroup> {
+        let dirs: Vec<PathBuf> = match h {
+            Hierarchy::V2(root) => vec![root.join("granary").join(name)],
+            Hierarchy::V1 { memory, pids, cpu } => [memory, pids, cpu].iter().map(|c| c.join("granary").join(name)).collect(),
+        };
+        let dirs: Vec<PathBuf> = dirs.into_iter().filter(|d| d.is_dir()).collect();
+        (!dirs.is_empty()).then_some(Cgroup { dirs })
+    }
+
     /// Move process `pid` (and, from then on, its children) into this cgroup.
     pub fn add(&self, pid: i32) -> Result<(), CgroupError> {
         for dir in &self.dirs {
@@ -185,5 +197,7 @@ mod tests {
         assert!(matches!(Cgroup::create(&h, "g1", &limits), Err(CgroupError::Io { .. })), "a live name is not reused");
         cg.add(42).unwrap();
         assert_eq!(read("pids/granary/g1/cgroup.procs"), "42");
+        assert_eq!(Cgroup::existing(&h, "g1").unwrap().dirs(), cg.dirs());
+        assert!(Cgroup::existing(&h, "g2").is_none());
     }
 }

@@ -8,16 +8,28 @@
 //! Must never: open another grain's storage, reach the network, or hand the app a file
 //! descriptor or capability the platform did not grant it.
 //!
-//! Status: the sandbox is built ([`sandbox::spawn`]; see SPEC.md, "The grain sandbox"); the Cap'n Proto side is
-//! not yet.
+//! Status: the sandbox ([`sandbox::spawn`]; SPEC.md, "The grain sandbox") and the grain's
+//! lifecycle ([`lifecycle::run`]; SPEC.md, "Supervisor lifecycle": lazy start on the first
+//! `getMainView`, idle shutdown, wake locks, crash logging and back-off, the rotating grain log and
+//! `watchLog`, the whole app dying with the supervisor) are built. The app's `GrainApi`
+//! forwards `save`/`restore`/`drop` to the server's `GrainCore` unchanged: the revocation
+//! membrane around capabilities is not built yet, and only calls on the `MainView` itself count
+//! as activity.
 
 pub mod cgroups;
+pub mod grainlog;
+mod keeper;
+pub mod lifecycle;
 pub mod limits;
 pub mod mounts;
+pub mod policy;
+mod rpc;
 pub mod sandbox;
 pub mod seccomp;
 pub mod setup;
 pub mod syscalls;
 
+pub use lifecycle::{GrainConfig, LifecycleError, Stopped};
 pub use limits::{disk_usage, Limits};
+pub use policy::Backoff;
 pub use sandbox::{spawn, HostIds, Sandbox, SandboxConfig, SandboxError};

@@ -147,7 +147,28 @@ pub fn child_main(p: &Plan) -> ! {
     if app < 0 {
         unsafe { libc::_exit(126) };
     }
+    forward_sigterm(app as libc::pid_t);
     init_loop(app as libc::pid_t)
+}
+
+static APP_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn forward(sig: libc::c_int) {
+    // Async-signal-safe: one atomic load and one kill(2).
+    unsafe { libc::kill(APP_PID.load(std::sync::atomic::Ordering::Relaxed), sig) };
+}
+
+/// The kernel delivers a signal from outside the pid namespace to its init only if init has a
+/// handler for it: install one for SIGTERM that passes it on to the app, so the supervisor can
+/// ask the app to stop (SIGKILL needs no handler and ends the whole namespace).
+fn forward_sigterm(app: libc::pid_t) {
+    APP_PID.store(app, std::sync::atomic::Ordering::Relaxed);
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = forward as *const () as libc::sighandler_t;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
+    }
 }
 
 fn exec_app(p: &Plan, report_fd: i32) -> ! {

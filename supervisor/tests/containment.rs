@@ -100,12 +100,20 @@ fn filling_tmp_stops_at_its_size() {
 fn exit_codes_pass_through_and_the_cgroup_is_removed() {
     require_root();
     let grain = Grain::new();
-    let (mut sb, _out) = spawn_captured(grain.config(&["exit", "42"]));
+    assert_eq!(run(grain.config(&["exit", "42"])).0, 42);
+    // An app that waits for stdin, so init is certainly still running (an exited init, a
+    // zombie, is no longer listed in cgroup.procs).
+    let mut cfg = grain.config(&["echo"]);
+    let (in_r, in_w) = pipe();
+    cfg.stdio[0] = Some(in_r.as_raw_fd());
+    let (mut sb, _out) = spawn_captured(cfg);
+    drop(in_r);
     let dirs = sb.cgroup_dirs().to_vec();
     assert!(!dirs.is_empty() && dirs.iter().all(|d| d.is_dir()), "one cgroup per sandbox: {dirs:?}");
     let procs = std::fs::read_to_string(dirs[0].join("cgroup.procs")).unwrap();
-    assert!(procs.lines().any(|p| p.trim() == sb.pid().to_string()), "init is in the cgroup before the app runs");
-    assert_eq!(sb.wait().unwrap(), 42);
+    assert!(procs.lines().any(|p| p.trim() == sb.pid().to_string()), "init is in the cgroup while the app runs");
+    drop(in_w);
+    assert_eq!(sb.wait().unwrap(), 0);
     assert!(dirs.iter().all(|d| !d.exists()), "cgroup removed after exit");
 }
 

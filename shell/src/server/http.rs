@@ -8,7 +8,15 @@ use http_body_util::{BodyExt, Full};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-pub type Resp = Response<Full<Bytes>>;
+/// Any response body: a whole one (pages) or a stream (grain responses).
+pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type Resp = Response<Body>;
+
+/// A whole body.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+}
 
 /// Largest form body the shell reads.
 pub const MAX_FORM_BYTES: usize = 64 * 1024;
@@ -85,7 +93,7 @@ impl Req {
 
 /// A response with `body` and the given content type.
 pub fn response(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Resp {
-    let mut r = Response::new(Full::new(body.into()));
+    let mut r = Response::new(full(body));
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
