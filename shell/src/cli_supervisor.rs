@@ -51,6 +51,9 @@ pub struct SupervisorArgs {
     /// Host uid (and gid) the app's uid 1000 maps to. Default: 65534 as root, else your own.
     #[arg(long, value_name = "UID")]
     host_uid: Option<u32>,
+    /// A host directory bound read-only at `/.granary` in the grain (the platform's bridge).
+    #[arg(long, value_name = "DIR")]
+    platform_dir: Option<PathBuf>,
     /// The app's program (absolute path in the image, or a name along PATH) and arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<OsString>,
@@ -79,6 +82,7 @@ pub fn run(a: SupervisorArgs) -> Result<()> {
         sandbox.cgroup = false;
     }
     sandbox.cgroup_name = a.cgroup_name;
+    sandbox.platform_dir = a.platform_dir;
     let mut cfg = GrainConfig::new(sandbox, &a.socket, &a.log_dir);
     cfg.idle = seconds("idle", a.idle)?;
     cfg.stop_grace = seconds("stop-grace", a.stop_grace)?;

@@ -54,6 +54,9 @@ pub struct MountInputs {
     pub shm_bytes: u64,
     /// Mount a procfs for the sandbox's pid namespace at `/proc` (development only).
     pub dev_proc: bool,
+    /// A host directory of platform files (the bridge) bound read-only at `/.granary`, with
+    /// the flags locked on its host mount.
+    pub platform: Option<(PathBuf, u64)>,
 }
 
 /// The directories an image must contain to be mounted.
@@ -130,6 +133,12 @@ pub fn plan(i: &MountInputs) -> std::io::Result<MountPlan> {
         bind(data, r("/var")),
         remount_bind(r("/var"), i.data_locked | nosuid | nodev),
     ];
+    let mut host = host;
+    if let Some((dir, locked)) = &i.platform {
+        // Platform programs run from here (no noexec), but nothing in it is writable or setuid.
+        host.push(bind(cstr(dir.as_os_str())?, r("/.granary")));
+        host.push(remount_bind(r("/.granary"), locked | rdonly | nosuid | nodev));
+    }
     let mut ops = vec![
         tmpfs(r("/tmp"), nosuid | nodev, format!("size={},nr_inodes=16k,mode=1777", i.tmp_bytes)),
         tmpfs(r("/dev"), nosuid | noexec, "size=64k,nr_inodes=32,mode=755".into()),
@@ -162,6 +171,19 @@ pub fn plan(i: &MountInputs) -> std::io::Result<MountPlan> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_platform_directory_is_bound_read_only_when_given() {
+        let mut i = inputs(false);
+        assert!(!targets(&all(&i)).iter().any(|(t, _)| t.ends_with("/.granary")));
+        i.platform = Some(("/srv/granary/bridge".into(), 0));
+        let plan = plan(&i).unwrap();
+        let ops = targets(&plan.host);
+        let ro = ops.iter().find(|(t, f)| t.ends_with("/.granary") && f & libc::MS_REMOUNT != 0).unwrap();
+        assert_ne!(ro.1 & libc::MS_RDONLY, 0);
+        assert_ne!(ro.1 & libc::MS_NOSUID, 0);
+        assert_eq!(ro.1 & libc::MS_NOEXEC, 0, "the bridge must be executable");
+    }
+
     fn inputs(dev_proc: bool) -> MountInputs {
         MountInputs {
             image: "/img".into(),
@@ -173,6 +195,7 @@ mod tests {
             tmp_bytes: 1 << 20,
             shm_bytes: 2 << 20,
             dev_proc,
+            platform: None,
         }
     }
 

@@ -69,6 +69,9 @@ pub struct SandboxConfig {
     pub log_denials: bool,
     /// Development mode: mount a procfs of the sandbox's own pid namespace at `/proc`.
     pub dev_proc: bool,
+    /// A host directory bound read-only at `/.granary` (the platform's static bridge); the
+    /// image must then contain an empty `.granary` directory (`granary pack` adds it).
+    pub platform_dir: Option<PathBuf>,
 }
 
 impl SandboxConfig {
@@ -88,6 +91,7 @@ impl SandboxConfig {
             extra_fd: None,
             log_denials: false,
             dev_proc: false,
+            platform_dir: None,
         }
     }
 }
@@ -237,6 +241,12 @@ fn build_plan(cfg: &SandboxConfig, image: &Path, data: &Path) -> Result<Plan, Sa
             missing.iter().map(|m| image.join(m).display().to_string()).collect::<Vec<_>>().join(" ")
         )));
     }
+    if cfg.platform_dir.is_some() && !image.join(".granary").is_dir() {
+        return Err(SandboxError::Config(format!(
+            "image {} has no .granary directory for the platform's bridge: repack the app with this version of `granary pack`",
+            image.display()
+        )));
+    }
     let prog = cfg.argv.first().ok_or_else(|| SandboxError::Config("no program given to run in the sandbox".into()))?;
     let path = cstring(&resolve_program(image, prog, &cfg.env)?, "program path")?;
     let mut strings = Vec::new();
@@ -267,6 +277,10 @@ fn build_plan(cfg: &SandboxConfig, image: &Path, data: &Path) -> Result<Plan, Sa
         tmp_bytes: cfg.limits.tmp_bytes,
         shm_bytes: cfg.limits.shm_bytes,
         dev_proc: cfg.dev_proc,
+        platform: match &cfg.platform_dir {
+            Some(dir) => Some((dir.canonicalize().map_err(io("platform directory"))?, locked(dir)?)),
+            None => None,
+        },
     })
     .map_err(io("mount table"))?;
     Ok(Plan {

@@ -226,6 +226,7 @@ mod tests {
             tmp_bytes: 1 << 20,
             shm_bytes: 1 << 20,
             dev_proc: false,
+            platform: None,
         })
         .unwrap();
         Plan {
