@@ -226,7 +226,7 @@ impl Listening {
             }
         });
         let _ = std::fs::remove_file(&socket);
-        drop(tasks);
+        drop(tasks); // closes every connection
         // Joins the keeper thread; the app has been stopped by whoever quit.
         let keeper = shared.keeper.borrow_mut().take();
         drop(keeper);

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use capnp::capability::Rc as CapRc;
 use futures::channel::mpsc;
-use granary_schema::supervisor_capnp::{app_state, supervisor};
+use granary_schema::supervisor_capnp::{app_state, grain_core, supervisor};
 
 use super::*;
 use crate::keeper::{Event, Launcher};
@@ -244,4 +244,36 @@ fn a_failed_start_is_logged_and_counts_as_a_crash() {
     let (_, log, record) = h.wait(Duration::from_secs(2));
     assert_eq!(record.launches, 2);
     assert!(log.contains("] the app could not be started: program \"/missing\" not found in the image"), "{log}");
+}
+
+/// A `GrainCore` that implements nothing: only its presence matters.
+struct NullCore;
+
+impl grain_core::Server for NullCore {}
+
+#[test]
+fn the_servers_connection_closes_when_the_supervisor_stops() {
+    let h = Harness::start("/app", |_| ());
+    let dir = h.dir.path().to_path_buf();
+    async_io::block_on(async {
+        let stream = Async::<UnixStream>::connect(dir.join("socket")).await.unwrap();
+        let (r, w) = stream.split();
+        let mut rpc = RpcSystem::new(Box::new(twoparty::VatNetwork::new(r, w, Side::Client, Default::default())), None);
+        let s: supervisor::Client = rpc.bootstrap(Side::Server);
+        let session = async {
+            // The supervisor keeps a capability of this connection: it must still let go.
+            let mut req = s.keep_alive_request();
+            req.get().set_core(capnp_rpc::new_client(NullCore));
+            req.send().promise.await.unwrap();
+            command(&view(&s).await.unwrap(), "ping").await.unwrap();
+            s.shutdown_request().send().promise.await.ok();
+        };
+        let mut rpc = match select(rpc, Box::pin(session)).await {
+            Either::Left(_) => panic!("disconnected before shutdown returned"),
+            Either::Right((_, rpc)) => rpc,
+        };
+        let closed = select(&mut rpc, Timer::after(Duration::from_secs(2))).await;
+        assert!(matches!(closed, Either::Left(_)), "the supervisor kept the server's connection open after it stopped");
+    });
+    assert_eq!(h.wait(Duration::from_secs(2)).0, Stopped::Shutdown);
 }
