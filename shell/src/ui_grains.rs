@@ -66,7 +66,7 @@ pub fn home(v: &Viewer<'_>, grains: &[Grain], apps: &HashMap<String, InstalledAp
     })
 }
 
-pub fn grain(v: &Viewer<'_>, g: &Grain, app: Option<&InstalledApp>, error: Option<&str>) -> Markup {
+pub fn grain(v: &Viewer<'_>, g: &Grain, app: Option<&InstalledApp>, error: Option<&str>, frame: Option<&str>, running: bool) -> Markup {
     page(&g.title, Some(v), "home", false, html! {
         div.grainbar {
             form.rename method="post" action={ "/grains/" (g.id) "/rename" } {
@@ -76,6 +76,8 @@ pub fn grain(v: &Viewer<'_>, g: &Grain, app: Option<&InstalledApp>, error: Optio
             }
             span.muted { (app.map(|a| a.manifest.app_title.as_str()).unwrap_or("(app uninstalled)")) }
             @if g.trashed.is_none() {
+                span.muted.state { @if running { "running" } @else { "stopped" } }
+                form method="post" action={ "/grains/" (g.id) "/restart" } { (csrf(v)) button.secondary type="submit" { "Restart" } }
                 form method="post" action={ "/grains/" (g.id) "/trash" } { (csrf(v)) button.secondary type="submit" { "Move to trash" } }
             }
         }
@@ -86,10 +88,12 @@ pub fn grain(v: &Viewer<'_>, g: &Grain, app: Option<&InstalledApp>, error: Optio
                 p { "Restore it to open it again." }
                 form method="post" action={ "/grains/" (g.id) "/restore" } { (csrf(v)) button type="submit" { "Restore" } }
             }
+        } @else if let Some(src) = frame {
+            iframe.grain #grain-frame src=(src) title=(g.title) {}
         } @else {
-            div.card.empty #grain-frame {
-                h2 { "Opening grains is not available yet" }
-                p { "This server stores the grain; running its app in the browser arrives with the gateway." }
+            div.card.empty {
+                h2 { "This grain's app is not installed" }
+                p { "Install the app again to open the grain." }
             }
         }
     })

@@ -46,24 +46,43 @@ pub fn create(server: &Server, s: &Session, req: &Req) -> anyhow::Result<Resp> {
 }
 
 /// `GET /grains/<id>` and `POST /grains/<id>/<action>`.
-pub fn grain(server: &Server, s: &Session, req: &Req, id: &str, action: Option<&str>) -> anyhow::Result<Resp> {
+pub async fn grain(server: &Server, s: &Session, req: &Req, id: &str, action: Option<&str>) -> anyhow::Result<Resp> {
     let Some(g) = grains::owned(&server.db, &s.2.id, id)? else { return Ok(not_found()) };
     let form = req.form();
+    if matches!(action, Some("trash" | "delete" | "restart")) {
+        // Open sessions end at once; the app stops (a restart starts it on the next request).
+        if action != Some("restart") {
+            server.gateway.close_where(|x| x.grain_id == g.id);
+        }
+        server.gateway.reset_grain(&g.id);
+        server.runner.stop(&g.id).await;
+    }
     let result: Result<Option<Grain>, GrainError> = match action {
         None => Ok(Some(g.clone())),
         Some("rename") => grains::rename(&server.db, id, form.get("title").map(String::as_str).unwrap_or("")).map(Some),
         Some("trash") => grains::set_trashed(&server.db, id, true).map(|_| None),
         Some("restore") => grains::set_trashed(&server.db, id, false).map(Some),
+        Some("restart") => Ok(Some(g.clone())),
         Some("delete") => grains::delete(&server.db, &server.data_dir, &g).map(|_| None),
         Some(_) => return Ok(not_found()),
     };
     let app = apps::get(&server.db, &g.package_id)?;
     match (action, result) {
-        (None, _) => Ok(html(StatusCode::OK, ui_grains::grain(&viewer(s), &g, app.as_ref(), None))),
-        (Some("restore"), Ok(_)) | (Some("rename"), Ok(_)) => Ok(redirect(&format!("/grains/{id}"))),
+        (None, _) => {
+            let frame = (g.trashed.is_none() && app.is_some()).then(|| server.gateway.open(&g, &s.2));
+            let running = server.runner.is_running(&g.id);
+            let mut r = html(StatusCode::OK, ui_grains::grain(&viewer(s), &g, app.as_ref(), None, frame.as_deref(), running));
+            if let Some(url) = &frame {
+                let origin = url.split(crate::gateway::PLATFORM_PREFIX).next().unwrap_or("");
+                let csp = format!("default-src 'self'; frame-src {origin}; frame-ancestors 'none'; form-action 'self'; base-uri 'none'");
+                r.headers_mut().insert("content-security-policy", hyper::header::HeaderValue::from_str(&csp)?);
+            }
+            Ok(r)
+        }
+        (Some("restore" | "rename" | "restart"), Ok(_)) => Ok(redirect(&format!("/grains/{id}"))),
         (_, Ok(_)) => Ok(redirect("/")),
         (_, Err(e @ (GrainError::BadTitle | GrainError::NotTrashed))) => {
-            Ok(html(StatusCode::BAD_REQUEST, ui_grains::grain(&viewer(s), &g, app.as_ref(), Some(&e.to_string()))))
+            Ok(html(StatusCode::BAD_REQUEST, ui_grains::grain(&viewer(s), &g, app.as_ref(), Some(&e.to_string()), None, false)))
         }
         (_, Err(e)) => Err(e.into()),
     }

@@ -9,13 +9,14 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 /// Any response body: a whole one (pages) or a stream (grain responses).
-pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+/// Not `Send`: grain response bodies are fed by capnp objects of the single-threaded executor.
+pub type Body = std::pin::Pin<Box<dyn hyper::body::Body<Data = Bytes, Error = BoxError>>>;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Resp = Response<Body>;
 
 /// A whole body.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+    Box::pin(Full::new(bytes.into()).map_err(|never| match never {}))
 }
 
 /// Largest form body the shell reads.

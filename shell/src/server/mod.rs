@@ -5,8 +5,9 @@ mod app_routes;
 pub use app_routes::MAX_UPLOAD_BYTES;
 pub use http::human_bytes;
 mod grain_routes;
-mod http;
+pub mod http;
 mod routes;
+mod session_wiring;
 
 use crate::{accounts, control, ratelimit::LoginLimiter};
 use anyhow::{bail, Context, Result};
@@ -30,6 +31,17 @@ pub struct ServeArgs {
     /// The URL people use to reach the server [default: http://localhost:<port>].
     #[arg(long)]
     base_url: Option<String>,
+    /// Host pattern of grain session origins [default: *.localhost:<port> for a localhost
+    /// base URL, else *.<base host>].
+    #[arg(long)]
+    wildcard_host: Option<String>,
+    /// The static bridge binary run in every grain [default: $GRANARY_BRIDGE, else
+    /// granary-bridge next to this binary or in the cargo target's static build].
+    #[arg(long, value_name = "FILE")]
+    bridge: Option<PathBuf>,
+    /// Seconds without use after which a grain's app is stopped.
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    idle: u64,
 }
 
 pub fn default_data_dir() -> PathBuf {
@@ -71,6 +83,9 @@ impl BaseUrl {
 
 /// Everything a request handler may use.
 pub struct Server {
+    pub ex: Rc<LocalExecutor<'static>>,
+    pub gateway: crate::gateway::Gateway,
+    pub runner: crate::runner::Runner,
     pub db: Db,
     pub base: BaseUrl,
     pub data_dir: PathBuf,
@@ -94,8 +109,34 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let apps_root = data.join("apps");
     granary_grains::apps::AppsDir::open(&apps_root)
         .with_context(|| format!("cannot prepare the apps directory {}", apps_root.display()))?;
-    let server = Rc::new(Server { db, base, data_dir: data.clone(), apps_root, limiter: Default::default() });
+    let wildcard = match args.wildcard_host {
+        Some(w) => w,
+        None => default_wildcard(&base),
+    };
+    let wildcard = crate::gateway::WildcardHost::parse(&wildcard, base.secure)?;
+    let platform_dir = data.join("platform");
+    let bridge_note = match install_bridge(args.bridge, &platform_dir) {
+        Ok(path) => format!("bridge {}", path.display()),
+        Err(e) => {
+            eprintln!("warning: {e:#}");
+            "no bridge: grains cannot be opened".into()
+        }
+    };
+    let mut runner = crate::runner::Runner::new(&data, platform_dir);
+    runner.idle_seconds = args.idle;
+    let ex = Rc::new(LocalExecutor::new());
+    let server = Rc::new(Server {
+        ex: ex.clone(),
+        gateway: crate::gateway::Gateway::new(wildcard),
+        runner,
+        db,
+        base,
+        data_dir: data.clone(),
+        apps_root,
+        limiter: Default::default(),
+    });
     let control = control::bind(&data)?;
+    eprintln!("Grain sessions at {}://*{} ({bridge_note})", server.gateway.wildcard.scheme, server.gateway.wildcard.suffix);
 
     eprintln!("Granary {} is running at {} (listening on {addr}, data in {})", env!("CARGO_PKG_VERSION"), server.base.url, data.display());
     let (_, admins) = accounts::count_users(&server.db)?;
@@ -106,11 +147,58 @@ pub fn run(args: ServeArgs) -> Result<()> {
         eprintln!("(`granary admin-token` prints a new link.)");
     }
 
-    let ex = Rc::new(LocalExecutor::new());
     ex.spawn(control::serve(control, server.clone(), ex.clone())).detach();
     let listener = async_io::Async::new(listener)?;
     async_io::block_on(ex.run(accept_loop(listener, server, ex.clone())));
     Ok(())
+}
+
+/// `*.localhost:PORT` for a loopback base URL (browsers resolve `*.localhost` to loopback),
+/// else `*.` + the base host.
+fn default_wildcard(base: &BaseUrl) -> String {
+    let (host, port) = match base.host.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || p.chars().all(|c| c.is_ascii_digit()) => (h, Some(p)),
+        _ => (base.host.as_str(), None),
+    };
+    let host = if host == "localhost" || host == "127.0.0.1" || host == "[::1]" { "localhost" } else { host };
+    match port {
+        Some(p) => format!("*.{host}:{p}"),
+        None => format!("*.{host}"),
+    }
+}
+
+/// Copies the static bridge into `<data>/platform/bridge` (bound read-only at `/.granary` in
+/// every grain), after checking it is a statically linked ELF program.
+fn install_bridge(flag: Option<PathBuf>, platform_dir: &Path) -> Result<PathBuf> {
+    let candidates: Vec<PathBuf> = match flag.or_else(|| std::env::var_os("GRANARY_BRIDGE").map(PathBuf::from)) {
+        Some(p) => vec![p],
+        None => {
+            let exe = std::env::current_exe()?;
+            let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+            let profile = dir.file_name().map(|p| p.to_owned()).unwrap_or_default();
+            let target = dir.parent().map(Path::to_path_buf).unwrap_or_default();
+            vec![dir.join("granary-bridge"), target.join("x86_64-unknown-linux-gnu").join(profile).join("granary-bridge")]
+        }
+    };
+    let Some(src) = candidates.iter().find(|p| p.is_file()) else {
+        bail!(
+            "the static bridge was not found (looked at {}); build it with `scripts/build-bridge.sh` or pass --bridge FILE",
+            candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
+    };
+    let bytes = std::fs::read(src).with_context(|| format!("reading the bridge {}", src.display()))?;
+    let info = granary_grains::elf::parse(&bytes).map_err(|e| anyhow::anyhow!("the bridge {} is not an ELF program: {e}", src.display()))?;
+    if info.interpreter.is_some() || !info.needed.is_empty() {
+        bail!("the bridge {} is dynamically linked; grains have no libraries for it: build it with `scripts/build-bridge.sh`", src.display());
+    }
+    std::fs::create_dir_all(platform_dir)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(platform_dir, std::fs::Permissions::from_mode(0o755))?;
+    let tmp = platform_dir.join(".bridge.new");
+    std::fs::write(&tmp, &bytes)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o555))?;
+    std::fs::rename(&tmp, platform_dir.join("bridge"))?;
+    Ok(src.clone())
 }
 
 fn open_db(data: &Path) -> Result<Db> {

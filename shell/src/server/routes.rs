@@ -40,6 +40,10 @@ fn request_host(headers: &HeaderMap, uri: &hyper::Uri) -> Option<String> {
 
 async fn route(server: &Server, peer: SocketAddr, req: hyper::Request<Incoming>) -> anyhow::Result<Resp> {
     let host = request_host(req.headers(), req.uri());
+    if let Some(label) = host.as_deref().and_then(|h| server.gateway.wildcard.label(h)) {
+        let label = label.to_owned();
+        return Ok(crate::gateway::handle(server, &label, req).await);
+    }
     if host.as_deref() != Some(server.base.host.as_str()) {
         // Unknown names (an IP address, a DNS-rebinding name) never reach a handler.
         if matches!(*req.method(), Method::GET | Method::HEAD) {
@@ -102,8 +106,8 @@ async fn route(server: &Server, peer: SocketAddr, req: hyper::Request<Incoming>)
             let rest = p.trim_start_matches("/grains").trim_start_matches('/');
             match (m, rest.split_once('/')) {
                 (&Method::POST, None) if rest.is_empty() => grain_routes::create(server, s, &req),
-                (&Method::GET, None) => grain_routes::grain(server, s, &req, rest, None),
-                (&Method::POST, Some((id, action))) => grain_routes::grain(server, s, &req, id, Some(action)),
+                (&Method::GET, None) => grain_routes::grain(server, s, &req, rest, None).await,
+                (&Method::POST, Some((id, action))) => grain_routes::grain(server, s, &req, id, Some(action)).await,
                 _ => Ok(error(StatusCode::NOT_FOUND, "Page not found", "There is nothing at this address.")),
             }
         }

@@ -1,0 +1,165 @@
+//! The gateway: every UI session of a grain gets its own origin `<session id>.<wildcard
+//! host>`, entered through a one-time init URL that sets a cookie for that host only. Requests
+//! on a session origin are checked (cookie, Origin, session still allowed) and carried to the
+//! grain as `WebSession` calls (`proxy`); responses get the platform's header policy
+//! (SPEC.md, "The gateway").
+
+mod proxy;
+mod websocket;
+
+use crate::accounts::{random_hex, User};
+use crate::grains::Grain;
+use anyhow::{bail, Result};
+use granary_schema::web_session_capnp::web_session;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+pub use proxy::handle;
+
+/// Cookie holding a session origin's secret (host-only, on that origin).
+pub const SESSION_COOKIE: &str = "granary_grain";
+/// Path prefix on grain origins that belongs to the platform.
+pub const PLATFORM_PREFIX: &str = "/_granary/";
+/// An init URL must be used within this time.
+pub const INIT_TOKEN_TTL: Duration = Duration::from_secs(60);
+/// A session nobody used for this long is forgotten.
+pub const SESSION_IDLE: Duration = Duration::from_secs(12 * 3600);
+
+/// `*.localhost:6080`: where session origins live.
+#[derive(Clone, Debug)]
+pub struct WildcardHost {
+    /// What follows the label: `.localhost:6080`.
+    pub suffix: String,
+    pub scheme: &'static str,
+}
+
+impl WildcardHost {
+    pub fn parse(pattern: &str, secure: bool) -> Result<WildcardHost> {
+        let pattern = pattern.trim().to_ascii_lowercase();
+        let Some(suffix) = pattern.strip_prefix('*') else {
+            bail!("--wildcard-host `{pattern}` must start with `*.`, e.g. *.localhost:6080 or *.grains.example.org");
+        };
+        if !suffix.starts_with('.') || suffix.len() < 2 || suffix.contains(['/', '*', '@']) {
+            bail!("--wildcard-host `{pattern}` must look like *.localhost:6080 or *.grains.example.org");
+        }
+        Ok(WildcardHost { suffix: suffix.to_owned(), scheme: if secure { "https" } else { "http" } })
+    }
+
+    /// The session label of a request's host, if it is a session origin.
+    pub fn label<'h>(&self, host: &'h str) -> Option<&'h str> {
+        let label = host.strip_suffix(self.suffix.as_str())?;
+        (!label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric())).then_some(label)
+    }
+
+    pub fn origin(&self, label: &str) -> String {
+        format!("{}://{label}{}", self.scheme, self.suffix)
+    }
+}
+
+/// One UI session: one user looking at one grain in one origin.
+pub struct UiSession {
+    pub label: String,
+    /// The cookie value that proves a browser entered through the init URL.
+    pub secret: String,
+    init_token: RefCell<Option<(String, Instant)>>,
+    pub grain_id: String,
+    pub user_id: String,
+    pub origin: String,
+    /// Created on first use, from the grain's main view.
+    pub web_session: RefCell<Option<web_session::Client>>,
+    last_used: Cell<Instant>,
+}
+
+impl UiSession {
+    /// Consumes the init token if `token` is it and it is fresh.
+    pub fn take_init(&self, token: &str) -> bool {
+        let mut slot = self.init_token.borrow_mut();
+        match &*slot {
+            Some((t, at)) if t == token && at.elapsed() < INIT_TOKEN_TTL => {
+                *slot = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn touch(&self) {
+        self.last_used.set(Instant::now());
+    }
+}
+
+/// The live UI sessions (in memory: they hold live capabilities and end with the server).
+pub struct Gateway {
+    pub wildcard: WildcardHost,
+    sessions: RefCell<HashMap<String, Rc<UiSession>>>,
+}
+
+impl Gateway {
+    pub fn new(wildcard: WildcardHost) -> Gateway {
+        Gateway { wildcard, sessions: RefCell::new(HashMap::new()) }
+    }
+
+    /// Starts a session of `user` on `grain`; returns the init URL to load in the frame.
+    pub fn open(&self, grain: &Grain, user: &User) -> String {
+        self.expire();
+        let label = crate::grains::new_id();
+        let token = random_hex(32);
+        let origin = self.wildcard.origin(&label);
+        let url = format!("{origin}{PLATFORM_PREFIX}init/{token}");
+        let session = UiSession {
+            label: label.clone(),
+            secret: random_hex(32),
+            init_token: RefCell::new(Some((token, Instant::now()))),
+            grain_id: grain.id.clone(),
+            user_id: user.id.clone(),
+            origin,
+            web_session: RefCell::new(None),
+            last_used: Cell::new(Instant::now()),
+        };
+        self.sessions.borrow_mut().insert(label, Rc::new(session));
+        url
+    }
+
+    pub fn get(&self, label: &str) -> Option<Rc<UiSession>> {
+        self.sessions.borrow().get(label).cloned()
+    }
+
+    /// Ends every session matching `f` at once (their next request is refused).
+    pub fn close_where(&self, f: impl Fn(&UiSession) -> bool) -> usize {
+        let mut map = self.sessions.borrow_mut();
+        let before = map.len();
+        map.retain(|_, s| !f(s));
+        before - map.len()
+    }
+
+    /// Drops the cached `WebSession` of every session of `grain` (after its supervisor went
+    /// away, the next request makes a new one).
+    pub fn reset_grain(&self, grain_id: &str) {
+        for s in self.sessions.borrow().values().filter(|s| s.grain_id == grain_id) {
+            s.web_session.borrow_mut().take();
+        }
+    }
+
+    fn expire(&self) {
+        self.sessions.borrow_mut().retain(|_, s| s.last_used.get().elapsed() < SESSION_IDLE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_hosts_parse_and_match_only_single_labels() {
+        let w = WildcardHost::parse("*.localhost:6080", false).unwrap();
+        assert_eq!(w.label("abc123.localhost:6080"), Some("abc123"));
+        assert_eq!(w.label("a.b.localhost:6080"), None);
+        assert_eq!(w.label("localhost:6080"), None);
+        assert_eq!(w.label("abc.localhost:6081"), None);
+        assert_eq!(w.origin("abc"), "http://abc.localhost:6080");
+        assert!(WildcardHost::parse("localhost", false).is_err());
+        assert!(WildcardHost::parse("*localhost", false).is_err());
+    }
+}

@@ -1,0 +1,311 @@
+//! Requests on a session origin: the checks, then HTTP → `WebSession.request` → HTTP, with
+//! the platform's request and response header policy.
+
+use super::{UiSession, PLATFORM_PREFIX, SESSION_COOKIE};
+use crate::server::http::{full, response, Body, BoxError, Resp};
+use crate::server::Server;
+use granary_bridge::body::{pump_response, ReqBody, RequestBodySink};
+use granary_bridge::limits::{MAX_INLINE_BODY, UNKNOWN_LENGTH};
+use granary_schema::web_session_capnp::{request, web_session};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use std::rc::Rc;
+
+/// Cookies of the platform, never passed to a grain nor accepted from one.
+const PLATFORM_COOKIES: &[&str] = &[SESSION_COOKIE, "granary_sid", "granary_csrf"];
+
+/// Request headers that never reach a grain (the bridge also sets its own framing and
+/// identity headers; SPEC.md, "Header policy").
+const DROP_REQUEST: &[&str] = &[
+    "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
+    "proxy-authorization", "proxy-authenticate", "host", "content-length", "expect", "forwarded",
+    "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port", "x-real-ip",
+];
+
+/// Response headers the platform removes or replaces.
+const DROP_RESPONSE: &[&str] = &[
+    "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
+    "proxy-authenticate", "content-length", "content-security-policy", "content-security-policy-report-only",
+    "x-frame-options", "strict-transport-security", "alt-svc", "clear-site-data",
+];
+
+fn page(status: StatusCode, title: &str, text: &str) -> Resp {
+    let body = maud::html! {
+        (maud::DOCTYPE)
+        html lang="en" { head { meta charset="utf-8"; title { (title) } }
+            body style="font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;color:#1f2328" {
+                h1 style="font-size:1.3rem" { (title) } p { (text) }
+            }
+        }
+    };
+    let mut r = response(status, "text/html; charset=utf-8", body.into_string());
+    r.headers_mut().insert("content-security-policy", HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"));
+    r
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Handles a request whose Host is the session origin `label`.
+pub async fn handle(server: &Server, label: &str, req: Request<Incoming>) -> Resp {
+    let Some(session) = server.gateway.get(label) else {
+        return page(StatusCode::NOT_FOUND, "This grain session has ended", "Open the grain again from Granary.");
+    };
+    let path = req.uri().path().to_owned();
+    if let Some(token) = path.strip_prefix(PLATFORM_PREFIX).and_then(|p| p.strip_prefix("init/")) {
+        if !session.take_init(token) {
+            return page(StatusCode::FORBIDDEN, "This link no longer works", "It was used already or is too old. Open the grain again from Granary.");
+        }
+        let mut r = response(StatusCode::SEE_OTHER, "text/plain; charset=utf-8", "");
+        r.headers_mut().insert(header::LOCATION, HeaderValue::from_static("/"));
+        let secure = if server.base.secure { "; Secure" } else { "" };
+        let c = format!("{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax{secure}", session.secret);
+        r.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&c).expect("hex cookie"));
+        return r;
+    }
+    if cookie(req.headers(), SESSION_COOKIE) != Some(session.secret.as_str()) {
+        return page(StatusCode::FORBIDDEN, "Open this grain from Granary", "This address only works in the grain's own frame in Granary.");
+    }
+    if path.starts_with(PLATFORM_PREFIX) {
+        return page(StatusCode::NOT_FOUND, "Not found", "This address belongs to Granary, not to the app.");
+    }
+    let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if unsafe_method {
+        if let Some(origin) = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+            if !origin.eq_ignore_ascii_case(&session.origin) {
+                return page(StatusCode::FORBIDDEN, "Request refused", "This request came from another site.");
+            }
+        }
+    }
+    if let Err(why) = server.session_still_allowed(&session) {
+        server.gateway.close_where(|s| s.label == session.label);
+        return page(StatusCode::FORBIDDEN, "Access to this grain has ended", &why);
+    }
+    session.touch();
+    let ws = match server.web_session(&session).await {
+        Ok(ws) => ws,
+        Err(why) => return page(StatusCode::SERVICE_UNAVAILABLE, "The app could not start", &why),
+    };
+    let mut resp = if super::websocket::is_upgrade(&req) {
+        super::websocket::open(server, ws, req).await
+    } else {
+        match forward(ws, req).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::info!("grain {}: request failed: {e}", session.grain_id);
+                if e.kind == capnp::ErrorKind::Disconnected {
+                    server.grain_went_away(&session.grain_id);
+                }
+                page(StatusCode::BAD_GATEWAY, "The app did not answer", "It may have stopped or crashed. Reload to try again; the grain's log says more.")
+            }
+        }
+    };
+    apply_response_policy(resp.headers_mut(), &session, server);
+    resp
+}
+
+/// Fills `r` from an HTTP request head: method, path, filtered headers.
+pub(super) fn write_request(mut r: request::Builder<'_>, method: &Method, uri: &hyper::Uri, headers: &HeaderMap) {
+    r.set_method(method.as_str());
+    r.set_path(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+    let named_in_connection: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .collect();
+    let mut out: Vec<(&HeaderName, Vec<u8>)> = Vec::new();
+    for (name, value) in headers {
+        let n = name.as_str();
+        if DROP_REQUEST.contains(&n) || n.starts_with("x-granary-") || named_in_connection.iter().any(|c| c == n) {
+            continue;
+        }
+        if name == header::COOKIE {
+            let kept: Vec<&str> = value
+                .to_str()
+                .unwrap_or("")
+                .split(';')
+                .map(str::trim)
+                .filter(|c| !c.is_empty() && !PLATFORM_COOKIES.contains(&c.split('=').next().unwrap_or("").trim()))
+                .collect();
+            if !kept.is_empty() {
+                out.push((name, kept.join("; ").into_bytes()));
+            }
+            continue;
+        }
+        out.push((name, value.as_bytes().to_vec()));
+    }
+    let mut list = r.init_headers(out.len() as u32);
+    for (i, (name, value)) in out.iter().enumerate() {
+        let mut h = list.reborrow().get(i as u32);
+        h.set_name(name.as_str());
+        h.set_value(value);
+    }
+}
+
+/// Carries one request to the grain and its response back.
+async fn forward(ws: web_session::Client, req: Request<Incoming>) -> Result<Resp, capnp::Error> {
+    let (parts, mut body) = req.into_parts();
+    let length: Option<u64> = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let chunked = parts.headers.contains_key(header::TRANSFER_ENCODING);
+    let mut inline = None;
+    let streamed = match (length, chunked) {
+        (None | Some(0), false) => None,
+        (Some(n), false) if n <= MAX_INLINE_BODY as u64 => {
+            let mut buf = Vec::with_capacity(n as usize);
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| capnp::Error::failed(format!("reading the request body: {e}")))?;
+                if let Ok(d) = frame.into_data() {
+                    buf.extend_from_slice(&d);
+                }
+            }
+            inline = Some(buf);
+            None
+        }
+        (n, _) => Some(n.unwrap_or(UNKNOWN_LENGTH)),
+    };
+    let (sink, response_body) = RequestBodySink::new(None, u64::MAX);
+    let mut call = ws.request_request();
+    {
+        let mut p = call.get();
+        let mut r = p.reborrow().init_request();
+        write_request(r.reborrow(), &parts.method, &parts.uri, &parts.headers);
+        let mut b = r.init_body();
+        match (&inline, streamed) {
+            (Some(data), _) => b.set_inline(data),
+            (None, Some(n)) => b.set_streamed(n),
+            (None, None) => b.set_none(()),
+        }
+        p.set_response_body(capnp_rpc::new_client(sink));
+    }
+    let promise = call.send();
+    let upload = streamed.map(|_| {
+        let request_body = promise.pipeline.get_request_body();
+        async move {
+            if let Err(e) = pump_response(body, request_body).await {
+                tracing::debug!("request body not delivered: {e}");
+            }
+        }
+    });
+    let reply = match upload {
+        // Full duplex: the upload runs while the response is awaited.
+        Some(upload) => {
+            let (reply, ()) = futures::join!(promise.promise, upload);
+            reply?
+        }
+        None => promise.promise.await?,
+    };
+    let r = reply.get()?.get_response()?;
+    let status = StatusCode::from_u16(r.get_status()).map_err(|_| capnp::Error::failed(format!("invalid status {}", r.get_status())))?;
+    let mut headers = HeaderMap::new();
+    for h in r.get_headers()? {
+        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(h.get_name()?.as_bytes()), HeaderValue::from_bytes(h.get_value()?)) else {
+            continue;
+        };
+        headers.append(name, value);
+    }
+    use granary_schema::web_session_capnp::response::body::Which;
+    let body: Body = match r.get_body().which().map_err(|e| capnp::Error::failed(format!("unknown body kind {}", e.0)))? {
+        Which::None(()) => full(Vec::new()),
+        Which::Inline(d) => {
+            let d = d?.to_vec();
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(d.len()));
+            full(d)
+        }
+        Which::Streamed(n) => {
+            if n != UNKNOWN_LENGTH {
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+            }
+            Box::pin(ReqBody::Stream(response_body).map_err(|e| -> BoxError { Box::new(e) }))
+        }
+    };
+    let keep_length = headers.get(header::CONTENT_LENGTH).cloned();
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    if let Some(l) = keep_length {
+        resp.headers_mut().insert(header::CONTENT_LENGTH, l);
+    }
+    Ok(resp)
+}
+
+/// The response header policy (SPEC.md, "Header policy", responses): drop what acts on the
+/// platform, force the platform's CSP and framing, rewrite cookies to this origin only.
+fn apply_response_policy(h: &mut HeaderMap, session: &Rc<UiSession>, server: &Server) {
+    let keep_length = h.get(header::CONTENT_LENGTH).cloned();
+    let names: Vec<HeaderName> = h.keys().cloned().collect();
+    for name in names {
+        let n = name.as_str();
+        if (DROP_RESPONSE.contains(&n) || n.starts_with("x-granary-") || n.starts_with("access-control-")) && name != header::CONTENT_LENGTH {
+            h.remove(&name);
+        }
+    }
+    if let Some(l) = keep_length {
+        h.insert(header::CONTENT_LENGTH, l);
+    }
+    let cookies: Vec<HeaderValue> = h.get_all(header::SET_COOKIE).iter().cloned().collect();
+    h.remove(header::SET_COOKIE);
+    for c in cookies {
+        if let Some(v) = rewrite_cookie(c.as_bytes(), server.base.secure) {
+            h.append(header::SET_COOKIE, v);
+        }
+    }
+    let ws_origin = session.origin.replacen("http", "ws", 1);
+    let csp = format!(
+        "default-src 'self' data: blob: 'unsafe-inline' 'unsafe-eval'; connect-src 'self' {ws_origin}; \
+         frame-ancestors {}; form-action 'self'; base-uri 'self'; object-src 'none'",
+        server.base.url
+    );
+    h.insert("content-security-policy", HeaderValue::from_str(&csp).expect("ASCII policy"));
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+}
+
+/// A grain's Set-Cookie for its own origin: platform cookie names dropped, `Domain` removed,
+/// `Secure` added on https.
+fn rewrite_cookie(value: &[u8], secure: bool) -> Option<HeaderValue> {
+    let text = String::from_utf8_lossy(value);
+    let mut parts = text.split(';').map(str::trim);
+    let first = parts.next()?;
+    let name = first.split('=').next()?.trim();
+    if name.is_empty() || PLATFORM_COOKIES.contains(&name) {
+        return None;
+    }
+    let mut out = vec![first.to_owned()];
+    for p in parts {
+        let key = p.split('=').next().unwrap_or("").trim().to_ascii_lowercase();
+        if key == "domain" || (key == "secure" && secure) {
+            continue;
+        }
+        out.push(p.to_owned());
+    }
+    if secure {
+        out.push("Secure".into());
+    }
+    HeaderValue::from_str(&out.join("; ")).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rewrite_cookie;
+
+    #[test]
+    fn cookies_stay_on_the_grain_origin() {
+        let v = rewrite_cookie(b"a=1; Domain=.localhost; Path=/; HttpOnly", false).unwrap();
+        assert_eq!(v, "a=1; Path=/; HttpOnly");
+        let v = rewrite_cookie(b"a=1; Secure", true).unwrap();
+        assert_eq!(v, "a=1; Secure");
+        assert!(rewrite_cookie(b"granary_grain=stolen; Path=/", false).is_none());
+        assert!(rewrite_cookie(b"granary_sid=x", false).is_none());
+    }
+}

@@ -1,0 +1,253 @@
+//! Starting grains: one `granary supervisor` process per grain in use, reached over its unix
+//! socket with Cap'n Proto (SPEC.md, "Running grains"). The server re-executes its own binary,
+//! waits for `ready`, and keeps the connection until the supervisor exits (idle, shutdown,
+//! crash), after which the next use starts a new one.
+
+use crate::apps::InstalledApp;
+use crate::grains::{Grain, GrainDirs};
+use anyhow::{anyhow, bail, Context, Result};
+use async_executor::LocalExecutor;
+use capnp_rpc::{rpc_twoparty_capnp::Side, twoparty, RpcSystem};
+use futures::AsyncReadExt;
+use granary_schema::grain_capnp::main_view;
+use granary_schema::supervisor_capnp::{grain_core, supervisor};
+use granary_schema::util_capnp::handle;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// How long a supervisor may take to say `ready`.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// keepAlive is sent at most this often per grain while its sessions are used.
+const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(30);
+
+struct Running {
+    supervisor: supervisor::Client,
+    alive: Rc<Cell<bool>>,
+    last_keep_alive: Cell<Instant>,
+}
+
+/// The grains this server has a supervisor connection to.
+pub struct Runner {
+    running: RefCell<HashMap<String, Rc<Running>>>,
+    data_dir: PathBuf,
+    /// `<data>/platform`: holds the static bridge, bound at `/.granary` in every grain.
+    pub platform_dir: PathBuf,
+    /// Seconds of idleness before a grain's app is stopped.
+    pub idle_seconds: u64,
+}
+
+impl Runner {
+    pub fn new(data_dir: &Path, platform_dir: PathBuf) -> Runner {
+        Runner { running: RefCell::new(HashMap::new()), data_dir: data_dir.to_owned(), platform_dir, idle_seconds: 120 }
+    }
+
+    pub fn is_running(&self, grain_id: &str) -> bool {
+        self.running.borrow().get(grain_id).is_some_and(|r| r.alive.get())
+    }
+
+    /// The grain's main view, starting its supervisor (and app) if needed.
+    pub async fn main_view(&self, ex: &Rc<LocalExecutor<'static>>, grain: &Grain, app: &InstalledApp) -> Result<main_view::Client> {
+        let running = match self.running.borrow().get(&grain.id).filter(|r| r.alive.get()).cloned() {
+            Some(r) => r,
+            None => {
+                let r = Rc::new(self.start(ex, grain, app).await?);
+                self.running.borrow_mut().insert(grain.id.clone(), r.clone());
+                r
+            }
+        };
+        let reply = running.supervisor.get_main_view_request().send().promise.await.map_err(|e| anyhow!("{}", e.extra))?;
+        Ok(reply.get()?.get_view()?)
+    }
+
+    /// Tells the grain's supervisor it is in use (at most every 30 s), so it does not stop
+    /// for idleness while sessions talk to the app.
+    pub fn keep_alive(&self, ex: &Rc<LocalExecutor<'static>>, grain_id: &str, core: grain_core::Client) {
+        let Some(r) = self.running.borrow().get(grain_id).cloned() else { return };
+        if r.last_keep_alive.get().elapsed() < KEEP_ALIVE_EVERY {
+            return;
+        }
+        r.last_keep_alive.set(Instant::now());
+        let mut req = r.supervisor.keep_alive_request();
+        req.get().set_core(core);
+        ex.spawn(async move {
+            let _ = req.send().promise.await;
+        })
+        .detach();
+    }
+
+    /// Stops the grain's app and supervisor, if running.
+    pub async fn stop(&self, grain_id: &str) {
+        let r = self.running.borrow_mut().remove(grain_id);
+        if let Some(r) = r.filter(|r| r.alive.get()) {
+            // The supervisor may exit before it answers; either way it is stopping.
+            let _ = r.supervisor.shutdown_request().send().promise.await;
+            for _ in 0..100 {
+                if !r.alive.get() {
+                    break;
+                }
+                async_io::Timer::after(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    /// The command line of the grain's supervisor.
+    fn command(&self, grain: &Grain, app: &InstalledApp) -> Result<Command> {
+        let m = &app.manifest;
+        let dirs = GrainDirs::new(&self.data_dir, &grain.id);
+        let app_argv = if grain.initialized {
+            m.continue_command.argv.clone()
+        } else {
+            m.actions.get(grain.action as usize).map(|a| a.command.argv.clone()).unwrap_or_else(|| m.continue_command.argv.clone())
+        };
+        if m.http.port == 0 {
+            bail!("this app serves no web pages (its manifest has no [http] port), so it cannot be opened in a browser");
+        }
+        let mut argv: Vec<String> = vec!["/.granary/bridge".into(), "--port".into(), m.http.port.to_string()];
+        if !m.http.api_path.is_empty() {
+            argv.extend(["--api-path".into(), m.http.api_path.clone()]);
+        }
+        for p in &m.permissions {
+            argv.extend(["--permission".into(), p.name.clone()]);
+        }
+        argv.push("--".into());
+        argv.extend(app_argv);
+        let exe = std::env::current_exe().context("finding the granary binary to start a supervisor")?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("supervisor")
+            .arg("--image")
+            .arg(self.data_dir.join("apps").join(&app.package_id))
+            .arg("--data")
+            .arg(dirs.var())
+            .arg("--log-dir")
+            .arg(&dirs.root)
+            .arg("--socket")
+            .arg(dirs.root.join("supervisor.sock"))
+            .arg("--cgroup-name")
+            .arg(format!("grain-{}", grain.id))
+            .arg("--platform-dir")
+            .arg(&self.platform_dir)
+            .arg("--idle")
+            .arg(self.idle_seconds.to_string());
+        for (k, v) in &m.environment {
+            cmd.arg("--env").arg(format!("{k}={v}"));
+        }
+        cmd.arg("--").args(argv);
+        Ok(cmd)
+    }
+
+    async fn start(&self, ex: &Rc<LocalExecutor<'static>>, grain: &Grain, app: &InstalledApp) -> Result<Running> {
+        let socket = GrainDirs::new(&self.data_dir, &grain.id).root.join("supervisor.sock");
+        // A supervisor left from before a server restart still serves its grain: reuse it.
+        if let Ok(stream) = UnixStream::connect(&socket) {
+            return connect(ex, stream, Rc::new(Cell::new(true)), None);
+        }
+        let mut cmd = self.command(grain, app)?;
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = cmd.spawn().context("starting the grain's supervisor")?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let ready = blocking::unblock(move || {
+            let mut line = String::new();
+            let n = std::io::BufReader::new(stdout).read_line(&mut line);
+            matches!(n, Ok(n) if n > 0) && line.trim() == "ready"
+        });
+        let timeout = async {
+            async_io::Timer::after(START_TIMEOUT).await;
+            false
+        };
+        let ok = futures::future::select(Box::pin(ready), Box::pin(timeout)).await.factor_first().0;
+        let alive = Rc::new(Cell::new(true));
+        let reaped = alive.clone();
+        let pid = child.id();
+        // Reap the supervisor when it exits; the connection's end marks the grain stopped.
+        ex.spawn(async move {
+            let status = blocking::unblock(move || child.wait()).await;
+            tracing::info!(pid, ?status, "grain supervisor exited");
+            reaped.set(false);
+        })
+        .detach();
+        if !ok {
+            let _ = rustix::process::kill_process(rustix::process::Pid::from_raw(pid as i32).expect("a child pid"), rustix::process::Signal::KILL);
+            bail!("the grain's supervisor did not start (see the server's log)");
+        }
+        let stream = UnixStream::connect(&socket).with_context(|| format!("connecting to the grain's supervisor at {}", socket.display()))?;
+        connect(ex, stream, alive, Some(pid))
+    }
+}
+
+fn connect(ex: &Rc<LocalExecutor<'static>>, stream: UnixStream, alive: Rc<Cell<bool>>, pid: Option<u32>) -> Result<Running> {
+    let (reader, writer) = async_io::Async::new(stream)?.split();
+    let network = twoparty::VatNetwork::new(reader, writer, Side::Client, Default::default());
+    let mut rpc = RpcSystem::new(Box::new(network), None);
+    let supervisor: supervisor::Client = rpc.bootstrap(Side::Server);
+    let flag = alive.clone();
+    ex.spawn(async move {
+        if let Err(e) = rpc.await {
+            tracing::debug!(?pid, "supervisor connection ended: {e}");
+        }
+        flag.set(false);
+    })
+    .detach();
+    Ok(Running { supervisor, alive, last_keep_alive: Cell::new(Instant::now() - KEEP_ALIVE_EVERY) })
+}
+
+/// The server's per-grain object handed to its supervisor (`keepAlive`).
+pub struct GrainCoreImpl {
+    pub grain_id: String,
+    pub on_storage: Box<dyn Fn(&str, u64)>,
+}
+
+fn no_powerbox() -> capnp::Error {
+    capnp::Error::unimplemented("saving and restoring capabilities needs the powerbox, which this server does not have yet".into())
+}
+
+impl grain_core::Server for GrainCoreImpl {
+    async fn save(self: capnp::capability::Rc<Self>, _: grain_core::SaveParams, _: grain_core::SaveResults) -> Result<(), capnp::Error> {
+        Err(no_powerbox())
+    }
+
+    async fn restore(self: capnp::capability::Rc<Self>, _: grain_core::RestoreParams, _: grain_core::RestoreResults) -> Result<(), capnp::Error> {
+        Err(no_powerbox())
+    }
+
+    async fn drop(self: capnp::capability::Rc<Self>, _: grain_core::DropParams, _: grain_core::DropResults) -> Result<(), capnp::Error> {
+        Err(no_powerbox())
+    }
+
+    async fn report_storage(self: capnp::capability::Rc<Self>, params: grain_core::ReportStorageParams, _: grain_core::ReportStorageResults) -> Result<(), capnp::Error> {
+        (self.on_storage)(&self.grain_id, params.get()?.get_bytes());
+        Ok(())
+    }
+
+    async fn app_exited(self: capnp::capability::Rc<Self>, params: grain_core::AppExitedParams, _: grain_core::AppExitedResults) -> Result<(), capnp::Error> {
+        let info = params.get()?.get_info()?;
+        tracing::info!(grain = %self.grain_id, code = info.get_code(), signal = info.get_signal(), "grain app exited");
+        Ok(())
+    }
+
+    async fn wake_lock(self: capnp::capability::Rc<Self>, params: grain_core::WakeLockParams, mut results: grain_core::WakeLockResults) -> Result<(), capnp::Error> {
+        let reason = params.get()?.get_reason()?.to_string()?;
+        tracing::info!(grain = %self.grain_id, %reason, "grain holds a wake lock");
+        results.get().set_handle(capnp_rpc::new_client(WakeLock { grain_id: self.grain_id.clone(), reason }));
+        Ok(())
+    }
+}
+
+/// A held wake lock; dropping the capability releases it.
+struct WakeLock {
+    grain_id: String,
+    reason: String,
+}
+
+impl handle::Server for WakeLock {}
+
+impl Drop for WakeLock {
+    fn drop(&mut self) {
+        tracing::info!(grain = %self.grain_id, reason = %self.reason, "grain released a wake lock");
+    }
+}
