@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh serve
 cargo build --release --locked -p granary
+scripts/build-bridge.sh release
 exec target/release/granary serve "$@"

@@ -53,7 +53,8 @@ impl Runner {
 
     /// The grain's main view, starting its supervisor (and app) if needed.
     pub async fn main_view(&self, ex: &Rc<LocalExecutor<'static>>, grain: &Grain, app: &InstalledApp) -> Result<main_view::Client> {
-        let running = match self.running.borrow().get(&grain.id).filter(|r| r.alive.get()).cloned() {
+        let existing = self.running.borrow().get(&grain.id).filter(|r| r.alive.get()).cloned();
+        let running = match existing {
             Some(r) => r,
             None => {
                 let r = Rc::new(self.start(ex, grain, app).await?);
@@ -69,7 +70,9 @@ impl Runner {
     /// for idleness while sessions talk to the app.
     pub fn keep_alive(&self, ex: &Rc<LocalExecutor<'static>>, grain_id: &str, core: grain_core::Client) {
         let Some(r) = self.running.borrow().get(grain_id).cloned() else { return };
-        if r.last_keep_alive.get().elapsed() < KEEP_ALIVE_EVERY {
+        // Well within the supervisor's idle period, so use never looks like idleness.
+        let every = KEEP_ALIVE_EVERY.min(Duration::from_secs(self.idle_seconds) / 4);
+        if r.last_keep_alive.get().elapsed() < every {
             return;
         }
         r.last_keep_alive.set(Instant::now());
@@ -199,7 +202,7 @@ fn connect(ex: &Rc<LocalExecutor<'static>>, stream: UnixStream, alive: Rc<Cell<b
 /// The server's per-grain object handed to its supervisor (`keepAlive`).
 pub struct GrainCoreImpl {
     pub grain_id: String,
-    pub on_storage: Box<dyn Fn(&str, u64)>,
+    pub db: Rc<granary_store::Db>,
 }
 
 fn no_powerbox() -> capnp::Error {
@@ -220,7 +223,12 @@ impl grain_core::Server for GrainCoreImpl {
     }
 
     async fn report_storage(self: capnp::capability::Rc<Self>, params: grain_core::ReportStorageParams, _: grain_core::ReportStorageResults) -> Result<(), capnp::Error> {
-        (self.on_storage)(&self.grain_id, params.get()?.get_bytes());
+        let bytes = params.get()?.get_bytes();
+        crate::grains::update(&self.db, &self.grain_id, |g| {
+            g.storage_bytes = Some(bytes);
+            Ok(())
+        })
+        .map_err(|e| capnp::Error::failed(e.to_string()))?;
         Ok(())
     }
 

@@ -26,6 +26,7 @@ pub mod policy;
 mod rpc;
 pub mod sandbox;
 pub mod seccomp;
+mod session;
 pub mod setup;
 pub mod syscalls;
 

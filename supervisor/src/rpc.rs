@@ -154,7 +154,10 @@ impl main_view::Server for View {
         let mut req = self.inner.new_session_request();
         req.set(params.get()?)?;
         let resp = self.check(req.send().promise.await).await?;
-        results.set(resp.get()?)
+        let inner = resp.get()?.get_session()?;
+        let wrapped = crate::session::SessionWrapper { inner, shared: self.shared.clone() };
+        results.get().set_session(capnp_rpc::new_client(wrapped));
+        Ok(())
     }
 
     async fn restore(self: CapRc<Self>, params: main_view::RestoreParams, mut results: main_view::RestoreResults) -> Result<(), Error> {

@@ -193,8 +193,9 @@ async fn forward(ws: web_session::Client, req: Request<Incoming>) -> Result<Resp
     let upload = streamed.map(|_| {
         let request_body = promise.pipeline.get_request_body();
         async move {
-            if let Err(e) = pump_response(body, request_body).await {
-                tracing::debug!("request body not delivered: {e}");
+            match pump_response(body, request_body).await {
+                Ok(n) => tracing::debug!("request body delivered: {n} bytes"),
+                Err(e) => tracing::debug!("request body not delivered: {e}"),
             }
         }
     });

@@ -86,7 +86,7 @@ pub struct Server {
     pub ex: Rc<LocalExecutor<'static>>,
     pub gateway: crate::gateway::Gateway,
     pub runner: crate::runner::Runner,
-    pub db: Db,
+    pub db: Rc<Db>,
     pub base: BaseUrl,
     pub data_dir: PathBuf,
     /// Installed app images (`<data>/apps`).
@@ -129,7 +129,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         ex: ex.clone(),
         gateway: crate::gateway::Gateway::new(wildcard),
         runner,
-        db,
+        db: Rc::new(db),
         base,
         data_dir: data.clone(),
         apps_root,

@@ -35,7 +35,7 @@ impl Server {
         let grain = grains::owned(&self.db, &s.user_id, &s.grain_id).map_err(|e| e.to_string())?.ok_or("This grain no longer exists.")?;
         let core: granary_schema::supervisor_capnp::grain_core::Client = capnp_rpc::new_client(GrainCoreImpl {
             grain_id: grain.id.clone(),
-            on_storage: Box::new(|_, _| {}),
+            db: self.db.clone(),
         });
         if let Some(ws) = s.web_session.borrow().clone() {
             self.runner.keep_alive(&self.ex, &grain.id, core);

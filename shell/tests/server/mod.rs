@@ -7,6 +7,32 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The static bridge, built once per test process into the same target directory as the
+/// `granary` binary under test (`scripts/build-bridge.sh` does the same for `granary serve`).
+pub fn bridge() -> std::path::PathBuf {
+    static BRIDGE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BRIDGE
+        .get_or_init(|| {
+            let exe = std::path::Path::new(env!("CARGO_BIN_EXE_granary"));
+            let profile_dir = exe.parent().unwrap();
+            let target_dir = profile_dir.parent().unwrap();
+            let release = profile_dir.file_name().unwrap() == "release";
+            let mut cmd = Command::new(env!("CARGO"));
+            cmd.args(["build", "--quiet", "-p", "granary-bridge", "--target", "x86_64-unknown-linux-gnu", "--target-dir"])
+                .arg(target_dir)
+                .arg("--manifest-path")
+                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml"))
+                .env("RUSTFLAGS", "-C target-feature=+crt-static");
+            if release {
+                cmd.arg("--release");
+            }
+            let out = cmd.output().expect("run cargo to build the bridge");
+            assert!(out.status.success(), "building the static bridge failed:\n{}", String::from_utf8_lossy(&out.stderr));
+            target_dir.join("x86_64-unknown-linux-gnu").join(profile_dir.file_name().unwrap()).join("granary-bridge")
+        })
+        .clone()
+}
+
 pub struct TestServer {
     child: Child,
     pub data: tempfile::TempDir,
@@ -16,12 +42,18 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start() -> TestServer {
+        Self::start_with(&[])
+    }
+
+    /// Like [`start`](Self::start), with extra `granary serve` arguments.
+    pub fn start_with(extra: &[&str]) -> TestServer {
         let data = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let base_url = format!("http://127.0.0.1:{port}");
         let mut child = Command::new(env!("CARGO_BIN_EXE_granary"))
             .args(["serve", "--data-dir", data.path().to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}"), "--base-url", &base_url])
-            .env("GRANARY_LOG", "warn")
+            .args(extra)
+            .env("GRANARY_LOG", "info")
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -38,8 +70,9 @@ impl TestServer {
             }
         }
         assert!(!first_setup_url.is_empty(), "the server printed no setup link");
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
+        // Keep draining stderr so the server never blocks on a full pipe; the test harness
+        // shows it when a test fails.
+        std::thread::spawn(move || lines.map_while(Result::ok).for_each(|l| eprintln!("server: {l}")));
         TestServer { child, data, base_url, first_setup_url }
     }
 
