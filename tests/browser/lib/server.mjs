@@ -110,7 +110,7 @@ export function makePackage({ title = "Test Board", version = 3, marketingVersio
   const keyring = join(dir, "keyring");
   const appId = granary(["keygen", "--keyring", keyring]).trim();
   mkdirSync(join(dir, "src"));
-  writeFileSync(join(dir, "src/run"), "#!/bin/sh\necho not really an app\n");
+  writeFileSync(join(dir, "src/run"), "not really a program: grains are not wired up yet\n");
   chmodSync(join(dir, "src/run"), 0o755);
   if (payloadBytes > 0) writeFileSync(join(dir, "src/payload.bin"), randomBytes(payloadBytes));
   writeFileSync(
