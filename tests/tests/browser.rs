@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const DEADLINE: Duration = Duration::from_secs(600);
-const FIX: &str = "run `scripts/deps.sh test` (as root) to install it";
+const FIX: &str = "run `scripts/deps.sh test` (as root; it installs Debian's chromium and runs `npm ci` in tests/browser)";
 
 /// Written straight to stderr, past the test harness's capture.
 fn say(msg: &str) {
@@ -34,7 +34,7 @@ fn browser_scenarios() {
     assert!(major >= 20, "the browser tests need Node.js 20 or newer, `node --version` says {version}");
     assert!(
         suite.join("node_modules/playwright-core/package.json").exists(),
-        "the browser tests' node packages are not installed in {}: {FIX} (it runs `npm ci` there)",
+        "the browser tests' node packages are not installed in {}: {FIX}",
         suite.display()
     );
 
