@@ -215,6 +215,65 @@ pub fn end_session(db: &Db, token: &str) -> Result<(), granary_store::Error> {
     })
 }
 
+/// An invitation to create an account, keyed by the SHA-256 of its token.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Invite {
+    pub created_by: String,
+    pub expires: u64,
+}
+
+pub const INVITES: Table<String, Invite> = Table::new("invites");
+pub const INVITE_SECONDS: u64 = 7 * 24 * 3600;
+
+/// Issues a one-time invitation; returns the token (only its hash is stored).
+pub fn new_invite(db: &Db, by: &str) -> Result<String, granary_store::Error> {
+    let token = random_hex(32);
+    db.insert(&INVITES, &token_key(&token), &Invite { created_by: by.to_owned(), expires: now() + INVITE_SECONDS })?;
+    Ok(token)
+}
+
+pub fn invite_valid(db: &Db, token: &str) -> Result<bool, granary_store::Error> {
+    Ok(db.get(&INVITES, &token_key(token))?.is_some_and(|i| i.expires > now()))
+}
+
+/// Creates a (non-admin) user with an invitation, consuming it in the same transaction.
+pub fn create_user_with_invite(db: &Db, token: &str, username: &str, display_name: &str, password_hash: String) -> Result<Option<User>, AccountError> {
+    let key = token_key(token);
+    let user = new_user(username, display_name, password_hash, false)?;
+    db.transaction(|tx| {
+        match tx.get(&INVITES, &key)? {
+            Some(i) if i.expires > now() => {}
+            _ => return Ok(None),
+        }
+        insert_user(tx, &user)?;
+        tx.remove(&INVITES, &key)?;
+        Ok(Some(user))
+    })
+}
+
+/// Suspends or reinstates a user; suspending ends every login session at once.
+pub fn set_suspended(db: &Db, user_id: &str, suspended: bool) -> Result<Option<User>, granary_store::Error> {
+    db.transaction(|tx| {
+        let Some(mut u) = tx.get(&USERS, user_id)? else { return Ok(None) };
+        u.suspended = suspended;
+        tx.insert(&USERS, user_id, &u)?;
+        Ok(Some(u))
+    })
+    .and_then(|u| {
+        if suspended {
+            let keys: Vec<(String, String)> = db.scan_prefix(&USER_SESSIONS, user_id)?.map(|e| e.map(|(k, ())| k)).collect::<Result<_, _>>()?;
+            db.transaction(|tx| {
+                for (uid, key) in &keys {
+                    tx.remove(&SESSIONS, key)?;
+                    tx.remove(&USER_SESSIONS, &(uid.clone(), key.clone()))?;
+                }
+                Ok::<_, granary_store::Error>(())
+            })?;
+        }
+        Ok(u)
+    })
+}
+
 /// Issues a one-time admin setup token; returns the token (only its hash is stored).
 pub fn new_setup_token(db: &Db) -> Result<String, granary_store::Error> {
     let token = random_hex(32);

@@ -126,6 +126,7 @@ pub fn create(db: &Db, data_dir: &Path, owner: &str, package_id: &str, app_id: &
 }
 
 /// The grain `id` if `user` owns it. Someone else's grain is `None`, like a missing one.
+#[cfg(test)]
 pub fn owned(db: &Db, user: &str, id: &str) -> Result<Option<Grain>, granary_store::Error> {
     Ok(db.get(&GRAINS, id)?.filter(|g| g.owner == user))
 }

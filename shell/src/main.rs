@@ -16,9 +16,11 @@ mod grains;
 mod ratelimit;
 mod runner;
 mod server;
+mod sharing;
 mod ui;
 mod ui_apps;
 mod ui_grains;
+mod ui_sharing;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

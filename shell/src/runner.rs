@@ -47,6 +47,11 @@ impl Runner {
         Runner { running: RefCell::new(HashMap::new()), data_dir: data_dir.to_owned(), platform_dir, idle_seconds: 120 }
     }
 
+    /// How many grains have a live supervisor.
+    pub fn running_count(&self) -> usize {
+        self.running.borrow().values().filter(|r| r.alive.get()).count()
+    }
+
     pub fn is_running(&self, grain_id: &str) -> bool {
         self.running.borrow().get(grain_id).is_some_and(|r| r.alive.get())
     }

@@ -94,6 +94,24 @@ pub fn setup(token: &str, csrf: &str, error: Option<&str>, username: &str, displ
     })
 }
 
+pub fn invite(token: &str, csrf: &str, error: Option<&str>, username: &str, display_name: &str) -> Markup {
+    page("Create your account", None, "", true, html! {
+        div.card {
+            h1 { "Create your account" }
+            p.muted { "You were invited to this Granary server." }
+            form.stack method="post" action={ "/invite/" (token) } {
+                @if let Some(e) = error { div.error role="alert" { (e) } }
+                input type="hidden" name="csrf" value=(csrf);
+                label { "Username" input type="text" name="username" value=(username) autocomplete="username" required autofocus; }
+                label { "Your name" input type="text" name="display_name" value=(display_name) autocomplete="name" required; }
+                label { "Password (at least 10 characters)" input type="password" name="password" autocomplete="new-password" required minlength="10"; }
+                label { "Password again" input type="password" name="password2" autocomplete="new-password" required minlength="10"; }
+                button type="submit" { "Create account and sign in" }
+            }
+        }
+    })
+}
+
 pub fn setup_expired() -> Markup {
     page("Link expired", None, "", true, html! {
         div.card {
@@ -109,6 +127,9 @@ pub struct AdminStatus<'a> {
     pub base_url: &'a str,
     pub data_dir: &'a str,
     pub users: &'a [User],
+    pub running_grains: usize,
+    /// A just-created invitation link, shown once.
+    pub invite_url: Option<&'a str>,
 }
 
 pub fn admin(viewer: &Viewer<'_>, s: &AdminStatus<'_>) -> Markup {
@@ -117,20 +138,41 @@ pub fn admin(viewer: &Viewer<'_>, s: &AdminStatus<'_>) -> Markup {
         div.stats {
             div.card { div.muted { "Version" } div.n { (s.version) } }
             div.card { div.muted { "Accounts" } div.n { (s.users.len()) } }
-            div.card { div.muted { "Running grains" } div.n { "0" } }
+            div.card { div.muted { "Running grains" } div.n #running-grains { (s.running_grains) } }
         }
         div.card {
             p { "Address: " code { (s.base_url) } }
             p { "Data directory: " code { (s.data_dir) } }
+        }
+        div.card #users {
+            h2 { "People" }
+            @if let Some(url) = s.invite_url {
+                div.notice {
+                    p { "Send this invitation link to the person you invite. It works once, for 7 days:" }
+                    input #invite-url type="text" readonly value=(url) aria-label="Invitation link";
+                }
+            }
+            form method="post" action="/admin/invite" {
+                input type="hidden" name="csrf" value=(viewer.csrf);
+                button type="submit" { "Create an invitation link" }
+            }
             table {
-                thead { tr { th { "Name" } th { "Username" } th { "Role" } th { "Status" } } }
+                thead { tr { th { "Name" } th { "Username" } th { "Role" } th { "Status" } th { "" } } }
                 tbody {
                     @for u in s.users {
-                        tr {
+                        tr data-user=(u.username) {
                             td { (u.display_name) }
                             td { (u.username) }
                             td { @if u.admin { "Administrator" } @else { "User" } }
                             td { @if u.suspended { "Suspended" } @else { "Active" } }
+                            td {
+                                @if u.id != viewer.user.id {
+                                    form method="post" action={ "/admin/users/" (u.id) @if u.suspended { "/reinstate" } @else { "/suspend" } } {
+                                        input type="hidden" name="csrf" value=(viewer.csrf);
+                                        @if u.suspended { button.secondary type="submit" { "Reinstate" } } @else { button.danger type="submit" { "Suspend" } }
+                                    }
+                                }
+                            }
                         }
                     }
                 }

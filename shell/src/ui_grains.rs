@@ -15,7 +15,7 @@ fn app_title<'a>(apps: &'a HashMap<String, InstalledApp>, g: &Grain) -> &'a str 
     apps.get(&g.package_id).map(|a| a.manifest.app_title.as_str()).unwrap_or("(app uninstalled)")
 }
 
-pub fn home(v: &Viewer<'_>, grains: &[Grain], apps: &HashMap<String, InstalledApp>) -> Markup {
+pub fn home(v: &Viewer<'_>, grains: &[Grain], shared: &[Grain], apps: &HashMap<String, InstalledApp>) -> Markup {
     let (live, trash): (Vec<&Grain>, Vec<&Grain>) = grains.iter().partition(|g| g.trashed.is_none());
     page("Grains", Some(v), "home", false, html! {
         h1 { "Your grains" }
@@ -35,6 +35,21 @@ pub fn home(v: &Viewer<'_>, grains: &[Grain], apps: &HashMap<String, InstalledAp
                                 td { a href={ "/grains/" (g.id) } { (g.title) } }
                                 td.muted { (app_title(apps, g)) }
                                 td.muted { (g.storage_bytes.map(human_bytes).unwrap_or_else(|| "—".into())) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if !shared.is_empty() {
+            h2.section { "Shared with me" }
+            div.card #shared {
+                table.grains {
+                    tbody {
+                        @for g in shared {
+                            tr {
+                                td { a href={ "/grains/" (g.id) } { (g.title) } }
+                                td.muted { (app_title(apps, g)) }
                             }
                         }
                     }
@@ -66,29 +81,51 @@ pub fn home(v: &Viewer<'_>, grains: &[Grain], apps: &HashMap<String, InstalledAp
     })
 }
 
-pub fn grain(v: &Viewer<'_>, g: &Grain, app: Option<&InstalledApp>, error: Option<&str>, frame: Option<&str>, running: bool) -> Markup {
+/// What the grain page shows.
+#[derive(Clone, Copy)]
+pub struct GrainPage<'a> {
+    pub grain: &'a Grain,
+    pub app: Option<&'a InstalledApp>,
+    pub is_owner: bool,
+    /// The session's init URL, when the grain can be shown.
+    pub frame: Option<&'a str>,
+    pub running: bool,
+    pub error: Option<&'a str>,
+}
+
+pub fn grain(v: &Viewer<'_>, p: &GrainPage<'_>) -> Markup {
+    let g = p.grain;
     page(&g.title, Some(v), "home", false, html! {
         div.grainbar {
-            form.rename method="post" action={ "/grains/" (g.id) "/rename" } {
-                (csrf(v))
-                input type="text" name="title" value=(g.title) aria-label="Grain title" maxlength="200" required;
-                button.secondary type="submit" { "Rename" }
+            @if p.is_owner {
+                form.rename method="post" action={ "/grains/" (g.id) "/rename" } {
+                    (csrf(v))
+                    input type="text" name="title" value=(g.title) aria-label="Grain title" maxlength="200" required;
+                    button.secondary type="submit" { "Rename" }
+                }
+            } @else {
+                h1.grain-title { (g.title) }
             }
-            span.muted { (app.map(|a| a.manifest.app_title.as_str()).unwrap_or("(app uninstalled)")) }
+            span.muted { (p.app.map(|a| a.manifest.app_title.as_str()).unwrap_or("(app uninstalled)")) }
             @if g.trashed.is_none() {
-                span.muted.state { @if running { "running" } @else { "stopped" } }
-                form method="post" action={ "/grains/" (g.id) "/restart" } { (csrf(v)) button.secondary type="submit" { "Restart" } }
-                form method="post" action={ "/grains/" (g.id) "/trash" } { (csrf(v)) button.secondary type="submit" { "Move to trash" } }
+                @if p.is_owner {
+                    span.muted.state { @if p.running { "running" } @else { "stopped" } }
+                }
+                a.button.secondary href={ "/grains/" (g.id) "/access" } { "Share" }
+                @if p.is_owner {
+                    form method="post" action={ "/grains/" (g.id) "/restart" } { (csrf(v)) button.secondary type="submit" { "Restart" } }
+                    form method="post" action={ "/grains/" (g.id) "/trash" } { (csrf(v)) button.secondary type="submit" { "Move to trash" } }
+                }
             }
         }
-        @if let Some(e) = error { div.error role="alert" { (e) } }
+        @if let Some(e) = p.error { div.error role="alert" { (e) } }
         @if g.trashed.is_some() {
             div.card.empty {
                 h2 { "This grain is in the trash" }
                 p { "Restore it to open it again." }
                 form method="post" action={ "/grains/" (g.id) "/restore" } { (csrf(v)) button type="submit" { "Restore" } }
             }
-        } @else if let Some(src) = frame {
+        } @else if let Some(src) = p.frame {
             iframe.grain #grain-frame src=(src) title=(g.title) {}
         } @else {
             div.card.empty {

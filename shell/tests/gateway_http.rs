@@ -2,105 +2,13 @@
 //! supervisor → sandbox → bridge → a python app, and the gateway's checks and header policy.
 
 mod common;
+mod grainkit;
 mod server;
 
-use server::{bridge, Client, Reply, TestServer};
+use grainkit::*;
+use server::{bridge, Client, TestServer};
 use std::fs;
 use std::path::Path;
-
-fn require_root() {
-    let status = fs::read_to_string("/proc/self/status").unwrap();
-    let euid = status.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(2)).unwrap();
-    assert_eq!(euid, "0", "the gateway tests start real sandboxes and must run as root (the README's test command does)");
-}
-
-fn admin(s: &TestServer) -> Client {
-    let mut c = Client::new(s);
-    let url = s.admin_token();
-    let csrf = c.get(&url).hidden("csrf");
-    let pw = "correct horse battery";
-    let r = c.post(&url, &[("csrf", &csrf), ("username", "ann"), ("display_name", "Ann Émile"), ("password", pw), ("password2", pw)]);
-    assert_eq!(r.status, 303, "{}", r.body);
-    c
-}
-
-/// Packs the python echo app (with Debian's python3 and its standard library) and installs it.
-fn install_echo(c: &mut Client) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let keyring = dir.path().join("keyring");
-    let app_id = common::granary_ok(&keyring, &["keygen"]).trim().to_owned();
-    fs::create_dir(dir.path().join("app")).unwrap();
-    fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grain_app/app.py"), dir.path().join("app/app.py")).unwrap();
-    let toml = format!(
-        r#"[app]
-id = "{app_id}"
-title = "Echo"
-version = 1
-continue_command = ["/usr/bin/python3", "/app/app.py"]
-environment = {{ HOME = "/var", PYTHONDONTWRITEBYTECODE = "1" }}
-[[actions]]
-title = "New echo"
-noun = "echo"
-command = ["/usr/bin/python3", "/app/app.py"]
-[http]
-port = 8000
-[files]
-map = [ {{ to = "/app", from = "app" }}, {{ to = "/", from = "/" }} ]
-include = ["/app", "/usr/lib/python3.11"]
-hide = ["/usr/lib/python3.11/config-3.11-x86_64-linux-gnu", "/usr/lib/python3.11/test", "/usr/lib/python3.11/__pycache__"]
-"#
-    );
-    fs::write(dir.path().join("granary.toml"), toml).unwrap();
-    let gpk = dir.path().join("echo.gpk");
-    common::granary_ok(&keyring, &["pack", dir.path().to_str().unwrap(), "-o", gpk.to_str().unwrap(), "--level", "1"]);
-    let csrf = c.get("/apps").hidden_attr("data-csrf");
-    let r = c.upload("/apps/upload", &fs::read(&gpk).unwrap(), &csrf);
-    assert_eq!(r.status, 200, "{}", r.body);
-    serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["package_id"].as_str().unwrap().to_owned()
-}
-
-/// Creates a grain; returns (grain page path, grain id).
-fn new_grain(c: &mut Client, pkg: &str, title: &str) -> (String, String) {
-    let csrf = c.get(&format!("/apps/{pkg}")).hidden("csrf");
-    let url = c.post("/grains", &[("csrf", &csrf), ("package_id", pkg), ("action", "0"), ("title", title)]).location();
-    let id = url.trim_start_matches("/grains/").to_owned();
-    (url, id)
-}
-
-/// Opens the grain page and returns (session Host header, init path) from its frame.
-fn open_frame(c: &mut Client, grain_url: &str) -> (String, String) {
-    let page = c.get(grain_url);
-    let src = page.hidden_attr("iframe class=\"grain\" id=\"grain-frame\" src");
-    let rest = src.strip_prefix("http://").expect("a session origin URL");
-    let (host, path) = rest.split_once('/').unwrap();
-    (host.to_owned(), format!("/{path}"))
-}
-
-/// A browser on one session origin.
-struct Origin {
-    c: Client,
-    host: String,
-}
-
-impl Origin {
-    fn enter(s: &TestServer, host: &str, init: &str) -> Origin {
-        let mut o = Origin { c: Client::new(s), host: host.to_owned() };
-        let r = o.get(init, &[]);
-        assert_eq!((r.status, r.location()), (303, "/".to_owned()), "{}", r.body);
-        assert!(o.c.has_cookie("granary_grain"));
-        o
-    }
-    fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Reply {
-        let mut h = vec![("Host", self.host.as_str())];
-        h.extend_from_slice(headers);
-        self.c.get_with(path, &h)
-    }
-    fn json(&mut self, path: &str, headers: &[(&str, &str)]) -> serde_json::Value {
-        let r = self.get(path, headers);
-        assert_eq!(r.status, 200, "{path}: {}", r.body);
-        serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("{path}: {e}: {}", r.body))
-    }
-}
 
 #[test]
 fn requests_reach_the_app_in_its_sandbox_with_the_platform_policy() {

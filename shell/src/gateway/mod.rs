@@ -65,7 +65,15 @@ pub struct UiSession {
     pub secret: String,
     init_token: RefCell<Option<(String, Instant)>>,
     pub grain_id: String,
-    pub user_id: String,
+    /// The signed-in person using it, if any (checked on every request: suspension ends it).
+    pub user_id: Option<String>,
+    /// Whether the grain learns who they are; false for anonymous visitors and for people who
+    /// opened a link without revealing themselves.
+    pub reveal: bool,
+    /// The share link it came through, when it is not the user's own access.
+    pub link_id: Option<String>,
+    /// The permissions it was opened with; when they change, the session ends.
+    pub permissions: Vec<bool>,
     pub origin: String,
     /// Created on first use, from the grain's main view.
     pub web_session: RefCell<Option<web_session::Client>>,
@@ -90,6 +98,14 @@ impl UiSession {
     }
 }
 
+/// Who a new session is for and what it may do.
+pub struct Access<'a> {
+    pub user: Option<&'a User>,
+    pub reveal: bool,
+    pub link_id: Option<String>,
+    pub permissions: Vec<bool>,
+}
+
 /// The live UI sessions (in memory: they hold live capabilities and end with the server).
 pub struct Gateway {
     pub wildcard: WildcardHost,
@@ -101,8 +117,8 @@ impl Gateway {
         Gateway { wildcard, sessions: RefCell::new(HashMap::new()) }
     }
 
-    /// Starts a session of `user` on `grain`; returns the init URL to load in the frame.
-    pub fn open(&self, grain: &Grain, user: &User) -> String {
+    /// Starts a session on `grain`; returns the init URL to load in the frame.
+    pub fn open(&self, grain: &Grain, access: Access) -> String {
         self.expire();
         let label = crate::grains::new_id();
         let token = random_hex(32);
@@ -113,7 +129,10 @@ impl Gateway {
             secret: random_hex(32),
             init_token: RefCell::new(Some((token, Instant::now()))),
             grain_id: grain.id.clone(),
-            user_id: user.id.clone(),
+            user_id: access.user.map(|u| u.id.clone()),
+            reveal: access.reveal,
+            link_id: access.link_id,
+            permissions: access.permissions,
             origin,
             web_session: RefCell::new(None),
             last_used: Cell::new(Instant::now()),
@@ -132,6 +151,11 @@ impl Gateway {
         let before = map.len();
         map.retain(|_, s| !f(s));
         before - map.len()
+    }
+
+    /// The open sessions of a grain.
+    pub fn sessions_of(&self, grain_id: &str) -> Vec<Rc<UiSession>> {
+        self.sessions.borrow().values().filter(|s| s.grain_id == grain_id).cloned().collect()
     }
 
     /// Drops the cached `WebSession` of every session of `grain` (after its supervisor went

@@ -1,10 +1,14 @@
-//! Grain routes: the list, creating, the grain page, rename, trash, restore, delete.
+//! Grain routes: the list, creating, the grain page, rename, trash, restore, delete; the
+//! sharing actions are in `share_routes`.
 
 use super::http::{html, redirect, Req, Resp};
 use super::routes::{error, Session};
 use super::Server;
 use crate::apps::{self, InstalledApp};
+use super::share_routes;
+use crate::gateway::Access;
 use crate::grains::{self, Grain, GrainError};
+use crate::sharing;
 use crate::ui::Viewer;
 use crate::ui_grains;
 use hyper::StatusCode;
@@ -24,7 +28,13 @@ fn apps_by_id(server: &Server) -> anyhow::Result<HashMap<String, InstalledApp>> 
 
 pub fn home(server: &Server, s: &Session) -> anyhow::Result<Resp> {
     let list = grains::list_owned(&server.db, &s.2.id)?;
-    Ok(html(StatusCode::OK, ui_grains::home(&viewer(s), &list, &apps_by_id(server)?)))
+    let mut shared = Vec::new();
+    for id in sharing::shared_with(&server.db, &s.2.id)? {
+        if let Some((g, _, _, false)) = accessible(server, &s.2.id, &id)? {
+            shared.push(g);
+        }
+    }
+    Ok(html(StatusCode::OK, ui_grains::home(&viewer(s), &list, &shared, &apps_by_id(server)?)))
 }
 
 /// `POST /grains`: create from an app's action.
@@ -45,10 +55,33 @@ pub fn create(server: &Server, s: &Session, req: &Req) -> anyhow::Result<Resp> {
     }
 }
 
-/// `GET /grains/<id>` and `POST /grains/<id>/<action>`.
+/// A grain as a user may see it: the grain, its app, their permissions, whether they own it.
+pub type Accessible = (Grain, Option<InstalledApp>, Vec<bool>, bool);
+
+/// The grain `id` as `user` may see it: (grain, its app, the user's permissions, owner?).
+/// `None` when it does not exist or the user has no access (indistinguishable on purpose).
+pub fn accessible(server: &Server, user: &str, id: &str) -> anyhow::Result<Option<Accessible>> {
+    let Some(g) = server.db.get(&grains::GRAINS, id)? else { return Ok(None) };
+    let app = apps::get(&server.db, &g.package_id)?;
+    if g.owner == user {
+        let n = app.as_ref().map_or(0, |a| a.manifest.permissions.len());
+        return Ok(Some((g, app, vec![true; n], true)));
+    }
+    let Some(a) = &app else { return Ok(None) };
+    match sharing::user_permissions(&server.db, &g, &a.manifest, user)? {
+        Some(p) if g.trashed.is_none() => Ok(Some((g, app, p, false))),
+        _ => Ok(None),
+    }
+}
+
+/// `GET /grains/<id>[/access]` and `POST /grains/<id>/<action>`.
 pub async fn grain(server: &Server, s: &Session, req: &Req, id: &str, action: Option<&str>) -> anyhow::Result<Resp> {
-    let Some(g) = grains::owned(&server.db, &s.2.id, id)? else { return Ok(not_found()) };
+    let Some((g, app, perms, is_owner)) = accessible(server, &s.2.id, id)? else { return Ok(not_found()) };
     let form = req.form();
+    let owner_only = matches!(action, Some("rename" | "trash" | "restore" | "delete" | "restart"));
+    if owner_only && !is_owner {
+        return Ok(error(StatusCode::FORBIDDEN, "Only the owner can do this", "Ask the grain's owner."));
+    }
     if matches!(action, Some("trash" | "delete" | "restart")) {
         // Open sessions end at once; the app stops (a restart starts it on the next request).
         if action != Some("restart") {
@@ -56,6 +89,11 @@ pub async fn grain(server: &Server, s: &Session, req: &Req, id: &str, action: Op
         }
         server.gateway.reset_grain(&g.id);
         server.runner.stop(&g.id).await;
+    }
+    match action {
+        Some("access") | Some("share") => return share_routes::access(server, s, &g, app.as_ref(), &perms, is_owner, action == Some("share"), &form),
+        Some(a) if a.starts_with("links/") => return share_routes::change_link(server, s, &g, app.as_ref(), a, &form),
+        _ => {}
     }
     let result: Result<Option<Grain>, GrainError> = match action {
         None => Ok(Some(g.clone())),
@@ -66,24 +104,32 @@ pub async fn grain(server: &Server, s: &Session, req: &Req, id: &str, action: Op
         Some("delete") => grains::delete(&server.db, &server.data_dir, &g).map(|_| None),
         Some(_) => return Ok(not_found()),
     };
-    let app = apps::get(&server.db, &g.package_id)?;
+    let page = ui_grains::GrainPage { grain: &g, app: app.as_ref(), is_owner, frame: None, running: false, error: None };
     match (action, result) {
         (None, _) => {
-            let frame = (g.trashed.is_none() && app.is_some()).then(|| server.gateway.open(&g, &s.2));
+            let frame = (g.trashed.is_none() && app.is_some())
+                .then(|| server.gateway.open(&g, Access { user: Some(&s.2), reveal: true, link_id: None, permissions: perms.clone() }));
             let running = server.runner.is_running(&g.id);
-            let mut r = html(StatusCode::OK, ui_grains::grain(&viewer(s), &g, app.as_ref(), None, frame.as_deref(), running));
+            let mut r = html(StatusCode::OK, ui_grains::grain(&viewer(s), &ui_grains::GrainPage { frame: frame.as_deref(), running, ..page }));
             if let Some(url) = &frame {
-                let origin = url.split(crate::gateway::PLATFORM_PREFIX).next().unwrap_or("");
-                let csp = format!("default-src 'self'; frame-src {origin}; frame-ancestors 'none'; form-action 'self'; base-uri 'none'");
-                r.headers_mut().insert("content-security-policy", hyper::header::HeaderValue::from_str(&csp)?);
+                frame_csp(&mut r, url)?;
             }
             Ok(r)
         }
         (Some("restore" | "rename" | "restart"), Ok(_)) => Ok(redirect(&format!("/grains/{id}"))),
         (_, Ok(_)) => Ok(redirect("/")),
         (_, Err(e @ (GrainError::BadTitle | GrainError::NotTrashed))) => {
-            Ok(html(StatusCode::BAD_REQUEST, ui_grains::grain(&viewer(s), &g, app.as_ref(), Some(&e.to_string()), None, false)))
+            let msg = e.to_string();
+            Ok(html(StatusCode::BAD_REQUEST, ui_grains::grain(&viewer(s), &ui_grains::GrainPage { error: Some(&msg), ..page })))
         }
         (_, Err(e)) => Err(e.into()),
     }
+}
+
+/// Lets a page frame the session origin of `init_url` (and nothing else).
+pub fn frame_csp(r: &mut Resp, init_url: &str) -> anyhow::Result<()> {
+    let origin = init_url.split(crate::gateway::PLATFORM_PREFIX).next().unwrap_or("");
+    let csp = format!("default-src 'self'; frame-src {origin}; frame-ancestors 'none'; form-action 'self'; base-uri 'none'");
+    r.headers_mut().insert("content-security-policy", hyper::header::HeaderValue::from_str(&csp)?);
+    Ok(())
 }

@@ -8,6 +8,7 @@ mod grain_routes;
 pub mod http;
 mod routes;
 mod session_wiring;
+mod share_routes;
 
 use crate::{accounts, control, ratelimit::LoginLimiter};
 use anyhow::{bail, Context, Result};

@@ -2,7 +2,7 @@
 //! body limit and, for `POST`, the cross-site checks before it reaches a handler.
 
 use super::http::{self, add_security_headers, html, redirect, set_cookie, BodyError, Req, Resp};
-use super::{app_routes, grain_routes, Server};
+use super::{app_routes, grain_routes, share_routes, Server};
 use crate::accounts::{self, LoginSession, User};
 use crate::ui::{self, Viewer};
 use hyper::body::Incoming;
@@ -87,7 +87,9 @@ async fn route(server: &Server, peer: SocketAddr, req: hyper::Request<Incoming>)
         }),
         (&Method::POST, "/login") => login(server, &req).await,
         (&Method::POST, "/logout") => logout(server, &req, session.as_ref()),
-        (&Method::GET, "/admin") => admin(server, session.as_ref()),
+        (&Method::GET, "/admin") => admin(server, session.as_ref(), None),
+        (&Method::POST, p) if p == "/admin/invite" || p.starts_with("/admin/users/") => admin_post(server, session.as_ref(), &req, p),
+        (m, p) if p.starts_with("/invite/") && (m == Method::GET || m == Method::POST) => invite(server, &req, &p["/invite/".len()..]).await,
         (&Method::GET, "/static/upload.js") => {
             let mut r = http::response(StatusCode::OK, "text/javascript; charset=utf-8", crate::ui_apps::UPLOAD_JS);
             r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("public, max-age=3600"));
@@ -107,6 +109,7 @@ async fn route(server: &Server, peer: SocketAddr, req: hyper::Request<Incoming>)
             match (m, rest.split_once('/')) {
                 (&Method::POST, None) if rest.is_empty() => grain_routes::create(server, s, &req),
                 (&Method::GET, None) => grain_routes::grain(server, s, &req, rest, None).await,
+                (&Method::GET, Some((id, "access"))) => grain_routes::grain(server, s, &req, id, Some("access")).await,
                 (&Method::POST, Some((id, action))) => grain_routes::grain(server, s, &req, id, Some(action)).await,
                 _ => Ok(error(StatusCode::NOT_FOUND, "Page not found", "There is nothing at this address.")),
             }
@@ -119,6 +122,9 @@ async fn route(server: &Server, peer: SocketAddr, req: hyper::Request<Incoming>)
                 Some((id, "icon")) => app_routes::icon(server, id),
                 Some(_) => Ok(error(StatusCode::NOT_FOUND, "Page not found", "There is nothing at this address.")),
             }
+        }
+        (m, p) if p.starts_with("/share/") && (m == Method::GET || m == Method::POST) => {
+            share_routes::landing(server, session.as_ref(), &req, &p["/share/".len()..])
         }
         (m, p) if p.starts_with("/setup/") && (m == Method::GET || m == Method::POST) => {
             setup(server, &req, &p["/setup/".len()..]).await
@@ -232,7 +238,7 @@ fn logout(server: &Server, req: &Req, session: Option<&Session>) -> anyhow::Resu
     Ok(r)
 }
 
-fn admin(server: &Server, session: Option<&Session>) -> anyhow::Result<Resp> {
+fn admin(server: &Server, session: Option<&Session>, invite_url: Option<&str>) -> anyhow::Result<Resp> {
     let Some(s) = session else { return Ok(redirect("/login")) };
     if !s.2.admin {
         return Ok(error(StatusCode::FORBIDDEN, "Administrators only", "Only administrators can see this page."));
@@ -240,8 +246,76 @@ fn admin(server: &Server, session: Option<&Session>) -> anyhow::Result<Resp> {
     let mut users: Vec<User> = server.db.iter(&accounts::USERS)?.map(|e| e.map(|(_, u)| u)).collect::<Result<_, _>>()?;
     users.sort_by(|a, b| a.username.cmp(&b.username));
     let data_dir = server.data_dir.display().to_string();
-    let status = ui::AdminStatus { version: env!("CARGO_PKG_VERSION"), base_url: &server.base.url, data_dir: &data_dir, users: &users };
+    let status = ui::AdminStatus {
+        version: env!("CARGO_PKG_VERSION"),
+        base_url: &server.base.url,
+        data_dir: &data_dir,
+        users: &users,
+        running_grains: server.runner.running_count(),
+        invite_url,
+    };
     Ok(html(StatusCode::OK, ui::admin(&viewer(s), &status)))
+}
+
+/// `POST /admin/invite` and `POST /admin/users/<id>/suspend|reinstate`.
+fn admin_post(server: &Server, session: Option<&Session>, req: &Req, path: &str) -> anyhow::Result<Resp> {
+    let Some(s) = session else { return Ok(redirect("/login")) };
+    if !s.2.admin {
+        return Ok(error(StatusCode::FORBIDDEN, "Administrators only", "Only administrators can do this."));
+    }
+    if req.form().get("csrf") != Some(&s.1.csrf) {
+        return Ok(expired_form());
+    }
+    if path == "/admin/invite" {
+        let token = accounts::new_invite(&server.db, &s.2.id)?;
+        return admin(server, session, Some(&format!("{}/invite/{token}", server.base.url)));
+    }
+    let rest = path.trim_start_matches("/admin/users/");
+    let (id, action) = rest.split_once('/').unwrap_or((rest, ""));
+    let suspend = match action {
+        "suspend" => true,
+        "reinstate" => false,
+        _ => return Ok(error(StatusCode::NOT_FOUND, "Page not found", "There is nothing at this address.")),
+    };
+    if id == s.2.id {
+        return Ok(error(StatusCode::BAD_REQUEST, "Not yourself", "You cannot suspend your own account."));
+    }
+    if accounts::set_suspended(&server.db, id, suspend)?.is_none() {
+        return Ok(error(StatusCode::NOT_FOUND, "No such user", "That account does not exist."));
+    }
+    if suspend {
+        server.close_user_sessions(id);
+    }
+    Ok(redirect("/admin"))
+}
+
+async fn invite(server: &Server, req: &Req, token: &str) -> anyhow::Result<Resp> {
+    if !accounts::invite_valid(&server.db, token)? {
+        return Ok(error(StatusCode::NOT_FOUND, "This invitation does not work", "It was used already or expired. Ask for a new one."));
+    }
+    if req.method == Method::GET {
+        return Ok(with_pre_csrf(req, StatusCode::OK, |csrf| ui::invite(token, csrf, None, "", "")));
+    }
+    let form = req.form();
+    if !pre_csrf_ok(req, &form) {
+        return Ok(expired_form());
+    }
+    let field = |k: &str| form.get(k).cloned().unwrap_or_default();
+    let (username, display_name, password) = (field("username"), field("display_name"), field("password"));
+    let again = |msg: &str| with_pre_csrf(req, StatusCode::BAD_REQUEST, |csrf| ui::invite(token, csrf, Some(msg), &username, &display_name));
+    if password.chars().count() < 10 {
+        return Ok(again(&accounts::AccountError::WeakPassword.to_string()));
+    }
+    if password != field("password2") {
+        return Ok(again("The two passwords differ."));
+    }
+    let hash = blocking::unblock(move || accounts::hash_password(&password)).await;
+    match accounts::create_user_with_invite(&server.db, token, &username, &display_name, hash) {
+        Ok(Some(user)) => signed_in(server, &user),
+        Ok(None) => Ok(error(StatusCode::NOT_FOUND, "This invitation does not work", "It was used already or expired. Ask for a new one.")),
+        Err(accounts::AccountError::Store(e)) => Err(e.into()),
+        Err(e) => Ok(again(&e.to_string())),
+    }
 }
 
 async fn setup(server: &Server, req: &Req, token: &str) -> anyhow::Result<Resp> {

@@ -4,7 +4,7 @@
 use super::Server;
 use crate::gateway::UiSession;
 use crate::runner::GrainCoreImpl;
-use crate::{accounts, apps, grains};
+use crate::{accounts, apps, grains, sharing};
 use granary_schema::grain_capnp::{session_context, session_params};
 use granary_schema::web_session_capnp::web_session;
 use sha2::{Digest, Sha256};
@@ -15,24 +15,64 @@ impl Server {
         self.ex.spawn(fut).detach();
     }
 
-    /// `Err(why)` if the session's user may no longer use its grain (the grain is gone or in
-    /// the trash, the user is gone or suspended, or no longer has access).
+    /// `Err(why)` if the session may no longer be used: its user is gone or suspended, the
+    /// grain is gone or in the trash, or the permissions it was opened with changed (a link
+    /// revoked, a role lowered); a reopen then gets the new permissions or is refused.
     pub fn session_still_allowed(&self, s: &UiSession) -> Result<(), String> {
-        let user = self.db.get(&accounts::USERS, &s.user_id).map_err(|e| e.to_string())?;
-        match user {
-            Some(u) if !u.suspended => {}
-            _ => return Err("Your account can no longer use this grain.".into()),
+        let err = |e: granary_store::Error| e.to_string();
+        if let Some(uid) = &s.user_id {
+            match self.db.get(&accounts::USERS, uid).map_err(err)? {
+                Some(u) if !u.suspended => {}
+                _ => return Err("Your account can no longer use this grain.".into()),
+            }
         }
-        match grains::owned(&self.db, &s.user_id, &s.grain_id).map_err(|e| e.to_string())? {
-            Some(g) if g.trashed.is_none() => Ok(()),
-            Some(_) => Err("This grain was moved to the trash.".into()),
-            None => Err("This grain was deleted or is no longer shared with you.".into()),
+        let grain = self.db.get(&grains::GRAINS, &s.grain_id).map_err(err)?.ok_or("This grain was deleted.")?;
+        if grain.trashed.is_some() {
+            return Err("This grain was moved to the trash.".into());
+        }
+        let app = apps::get(&self.db, &grain.package_id).map_err(err)?.ok_or("The grain's app was uninstalled.")?;
+        let now = self.current_permissions(&grain, &app.manifest, s.user_id.as_deref(), s.link_id.as_deref(), s.reveal).map_err(err)?;
+        match now {
+            None => Err("Your access to this grain was revoked.".into()),
+            Some(p) if p != s.permissions => Err("Your access to this grain changed. Open it again to continue.".into()),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Ends every open session of the grain that may no longer be used as it was opened.
+    pub fn recheck_sessions(&self, grain_id: &str) {
+        for s in self.gateway.sessions_of(grain_id) {
+            if self.session_still_allowed(&s).is_err() {
+                self.gateway.close_where(|x| x.label == s.label);
+            }
+        }
+    }
+
+    /// Ends every open session of a user (suspension).
+    pub fn close_user_sessions(&self, user_id: &str) -> usize {
+        self.gateway.close_where(|s| s.user_id.as_deref() == Some(user_id))
+    }
+
+    /// What a session of `user` (through `link`, revealing or not) may do now.
+    pub fn current_permissions(
+        &self,
+        grain: &grains::Grain,
+        m: &granary_grains::manifest::Manifest,
+        user: Option<&str>,
+        link: Option<&str>,
+        reveal: bool,
+    ) -> Result<Option<Vec<bool>>, granary_store::Error> {
+        match (user, link) {
+            (Some(u), _) if reveal || link.is_none() => sharing::user_permissions(&self.db, grain, m, u),
+            (_, Some(l)) => sharing::link_permissions(&self.db, grain, m, l),
+            (None, None) => Ok(None),
+            (Some(_), None) => unreachable!("covered above"),
         }
     }
 
     /// The session's `WebSession`, made on first use.
     pub async fn web_session(&self, s: &UiSession) -> Result<web_session::Client, String> {
-        let grain = grains::owned(&self.db, &s.user_id, &s.grain_id).map_err(|e| e.to_string())?.ok_or("This grain no longer exists.")?;
+        let grain = self.db.get(&grains::GRAINS, &s.grain_id).map_err(|e| e.to_string())?.ok_or("This grain no longer exists.")?;
         let core: granary_schema::supervisor_capnp::grain_core::Client = capnp_rpc::new_client(GrainCoreImpl {
             grain_id: grain.id.clone(),
             db: self.db.clone(),
@@ -42,7 +82,10 @@ impl Server {
             return Ok(ws);
         }
         let app = apps::get(&self.db, &grain.package_id).map_err(|e| e.to_string())?.ok_or("The grain's app is not installed any more.")?;
-        let user = self.db.get(&accounts::USERS, &s.user_id).map_err(|e| e.to_string())?.ok_or("Your account no longer exists.")?;
+        let user = match (&s.user_id, s.reveal) {
+            (Some(uid), true) => Some(self.db.get(&accounts::USERS, uid).map_err(|e| e.to_string())?.ok_or("Your account no longer exists.")?),
+            _ => None,
+        };
         let view = self.runner.main_view(&self.ex, &grain, &app).await.map_err(|e| format!("{e:#}"))?;
         self.runner.keep_alive(&self.ex, &grain.id, core);
         let mut req = view.new_session_request();
@@ -51,14 +94,18 @@ impl Server {
             p.set_context(capnp_rpc::new_client(NoPowerbox));
             let mut params: session_params::Builder<'_> = p.init_params();
             let mut u = params.reborrow().init_user();
-            u.set_id(stable_user_id(&grain.id, &user.id).as_str());
-            u.set_display_name(user.display_name.as_str());
-            u.set_handle(user.username.as_str());
-            let n = app.manifest.permissions.len() as u32;
-            let mut perms = params.reborrow().init_permissions(n);
-            // The owner holds every permission (sharing narrows this for others).
-            for i in 0..n {
-                perms.set(i, true);
+            match &user {
+                Some(user) => {
+                    u.set_id(stable_user_id(&grain.id, &user.id).as_str());
+                    u.set_display_name(user.display_name.as_str());
+                    u.set_handle(user.username.as_str());
+                }
+                // Anonymous: no id, no handle; the name is what the app may show.
+                None => u.set_display_name("Anonymous visitor"),
+            }
+            let mut perms = params.reborrow().init_permissions(s.permissions.len() as u32);
+            for (i, p) in s.permissions.iter().enumerate() {
+                perms.set(i as u32, *p);
             }
             params.set_session_id(s.label.as_str());
             params.set_tab_id(s.label.as_str());

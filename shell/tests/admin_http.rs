@@ -1,0 +1,93 @@
+//! Invitations, suspension and admin-only routes over real HTTP; state checked through
+//! `granary status`.
+
+mod server;
+
+use server::{Client, TestServer};
+
+fn admin(s: &TestServer) -> Client {
+    let mut c = Client::new(s);
+    let url = s.admin_token();
+    let csrf = c.get(&url).hidden("csrf");
+    let pw = "correct horse battery";
+    let r = c.post(&url, &[("csrf", &csrf), ("username", "root"), ("display_name", "Root"), ("password", pw), ("password2", pw)]);
+    assert_eq!(r.status, 303);
+    c
+}
+
+fn invite(admin: &mut Client) -> String {
+    let csrf = admin.get("/admin").hidden("csrf");
+    let page = admin.post("/admin/invite", &[("csrf", &csrf)]);
+    assert_eq!(page.status, 200, "{}", page.body);
+    let url = page.hidden_attr("id=\"invite-url\" type=\"text\" readonly value");
+    format!("/invite/{}", url.rsplit('/').next().unwrap())
+}
+
+fn accept(s: &TestServer, path: &str, username: &str, pw: &str) -> Client {
+    let mut c = Client::new(s);
+    let page = c.get(path);
+    assert_eq!(page.status, 200, "{}", page.body);
+    let r = c.post(path, &[("csrf", &page.hidden("csrf")), ("username", username), ("display_name", username), ("password", pw), ("password2", pw)]);
+    assert_eq!((r.status, r.location()), (303, "/".to_owned()), "{}", r.body);
+    c
+}
+
+fn login(s: &TestServer, username: &str, pw: &str) -> (Client, u16, String) {
+    let mut c = Client::new(s);
+    let csrf = c.get("/login").hidden("csrf");
+    let r = c.post("/login", &[("csrf", &csrf), ("username", username), ("password", pw)]);
+    (c, r.status, r.body)
+}
+
+#[test]
+fn invitations_make_ordinary_users_who_cannot_administer() {
+    let s = TestServer::start();
+    let mut root = admin(&s);
+    let link = invite(&mut root);
+    let mut bea = accept(&s, &link, "bea", "a long password");
+    assert_eq!(s.status()["users"], 2);
+    assert_eq!(s.status()["admins"], 1, "invited people are not administrators");
+    assert!(bea.get("/").body.contains("Your grains"));
+    // The invitation works once.
+    let again = Client::new(&s).get(&link);
+    assert_eq!(again.status, 404);
+    assert!(again.body.contains("used already or expired"));
+    // Bea cannot use administrator routes.
+    let csrf = bea.get("/").hidden("csrf");
+    assert_eq!(bea.get("/admin").status, 403);
+    assert_eq!(bea.post("/admin/invite", &[("csrf", &csrf)]).status, 403);
+    let users = s.status()["users"].clone();
+    let root_id_row = root.get("/admin");
+    assert!(root_id_row.body.contains("data-user=\"bea\""));
+    assert_eq!(bea.upload("/apps/upload", b"GPK", &csrf).status, 403, "only administrators install apps");
+    assert_eq!(s.status()["users"], users);
+}
+
+#[test]
+fn suspension_ends_sessions_at_once_and_refuses_login() {
+    let s = TestServer::start();
+    let mut root = admin(&s);
+    let link = invite(&mut root);
+    let mut cy = accept(&s, &link, "cy", "a long password");
+    let page = root.get("/admin");
+    let row = page.body.split("data-user=\"cy\"").nth(1).unwrap();
+    let action = row.split("action=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    assert!(action.ends_with("/suspend"), "{action}");
+    let r = root.post(&action, &[("csrf", &page.hidden("csrf"))]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(cy.get("/").location(), "/login", "the open session ended");
+    let (_, status, body) = login(&s, "cy", "a long password");
+    assert_eq!(status, 403);
+    assert!(body.contains("suspended"), "{body}");
+    let (_, status, body) = login(&s, "cy", "wrong password!!");
+    assert_eq!(status, 401, "a wrong password never reveals the suspension");
+    assert!(body.contains("Wrong username or password"));
+    // Reinstated, cy signs in again; an admin cannot suspend themselves.
+    let page = root.get("/admin");
+    let reinstate = action.replace("/suspend", "/reinstate");
+    assert_eq!(root.post(&reinstate, &[("csrf", &page.hidden("csrf"))]).status, 303);
+    let (mut cy, status, _) = login(&s, "cy", "a long password");
+    assert_eq!(status, 303);
+    assert!(cy.get("/").body.contains("Your grains"));
+    assert!(!page.body.split("data-user=\"root\"").nth(1).unwrap().split("</tr>").next().unwrap().contains("/suspend"));
+}
