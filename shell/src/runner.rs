@@ -47,6 +47,11 @@ impl Runner {
         Runner { running: RefCell::new(HashMap::new()), data_dir: data_dir.to_owned(), platform_dir, idle_seconds: 120 }
     }
 
+    /// The grain's supervisor, if it runs.
+    pub fn supervisor(&self, grain_id: &str) -> Option<supervisor::Client> {
+        self.running.borrow().get(grain_id).filter(|r| r.alive.get()).map(|r| r.supervisor.clone())
+    }
+
     /// How many grains have a live supervisor.
     pub fn running_count(&self) -> usize {
         self.running.borrow().values().filter(|r| r.alive.get()).count()

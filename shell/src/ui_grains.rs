@@ -127,6 +127,13 @@ pub fn grain(v: &Viewer<'_>, p: &GrainPage<'_>) -> Markup {
             }
         } @else if let Some(src) = p.frame {
             iframe.grain #grain-frame src=(src) title=(g.title) {}
+            @if p.is_owner {
+                details.log #grain-log data-src={ "/grains/" (g.id) "/log" } {
+                    summary { "Debug log" }
+                    pre #grain-log-text {}
+                }
+                script src="/static/log.js" {}
+            }
         } @else {
             div.card.empty {
                 h2 { "This grain's app is not installed" }

@@ -68,6 +68,10 @@ fn requests_reach_the_app_in_its_sandbox_with_the_platform_policy() {
     let visits = s.data.path().join("grains").join(&grain_id).join("var/visits");
     assert_eq!(fs::read_to_string(&visits).unwrap(), "6", "the grain's /var is its storage directory");
 
+    // The owner's debug log streams the app's output live.
+    let log = c.read_until(&format!("{grain_url}/log"), "GET /count");
+    assert!(log.contains("echo app starting") && log.contains("GET /count"), "{log}");
+
     // Another grain's origin does not accept this session's cookie.
     let (_, id2) = new_grain(&mut c, &pkg, "Second");
     let (host2, _init2) = open_frame(&mut c, &format!("/grains/{id2}"));
@@ -83,4 +87,7 @@ fn requests_reach_the_app_in_its_sandbox_with_the_platform_policy() {
     assert!(r.status == 403 || r.status == 404, "{}: {}", r.status, r.body);
     assert_eq!(fs::read_to_string(&visits).unwrap(), "6");
     assert!(Path::new(&visits).exists());
+    // A stopped grain's log is read from its files.
+    let log = c.get(&format!("{grain_url}/log"));
+    assert!(log.body.contains("echo app starting") && log.body.contains("the grain is stopped"), "{}", log.body);
 }

@@ -87,6 +87,7 @@ fn links_grant_roles_resharing_never_grants_more_and_revocation_is_immediate() {
     // Bob is not the owner: owner-only actions are refused.
     let csrf = bob.get("/").hidden("csrf");
     assert_eq!(bob.post(&format!("/grains/{grain}/trash"), &[("csrf", &csrf)]).status, 403);
+    assert_eq!(bob.get(&format!("/grains/{grain}/log")).status, 403, "the log is for the owner");
 
     // Dave gets an editor link; lowering its role ends his open session, a reopen has less.
     let editor_link = share(&mut ann, &grain, "1", "Dave");

@@ -6,6 +6,7 @@ pub use app_routes::MAX_UPLOAD_BYTES;
 pub use http::human_bytes;
 mod grain_routes;
 pub mod http;
+mod log_route;
 mod routes;
 mod session_wiring;
 mod share_routes;

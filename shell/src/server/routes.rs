@@ -95,6 +95,11 @@ async fn route(server: &Server, peer: SocketAddr, req: hyper::Request<Incoming>)
             r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("public, max-age=3600"));
             Ok(r)
         }
+        (&Method::GET, "/static/log.js") => {
+            let mut r = http::response(StatusCode::OK, "text/javascript; charset=utf-8", include_str!("../../static/log.js"));
+            r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("public, max-age=3600"));
+            Ok(r)
+        }
         (&Method::GET, "/static/confirm.js") => {
             let mut r = http::response(StatusCode::OK, "text/javascript; charset=utf-8", include_str!("../../static/confirm.js"));
             r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("public, max-age=3600"));
@@ -110,6 +115,11 @@ async fn route(server: &Server, peer: SocketAddr, req: hyper::Request<Incoming>)
                 (&Method::POST, None) if rest.is_empty() => grain_routes::create(server, s, &req),
                 (&Method::GET, None) => grain_routes::grain(server, s, &req, rest, None).await,
                 (&Method::GET, Some((id, "access"))) => grain_routes::grain(server, s, &req, id, Some("access")).await,
+                (&Method::GET, Some((id, "log"))) => match grain_routes::accessible(server, &s.2.id, id)? {
+                    Some((g, _, _, true)) => super::log_route::log(server, &g.id).await,
+                    Some(_) => Ok(error(StatusCode::FORBIDDEN, "Only the owner can do this", "The grain's log is for its owner.")),
+                    None => Ok(error(StatusCode::NOT_FOUND, "Grain not found", "There is no grain at this address, or it is not shared with you.")),
+                },
                 (&Method::POST, Some((id, action))) => grain_routes::grain(server, s, &req, id, Some(action)).await,
                 _ => Ok(error(StatusCode::NOT_FOUND, "Page not found", "There is nothing at this address.")),
             }

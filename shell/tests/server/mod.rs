@@ -216,6 +216,28 @@ impl Client {
 }
 
 impl Client {
+    /// GETs a streamed response and reads it until `needle` appears (at most 20 s), then
+    /// drops the connection. Returns what was read.
+    pub fn read_until(&mut self, path: &str, needle: &str) -> String {
+        use std::io::Read;
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_recv_body(Some(std::time::Duration::from_secs(20)))
+            .build()
+            .into();
+        let mut resp = agent.get(format!("{}{path}", self.base)).header("Cookie", self.cookie_header()).call().expect("HTTP request");
+        let mut reader = resp.body_mut().as_reader();
+        let mut text = String::new();
+        let mut buf = [0u8; 4096];
+        while !text.contains(needle) {
+            match reader.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+        text
+    }
+
     /// POSTs raw bytes as a package upload with the CSRF header.
     pub fn upload(&mut self, path: &str, bytes: &[u8], csrf: &str) -> Reply {
         let r = self
