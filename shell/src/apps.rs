@@ -30,6 +30,29 @@ pub struct Icon {
 }
 
 pub const APPS: Table<String, InstalledApp> = Table::new("apps");
+/// app id → limits an administrator set for every grain of that app.
+pub const APP_LIMITS: Table<String, GrainLimits> = Table::new("app_limits");
+
+/// Resource limits of a grain (SPEC.md, "cgroups"); the server has defaults, an
+/// administrator may set others per app.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GrainLimits {
+    pub memory_mib: u64,
+    pub tasks: u64,
+}
+
+impl GrainLimits {
+    /// Checks the values an administrator typed.
+    pub fn checked(memory_mib: u64, tasks: u64) -> Result<GrainLimits, String> {
+        if !(16..=1 << 20).contains(&memory_mib) {
+            return Err("memory must be between 16 MiB and 1 TiB".into());
+        }
+        if !(8..=65536).contains(&tasks) {
+            return Err("tasks must be between 8 and 65536".into());
+        }
+        Ok(GrainLimits { memory_mib, tasks })
+    }
+}
 pub const ICONS: Table<String, Icon> = Table::new("app_icons");
 
 /// What happened to an uploaded package.

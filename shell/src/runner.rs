@@ -40,11 +40,19 @@ pub struct Runner {
     pub platform_dir: PathBuf,
     /// Seconds of idleness before a grain's app is stopped.
     pub idle_seconds: u64,
+    /// Limits of grains whose app has none set by an administrator.
+    pub default_limits: crate::apps::GrainLimits,
 }
 
 impl Runner {
     pub fn new(data_dir: &Path, platform_dir: PathBuf) -> Runner {
-        Runner { running: RefCell::new(HashMap::new()), data_dir: data_dir.to_owned(), platform_dir, idle_seconds: 120 }
+        Runner {
+            running: RefCell::new(HashMap::new()),
+            data_dir: data_dir.to_owned(),
+            platform_dir,
+            idle_seconds: 120,
+            default_limits: crate::apps::GrainLimits { memory_mib: 512, tasks: 256 },
+        }
     }
 
     /// The grain's supervisor, if it runs.
@@ -62,12 +70,12 @@ impl Runner {
     }
 
     /// The grain's main view, starting its supervisor (and app) if needed.
-    pub async fn main_view(&self, ex: &Rc<LocalExecutor<'static>>, grain: &Grain, app: &InstalledApp) -> Result<main_view::Client> {
+    pub async fn main_view(&self, ex: &Rc<LocalExecutor<'static>>, grain: &Grain, app: &InstalledApp, limits: Option<crate::apps::GrainLimits>) -> Result<main_view::Client> {
         let existing = self.running.borrow().get(&grain.id).filter(|r| r.alive.get()).cloned();
         let running = match existing {
             Some(r) => r,
             None => {
-                let r = Rc::new(self.start(ex, grain, app).await?);
+                let r = Rc::new(self.start(ex, grain, app, limits.unwrap_or(self.default_limits)).await?);
                 self.running.borrow_mut().insert(grain.id.clone(), r.clone());
                 r
             }
@@ -110,7 +118,7 @@ impl Runner {
     }
 
     /// The command line of the grain's supervisor.
-    fn command(&self, grain: &Grain, app: &InstalledApp) -> Result<Command> {
+    fn command(&self, grain: &Grain, app: &InstalledApp, limits: crate::apps::GrainLimits) -> Result<Command> {
         let m = &app.manifest;
         let dirs = GrainDirs::new(&self.data_dir, &grain.id);
         let app_argv = if grain.initialized {
@@ -146,7 +154,11 @@ impl Runner {
             .arg("--platform-dir")
             .arg(&self.platform_dir)
             .arg("--idle")
-            .arg(self.idle_seconds.to_string());
+            .arg(self.idle_seconds.to_string())
+            .arg("--memory")
+            .arg((limits.memory_mib << 20).to_string())
+            .arg("--pids")
+            .arg(limits.tasks.to_string());
         for (k, v) in &m.environment {
             cmd.arg("--env").arg(format!("{k}={v}"));
         }
@@ -154,13 +166,13 @@ impl Runner {
         Ok(cmd)
     }
 
-    async fn start(&self, ex: &Rc<LocalExecutor<'static>>, grain: &Grain, app: &InstalledApp) -> Result<Running> {
+    async fn start(&self, ex: &Rc<LocalExecutor<'static>>, grain: &Grain, app: &InstalledApp, limits: crate::apps::GrainLimits) -> Result<Running> {
         let socket = GrainDirs::new(&self.data_dir, &grain.id).root.join("supervisor.sock");
         // A supervisor left from before a server restart still serves its grain: reuse it.
         if let Ok(stream) = UnixStream::connect(&socket) {
             return connect(ex, stream, Rc::new(Cell::new(true)), None);
         }
-        let mut cmd = self.command(grain, app)?;
+        let mut cmd = self.command(grain, app, limits)?;
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = cmd.spawn().context("starting the grain's supervisor")?;
         let stdout = child.stdout.take().expect("piped stdout");

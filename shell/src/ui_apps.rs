@@ -1,6 +1,6 @@
 //! The apps pages: the list with the upload form, and an app's details.
 
-use crate::apps::InstalledApp;
+use crate::apps::{GrainLimits, InstalledApp};
 use crate::server::human_bytes;
 use crate::ui::{page, Viewer};
 use maud::{html, Markup};
@@ -56,8 +56,19 @@ fn version(a: &InstalledApp) -> String {
     }
 }
 
-pub fn details(v: &Viewer<'_>, a: &InstalledApp, has_icon: bool) -> Markup {
+pub struct Details<'a> {
+    pub app: &'a InstalledApp,
+    pub has_icon: bool,
+    /// Limits an administrator set for this app, if any.
+    pub limits: Option<GrainLimits>,
+    pub defaults: GrainLimits,
+    pub problem: Option<&'a str>,
+}
+
+pub fn details(v: &Viewer<'_>, d: &Details<'_>) -> Markup {
+    let (a, has_icon) = (d.app, d.has_icon);
     let m = &a.manifest;
+    let effective = d.limits.unwrap_or(d.defaults);
     page(&m.app_title, Some(v), "apps", false, html! {
         div.apphead {
             @if has_icon {
@@ -101,6 +112,23 @@ pub fn details(v: &Viewer<'_>, a: &InstalledApp, has_icon: bool) -> Markup {
                         li { strong { (p.title) } @if !p.description.is_empty() { " — " (p.description) } }
                     }
                 }
+            }
+        }
+        @if v.user.admin {
+            div.card #limits {
+                h2 { "Grain limits" }
+                @if let Some(e) = d.problem { div.error role="alert" { (e) } }
+                p.muted {
+                    "Each grain of this app may use " (effective.memory_mib) " MiB of memory and " (effective.tasks) " processes and threads"
+                    @if d.limits.is_none() { " (the server's defaults)" } "."
+                }
+                form.share method="post" action={ "/apps/" (a.package_id) "/limits" } {
+                    input type="hidden" name="csrf" value=(v.csrf);
+                    label { "Memory (MiB)" input type="text" name="memory_mib" inputmode="numeric" value=[d.limits.map(|l| l.memory_mib)] placeholder=(d.defaults.memory_mib); }
+                    label { "Processes and threads" input type="text" name="tasks" inputmode="numeric" value=[d.limits.map(|l| l.tasks)] placeholder=(d.defaults.tasks); }
+                    button.secondary type="submit" { "Save" }
+                }
+                p.muted { "Leave both empty to use the server's defaults. Running grains get new limits when they restart." }
             }
         }
         div.card {

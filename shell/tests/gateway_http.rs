@@ -10,6 +10,18 @@ use server::{bridge, Client, TestServer};
 use std::fs;
 use std::path::Path;
 
+/// The memory and task limits of the running grain's cgroup (v1 or v2).
+fn cgroup_limits(grain_id: &str) -> (u64, u64) {
+    let read = |p: String| fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}")).trim().parse::<u64>().unwrap();
+    let v1 = format!("/sys/fs/cgroup/memory/granary/grain-{grain_id}");
+    if Path::new(&v1).exists() {
+        (read(format!("{v1}/memory.limit_in_bytes")), read(format!("/sys/fs/cgroup/pids/granary/grain-{grain_id}/pids.max")))
+    } else {
+        let v2 = format!("/sys/fs/cgroup/granary/grain-{grain_id}");
+        (read(format!("{v2}/memory.max")), read(format!("{v2}/pids.max")))
+    }
+}
+
 #[test]
 fn requests_reach_the_app_in_its_sandbox_with_the_platform_policy() {
     require_root();
@@ -17,6 +29,14 @@ fn requests_reach_the_app_in_its_sandbox_with_the_platform_policy() {
     let s = TestServer::start_with(&["--bridge", bridge.to_str().unwrap(), "--idle", "30"]);
     let mut c = admin(&s);
     let pkg = install_echo(&mut c);
+    // An administrator's per-app limits reach the grain's cgroup.
+    let details = c.get(&format!("/apps/{pkg}"));
+    let bad = c.post(&format!("/apps/{pkg}/limits"), &[("csrf", &details.hidden("csrf")), ("memory_mib", "1"), ("tasks", "64")]);
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("between 16 MiB"), "{}", bad.body);
+    let r = c.post(&format!("/apps/{pkg}/limits"), &[("csrf", &details.hidden("csrf")), ("memory_mib", "160"), ("tasks", "64")]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(c.get(&format!("/apps/{pkg}")).body.contains("160 MiB of memory and 64 processes"));
     let (grain_url, grain_id) = new_grain(&mut c, &pkg, "First");
     let (host, init) = open_frame(&mut c, &grain_url);
     assert!(host.ends_with(&format!(".localhost:{}", s.base_url.rsplit(':').next().unwrap())), "{host}");
@@ -38,6 +58,8 @@ fn requests_reach_the_app_in_its_sandbox_with_the_platform_policy() {
     let cookies = h["cookie"].as_str().unwrap_or("");
     assert!(!cookies.contains("granary_grain") && !cookies.contains("granary_sid"), "platform cookies are stripped: {cookies}");
     assert_eq!(o.json("/again", &[])["visits"], 2);
+    let (memory, tasks) = cgroup_limits(&grain_id);
+    assert_eq!((memory, tasks), (160 << 20, 64), "the app's limits are the grain's cgroup's");
 
     // Any method, and a streamed body.
     let r = o.c.post_with("/x", &[], &[("Host", &host), ("X-HTTP-Method-Override", "none")]);

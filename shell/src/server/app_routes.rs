@@ -26,11 +26,41 @@ pub fn list(server: &Server, s: &Session) -> anyhow::Result<Resp> {
 }
 
 pub fn details(server: &Server, s: &Session, package_id: &str) -> anyhow::Result<Resp> {
+    details_with(server, s, package_id, None)
+}
+
+fn details_with(server: &Server, s: &Session, package_id: &str, problem: Option<&str>) -> anyhow::Result<Resp> {
     let Some(app) = apps::get(&server.db, package_id)? else {
         return Ok(error(StatusCode::NOT_FOUND, "App not found", "No installed app has this address. It may have been uninstalled."));
     };
     let v = Viewer { user: &s.2, csrf: &s.1.csrf };
-    Ok(html(StatusCode::OK, ui_apps::details(&v, &app, apps::icon(&server.db, package_id)?.is_some())))
+    let limits = server.db.get(&apps::APP_LIMITS, &app.app_id)?;
+    let page = ui_apps::Details { app: &app, has_icon: apps::icon(&server.db, package_id)?.is_some(), limits, defaults: server.runner.default_limits, problem };
+    let status = if problem.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    Ok(html(status, ui_apps::details(&v, &page)))
+}
+
+/// `POST /apps/<package id>/limits` (admins): `memory_mib`, `tasks`; empty both = defaults.
+pub fn set_limits(server: &Server, s: &Session, package_id: &str, form: &std::collections::HashMap<String, String>) -> anyhow::Result<Resp> {
+    if !s.2.admin {
+        return Ok(error(StatusCode::FORBIDDEN, "Administrators only", "Only administrators can change an app's limits."));
+    }
+    let Some(app) = apps::get(&server.db, package_id)? else {
+        return Ok(error(StatusCode::NOT_FOUND, "App not found", "No installed app has this address."));
+    };
+    let field = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
+    let (memory, tasks) = (field("memory_mib"), field("tasks"));
+    if memory.is_empty() && tasks.is_empty() {
+        server.db.remove(&apps::APP_LIMITS, &app.app_id)?;
+    } else {
+        let parsed = memory.parse::<u64>().ok().zip(tasks.parse::<u64>().ok());
+        let checked = parsed.ok_or_else(|| "enter whole numbers for memory and tasks".to_owned()).and_then(|(m, t)| apps::GrainLimits::checked(m, t));
+        match checked {
+            Ok(l) => server.db.insert(&apps::APP_LIMITS, &app.app_id, &l)?,
+            Err(why) => return details_with(server, s, package_id, Some(&why)),
+        }
+    }
+    Ok(super::http::redirect(&format!("/apps/{package_id}")))
 }
 
 pub fn icon(server: &Server, package_id: &str) -> anyhow::Result<Resp> {

@@ -44,6 +44,12 @@ pub struct ServeArgs {
     /// Seconds without use after which a grain's app is stopped.
     #[arg(long, value_name = "SECS", default_value_t = 120)]
     idle: u64,
+    /// Default memory limit of every grain, in MiB (an administrator can set another per app).
+    #[arg(long, value_name = "MIB", default_value_t = 512)]
+    grain_memory: u64,
+    /// Default limit of processes and threads in every grain.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    grain_tasks: u64,
 }
 
 pub fn default_data_dir() -> PathBuf {
@@ -126,6 +132,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     };
     let mut runner = crate::runner::Runner::new(&data, platform_dir);
     runner.idle_seconds = args.idle;
+    runner.default_limits = crate::apps::GrainLimits { memory_mib: args.grain_memory, tasks: args.grain_tasks };
     let ex = Rc::new(LocalExecutor::new());
     let server = Rc::new(Server {
         ex: ex.clone(),

@@ -86,7 +86,8 @@ impl Server {
             (Some(uid), true) => Some(self.db.get(&accounts::USERS, uid).map_err(|e| e.to_string())?.ok_or("Your account no longer exists.")?),
             _ => None,
         };
-        let view = self.runner.main_view(&self.ex, &grain, &app).await.map_err(|e| format!("{e:#}"))?;
+        let limits = self.db.get(&apps::APP_LIMITS, &app.app_id).map_err(|e| e.to_string())?;
+        let view = self.runner.main_view(&self.ex, &grain, &app, limits).await.map_err(|e| format!("{e:#}"))?;
         self.runner.keep_alive(&self.ex, &grain.id, core);
         let mut req = view.new_session_request();
         {
