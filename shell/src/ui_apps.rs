@@ -131,6 +131,17 @@ pub fn details(v: &Viewer<'_>, d: &Details<'_>) -> Markup {
                 p.muted { "Leave both empty to use the server's defaults. Running grains get new limits when they restart." }
             }
         }
+        @if v.user.admin {
+            div.card #uninstall {
+                h2 { "Uninstall" }
+                p.muted { "Removes the app from this server. Only possible when no grain uses it." }
+                form method="post" action={ "/apps/" (a.package_id) "/uninstall" } data-confirm="Uninstall this app?" {
+                    input type="hidden" name="csrf" value=(v.csrf);
+                    button.danger type="submit" { "Uninstall " (m.app_title) }
+                }
+                script src="/static/confirm.js" {}
+            }
+        }
         div.card {
             h2 { "New grain" }
             @for i in 0..m.actions.len() {

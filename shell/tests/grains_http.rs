@@ -83,10 +83,19 @@ fn a_grain_is_created_renamed_trashed_restored_and_deleted() {
     c.post(&format!("{url}/restore"), &[("csrf", &csrf)]);
     assert!(!c.get("/").body.contains("No grains yet"));
     c.post(&format!("{url}/trash"), &[("csrf", &csrf)]);
+    // The app cannot be uninstalled while the (trashed) grain uses it.
+    let r = c.post(&format!("/apps/{pkg}/uninstall"), &[("csrf", &csrf)]);
+    assert_eq!(r.status, 409);
+    assert!(r.body.contains("1 grain still uses this app"), "{}", r.body);
     let r = c.post(&format!("{url}/delete"), &[("csrf", &csrf)]);
     assert_eq!((r.status, r.location()), (303, "/".to_owned()));
     assert!(grain_dirs(&s).is_empty(), "storage removed: {:?}", grain_dirs(&s));
     assert_eq!(c.get(&url).status, 404);
+    // Now it can go, image and all.
+    let r = c.post(&format!("/apps/{pkg}/uninstall"), &[("csrf", &csrf)]);
+    assert_eq!((r.status, r.location()), (303, "/apps".to_owned()));
+    assert!(!s.data.path().join("apps").join(&pkg).exists());
+    assert_eq!(c.get(&format!("/apps/{pkg}")).status, 404);
 }
 
 #[test]

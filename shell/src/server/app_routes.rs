@@ -40,6 +40,36 @@ fn details_with(server: &Server, s: &Session, package_id: &str, problem: Option<
     Ok(html(status, ui_apps::details(&v, &page)))
 }
 
+/// `POST /apps/<package id>/uninstall` (admins): refused while any grain (trashed ones too)
+/// uses the package; otherwise the record, icon and image go.
+pub fn uninstall(server: &Server, s: &Session, package_id: &str) -> anyhow::Result<Resp> {
+    if !s.2.admin {
+        return Ok(error(StatusCode::FORBIDDEN, "Administrators only", "Only administrators can uninstall apps."));
+    }
+    let Some(app) = apps::get(&server.db, package_id)? else {
+        return Ok(error(StatusCode::NOT_FOUND, "App not found", "No installed app has this address."));
+    };
+    let mut using = 0;
+    for entry in server.db.iter(&crate::grains::GRAINS)? {
+        let (_, g) = entry?;
+        using += usize::from(g.package_id == app.package_id);
+    }
+    if using > 0 {
+        let msg = format!("{using} grain{} still use{} this app. Delete {} first (from the trash too).", if using == 1 { "" } else { "s" }, if using == 1 { "s" } else { "" }, if using == 1 { "it" } else { "them" });
+        return details_with(server, s, package_id, Some(&msg)).map(|mut r| {
+            *r.status_mut() = StatusCode::CONFLICT;
+            r
+        });
+    }
+    server.db.transaction(|tx| {
+        tx.remove(&apps::APPS, &app.package_id)?;
+        tx.remove(&apps::ICONS, &app.package_id)
+    })?;
+    let id: granary_grains::ids::PackageId = app.package_id.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    granary_grains::apps::AppsDir::open(&server.apps_root)?.remove(&id)?;
+    Ok(super::http::redirect("/apps"))
+}
+
 /// `POST /apps/<package id>/limits` (admins): `memory_mib`, `tasks`; empty both = defaults.
 pub fn set_limits(server: &Server, s: &Session, package_id: &str, form: &std::collections::HashMap<String, String>) -> anyhow::Result<Resp> {
     if !s.2.admin {

@@ -124,13 +124,17 @@ async fn route(server: &Server, peer: SocketAddr, req: hyper::Request<Incoming>)
                 _ => Ok(error(StatusCode::NOT_FOUND, "Page not found", "There is nothing at this address.")),
             }
         }
-        (&Method::POST, p) if p.starts_with("/apps/") && p.ends_with("/limits") => {
+        (&Method::POST, p) if p.starts_with("/apps/") => {
             let Some(s) = session.as_ref() else { return Ok(redirect("/login")) };
             let form = req.form();
             if form.get("csrf") != Some(&s.1.csrf) {
                 return Ok(expired_form());
             }
-            app_routes::set_limits(server, s, p.trim_start_matches("/apps/").trim_end_matches("/limits"), &form)
+            match p.trim_start_matches("/apps/").split_once('/') {
+                Some((id, "limits")) => app_routes::set_limits(server, s, id, &form),
+                Some((id, "uninstall")) => app_routes::uninstall(server, s, id),
+                _ => Ok(error(StatusCode::NOT_FOUND, "Page not found", "There is nothing at this address.")),
+            }
         }
         (&Method::GET, p) if p == "/apps" || p.starts_with("/apps/") => {
             let Some(s) = session.as_ref() else { return Ok(redirect("/login")) };
