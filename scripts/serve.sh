@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh serve
 cargo build --release --locked -p granary
 scripts/build-bridge.sh release
+scripts/build-sample-apps.sh release
 exec target/release/granary serve "$@"

@@ -127,3 +127,17 @@ fn refused_uploads_change_nothing() {
     // Anonymous visitors see no app pages.
     assert_eq!(Client::new(&s).get("/apps").location(), "/login");
 }
+
+#[test]
+fn sample_apps_are_installed_on_first_run() {
+    let pkg_dir = tempfile::tempdir().unwrap();
+    let gpk = make_package(pkg_dir.path());
+    let samples = tempfile::tempdir().unwrap();
+    fs::copy(&gpk, samples.path().join("sample.gpk")).unwrap();
+    fs::write(samples.path().join("notes.txt"), "not a package, ignored").unwrap();
+    let s = TestServer::start_with(&["--sample-apps", samples.path().to_str().unwrap()]);
+    let mut c = admin_client(&s);
+    let list = c.get("/apps");
+    assert!(list.body.contains("Round trip"), "the sample is installed before anyone uploads: {}", list.body);
+    assert_eq!(installed(&s).len(), 1);
+}

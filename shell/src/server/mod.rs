@@ -44,6 +44,11 @@ pub struct ServeArgs {
     /// Seconds without use after which a grain's app is stopped.
     #[arg(long, value_name = "SECS", default_value_t = 120)]
     idle: u64,
+    /// Directory of sample app packages (*.gpk) installed on first run [default:
+    /// $GRANARY_SAMPLE_APPS, else sample-apps in the cargo target directory, made by
+    /// scripts/build-sample-apps.sh].
+    #[arg(long, value_name = "DIR")]
+    sample_apps: Option<PathBuf>,
     /// Default memory limit of every grain, in MiB (an administrator can set another per app).
     #[arg(long, value_name = "MIB", default_value_t = 512)]
     grain_memory: u64,
@@ -145,6 +150,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         limiter: Default::default(),
     });
     let control = control::bind(&data)?;
+    install_samples(&server, args.sample_apps)?;
     eprintln!("Grain sessions at {}://*{} ({bridge_note})", server.gateway.wildcard.scheme, server.gateway.wildcard.suffix);
 
     eprintln!("Granary {} is running at {} (listening on {addr}, data in {})", env!("CARGO_PKG_VERSION"), server.base.url, data.display());
@@ -159,6 +165,41 @@ pub fn run(args: ServeArgs) -> Result<()> {
     ex.spawn(control::serve(control, server.clone(), ex.clone())).detach();
     let listener = async_io::Async::new(listener)?;
     async_io::block_on(ex.run(accept_loop(listener, server, ex.clone())));
+    Ok(())
+}
+
+/// Server settings (key → JSON value).
+pub const SETTINGS: granary_store::Table<String, String> = granary_store::Table::new("settings");
+
+/// On first run, installs the sample apps so a newcomer can create a grain at once.
+fn install_samples(server: &Server, dir: Option<PathBuf>) -> Result<()> {
+    if server.db.get(&SETTINGS, "samples_installed")?.is_some() {
+        return Ok(());
+    }
+    let dir = match dir.or_else(|| std::env::var_os("GRANARY_SAMPLE_APPS").map(PathBuf::from)) {
+        Some(d) => d,
+        None => {
+            let exe = std::env::current_exe()?;
+            exe.parent().and_then(Path::parent).map(|t| t.join("sample-apps")).unwrap_or_default()
+        }
+    };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        eprintln!("No sample apps at {} (scripts/build-sample-apps.sh makes them); none installed.", dir.display());
+        return Ok(());
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "gpk")).collect();
+    paths.sort();
+    for p in paths {
+        match crate::apps::verify_and_unpack(&server.apps_root, &p, &granary_grains::package::Limits::default()) {
+            Ok(u) => {
+                let title = u.manifest.app_title.clone();
+                crate::apps::record(&server.db, u, "granary").map_err(|e| anyhow::anyhow!("{e}"))?;
+                eprintln!("Installed the sample app {title} from {}", p.display());
+            }
+            Err(e) => eprintln!("warning: sample app {} not installed: {e}", p.display()),
+        }
+    }
+    server.db.insert(&SETTINGS, "samples_installed", &"true".to_owned())?;
     Ok(())
 }
 

@@ -53,6 +53,9 @@ impl TestServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_granary"))
             .args(["serve", "--data-dir", data.path().to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}"), "--base-url", &base_url])
             .args(extra)
+            // No sample apps unless a test asks for them (a developer's target/sample-apps
+            // would otherwise be installed).
+            .args(if extra.contains(&"--sample-apps") { vec![] } else { vec!["--sample-apps".to_owned(), data.path().join("no-samples").display().to_string()] })
             .env("GRANARY_LOG", "info")
             .stderr(Stdio::piped())
             .spawn()
