@@ -116,8 +116,8 @@ pub fn dummy_hash() -> &'static str {
 }
 
 /// Creates a user. The password hash is computed by the caller (on a blocking thread).
-/// (Only the tests call it until invitations land; setup uses [`create_admin_with_token`].)
-#[cfg_attr(not(test), allow(dead_code))]
+/// (Only the tests call it: the server creates users through setup tokens and invitations.)
+#[cfg(test)]
 pub fn create_user(
     db: &Db,
     username: &str,

@@ -17,6 +17,7 @@ mod ratelimit;
 mod runner;
 mod server;
 mod sharing;
+mod tokens;
 mod ui;
 mod ui_apps;
 mod ui_grains;

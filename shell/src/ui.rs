@@ -35,7 +35,7 @@ pub fn page(title: &str, viewer: Option<&Viewer<'_>>, active: &str, narrow: bool
                     }
                     @if let Some(v) = viewer {
                         div.who {
-                            span { (v.user.display_name) }
+                            a href="/account" { (v.user.display_name) }
                             form method="post" action="/logout" {
                                 input type="hidden" name="csrf" value=(v.csrf);
                                 button.link type="submit" { "Sign out" }
@@ -107,6 +107,48 @@ pub fn invite(token: &str, csrf: &str, error: Option<&str>, username: &str, disp
                 label { "Password (at least 10 characters)" input type="password" name="password" autocomplete="new-password" required minlength="10"; }
                 label { "Password again" input type="password" name="password2" autocomplete="new-password" required minlength="10"; }
                 button type="submit" { "Create account and sign in" }
+            }
+        }
+    })
+}
+
+pub fn account(v: &Viewer<'_>, tokens: &[crate::tokens::ApiToken], new_token: Option<&str>, base: &str) -> Markup {
+    page("Account", Some(v), "", false, html! {
+        h1 { "Your account" }
+        div.card {
+            p { "Signed in as " strong { (v.user.display_name) } " (" code { (v.user.username) } ")" @if v.user.admin { ", administrator" } "." }
+        }
+        div.card #tokens {
+            h2 { "Personal access tokens" }
+            p.muted { "A token lets a program use the JSON API as you: " code { "curl -H 'Authorization: Bearer gt_…' " (base) "/api/v1/grains" } ". Revoke one you no longer use." }
+            @if let Some(t) = new_token {
+                div.notice {
+                    p { "Your new token. Copy it now: it is shown only once." }
+                    input #new-token type="text" readonly value=(t) aria-label="New token";
+                }
+            }
+            form.share method="post" action="/account/tokens" {
+                input type="hidden" name="csrf" value=(v.csrf);
+                label { "What is it for?" input type="text" name="label" maxlength="100" placeholder="e.g. backup script"; }
+                button type="submit" { "Create token" }
+            }
+            @if tokens.is_empty() { p.muted { "No tokens." } } @else {
+                table {
+                    tbody {
+                        @for t in tokens {
+                            tr data-token=(t.id) {
+                                td { @if t.label.is_empty() { span.muted { "(no label)" } } @else { (t.label) } }
+                                td.muted { code { (t.id) } }
+                                td {
+                                    form method="post" action={ "/account/tokens/" (t.id) "/revoke" } {
+                                        input type="hidden" name="csrf" value=(v.csrf);
+                                        button.danger type="submit" { "Revoke" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
             }
         }
     })

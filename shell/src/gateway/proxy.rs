@@ -131,6 +131,9 @@ pub(super) fn write_request(mut r: request::Builder<'_>, method: &Method, uri: &
         if DROP_REQUEST.contains(&n) || n.starts_with("x-granary-") || named_in_connection.iter().any(|c| c == n) {
             continue;
         }
+        if name == header::AUTHORIZATION && value.as_bytes().starts_with(b"Bearer gt_") {
+            continue; // a platform API token is never a grain's business
+        }
         if name == header::COOKIE {
             let kept: Vec<&str> = value
                 .to_str()

@@ -15,7 +15,7 @@ use std::io::Write;
 /// Largest package accepted by upload.
 pub const MAX_UPLOAD_BYTES: u64 = 1 << 30;
 
-fn json(status: StatusCode, v: serde_json::Value) -> Resp {
+pub fn json(status: StatusCode, v: serde_json::Value) -> Resp {
     response(status, "application/json", v.to_string())
 }
 
@@ -119,6 +119,12 @@ pub async fn upload(server: &Server, req: hyper::Request<Incoming>) -> anyhow::R
     if req.headers().get("x-granary-csrf").and_then(|v| v.to_str().ok()) != Some(session.csrf.as_str()) {
         return Ok(json(StatusCode::FORBIDDEN, serde_json::json!({"error": "This page is out of date; reload it and try again."})));
     }
+    install_stream(server, &user, req).await
+}
+
+/// Streams a `.gpk` request body to a temporary file, verifies, unpacks and records it; JSON
+/// answer. Used by the upload form and the JSON API (callers have authenticated `user`).
+pub async fn install_stream(server: &Server, user: &crate::accounts::User, req: hyper::Request<Incoming>) -> anyhow::Result<Resp> {
     if !user.admin {
         return Ok(json(StatusCode::FORBIDDEN, serde_json::json!({"error": "Only administrators can install apps."})));
     }

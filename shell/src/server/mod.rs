@@ -1,6 +1,7 @@
 //! `granary serve`: the server process. Opens the store, binds the control socket and the HTTP
 //! listener, and serves both on one single-threaded executor (SPEC.md, "The server").
 
+mod api;
 mod app_routes;
 pub use app_routes::MAX_UPLOAD_BYTES;
 pub use http::human_bytes;

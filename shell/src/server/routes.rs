@@ -54,6 +54,9 @@ async fn route(server: &Server, peer: SocketAddr, req: hyper::Request<Incoming>)
         }
         return Ok(error(StatusCode::MISDIRECTED_REQUEST, "Wrong address", &format!("This server answers at {}.", server.base.url)));
     }
+    if req.uri().path().starts_with("/api/v1/") {
+        return super::api::handle(server, req).await;
+    }
     if req.method() == Method::POST && req.uri().path() == "/apps/upload" {
         return app_routes::upload(server, req).await;
     }
@@ -88,6 +91,25 @@ async fn route(server: &Server, peer: SocketAddr, req: hyper::Request<Incoming>)
         (&Method::POST, "/login") => login(server, &req).await,
         (&Method::POST, "/logout") => logout(server, &req, session.as_ref()),
         (&Method::GET, "/admin") => admin(server, session.as_ref(), None),
+        (&Method::GET, "/account") => account(session.as_ref(), server, None),
+        (&Method::POST, p) if p.starts_with("/account/tokens") => {
+            let Some(s) = session.as_ref() else { return Ok(redirect("/login")) };
+            let form = req.form();
+            if form.get("csrf") != Some(&s.1.csrf) {
+                return Ok(expired_form());
+            }
+            match p.trim_start_matches("/account/tokens").trim_start_matches('/').split_once('/') {
+                None if p == "/account/tokens" => {
+                    let (secret, _) = crate::tokens::create(&server.db, &s.2, form.get("label").map(String::as_str).unwrap_or(""))?;
+                    account(session.as_ref(), server, Some(&secret))
+                }
+                Some((id, "revoke")) => {
+                    crate::tokens::revoke(&server.db, &s.2.id, id)?;
+                    Ok(redirect("/account"))
+                }
+                _ => Ok(error(StatusCode::NOT_FOUND, "Page not found", "There is nothing at this address.")),
+            }
+        }
         (&Method::POST, p) if p == "/admin/invite" || p.starts_with("/admin/users/") => admin_post(server, session.as_ref(), &req, p),
         (m, p) if p.starts_with("/invite/") && (m == Method::GET || m == Method::POST) => invite(server, &req, &p["/invite/".len()..]).await,
         (&Method::GET, "/static/upload.js") => {
@@ -277,6 +299,12 @@ fn admin(server: &Server, session: Option<&Session>, invite_url: Option<&str>) -
         invite_url,
     };
     Ok(html(StatusCode::OK, ui::admin(&viewer(s), &status)))
+}
+
+fn account(session: Option<&Session>, server: &Server, new_token: Option<&str>) -> anyhow::Result<Resp> {
+    let Some(s) = session else { return Ok(redirect("/login")) };
+    let list = crate::tokens::list(&server.db, &s.2.id)?;
+    Ok(html(StatusCode::OK, ui::account(&viewer(s), &list, new_token, &server.base.url)))
 }
 
 /// `POST /admin/invite` and `POST /admin/users/<id>/suspend|reinstate`.
