@@ -1,14 +1,17 @@
 //! The browser suite (tests/browser): real Chromium (Debian's /usr/bin/chromium, driven by
 //! playwright-core from node) against real `granary serve` processes that the node runner starts
 //! from the binary built here. Scenarios and helpers live in tests/browser; this test checks the
-//! tools are there, runs `node run.mjs`, and fails if any scenario fails. Its output (one line per
+//! tools are there, builds what the servers and scenarios need (the `granary` binary, the static
+//! bridge every grain runs, and a signed package of the Echo sample app), runs `node run.mjs`,
+//! and fails if any scenario fails. Its output (one line per
 //! scenario) and the screenshots folder are printed uncaptured, so the test command shows them.
 //! `GRANARY_BROWSER_FILTER=text` runs only the scenarios whose name contains `text`.
+//! Grains run in sandboxes, so this test needs root (as the other end-to-end tests do).
 
 mod common;
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,8 +24,69 @@ fn say(msg: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{msg}");
 }
 
+/// `<target>/<profile>` of the `granary` binary.
+fn profile_dir(granary: &Path) -> &Path {
+    granary.parent().expect("<target>/<profile>/granary")
+}
+
+/// Runs cargo with `args` (plus `--release` for a release build), the static-build flags and
+/// `--target x86_64-unknown-linux-gnu` (which keeps RUSTFLAGS off build scripts), into the same
+/// target directory as `granary`; returns `<target>/x86_64-unknown-linux-gnu/<profile>/<bin>`.
+fn build_static(granary: &Path, args: &[&str], bin: &str, target_dir: &Path) -> PathBuf {
+    let profile = profile_dir(granary).file_name().expect("profile name").to_owned();
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.arg("build").arg("--quiet").args(args).args(["--target", "x86_64-unknown-linux-gnu", "--target-dir"]);
+    cmd.arg(target_dir).env("RUSTFLAGS", "-C target-feature=+crt-static");
+    if profile == "release" {
+        cmd.arg("--release");
+    }
+    let out = cmd.output().unwrap_or_else(|e| panic!("running cargo to build {bin}: {e}"));
+    assert!(out.status.success(), "building the static {bin} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let path = target_dir.join("x86_64-unknown-linux-gnu").join(profile).join(bin);
+    assert!(path.is_file(), "cargo built {bin} but {} is missing", path.display());
+    path
+}
+
+/// The static bridge (`scripts/build-bridge.sh`, built like `shell/tests/server/mod.rs::bridge()`)
+/// that `granary serve --bridge` copies into every grain.
+fn bridge(granary: &Path) -> PathBuf {
+    let target = profile_dir(granary).parent().expect("<target>");
+    let manifest = common::workspace().join("Cargo.toml");
+    build_static(granary, &["-p", "granary-bridge", "--manifest-path", manifest.to_str().unwrap()], "granary-bridge", target)
+}
+
+/// The Echo sample app (apps/echo/README.md, "Build, pack, run"): its static binary (its own
+/// workspace, built into `<target>/echo`), packed with `granary pack` under a fresh `granary
+/// keygen` id into `<dir>/echo.gpk`.
+fn echo_package(granary: &Path, dir: &Path) -> PathBuf {
+    let echo = common::workspace().join("apps/echo");
+    let target = profile_dir(granary).parent().expect("<target>").join("echo");
+    let manifest = echo.join("Cargo.toml");
+    let bin = build_static(granary, &["--manifest-path", manifest.to_str().unwrap()], "echo", &target);
+    let run = |args: &[&std::ffi::OsStr]| {
+        let o = Command::new(granary).args(args).output().expect("running granary");
+        assert!(o.status.success(), "granary {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).expect("utf-8 output")
+    };
+    let keyring = dir.join("keyring");
+    let id = run(&["keygen".as_ref(), "--keyring".as_ref(), keyring.as_os_str()]).trim().to_owned();
+    let src = dir.join("echo-src");
+    std::fs::create_dir_all(src.join("bin")).unwrap();
+    let toml = std::fs::read_to_string(echo.join("granary.toml")).expect("apps/echo/granary.toml");
+    assert!(toml.contains("REPLACE_WITH_APP_ID"), "apps/echo/granary.toml no longer has the id placeholder");
+    std::fs::write(src.join("granary.toml"), toml.replace("REPLACE_WITH_APP_ID", &id)).unwrap();
+    std::fs::copy(echo.join("icon.svg"), src.join("icon.svg")).unwrap();
+    std::fs::copy(&bin, src.join("bin/echo")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(src.join("bin/echo"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let gpk = dir.join("echo.gpk");
+    run(&["pack".as_ref(), src.as_os_str(), "-o".as_ref(), gpk.as_os_str(), "--keyring".as_ref(), keyring.as_os_str()]);
+    gpk
+}
+
 #[test]
 fn browser_scenarios() {
+    common::require_root();
     let suite = common::workspace().join("tests/browser");
     assert!(Path::new(CHROMIUM).exists(), "the browser tests need Chromium at {CHROMIUM}: {FIX}");
     let node = Command::new("node").arg("--version").output();
@@ -38,19 +102,26 @@ fn browser_scenarios() {
         suite.display()
     );
 
+    let t0 = Instant::now();
     let granary = common::granary();
+    let bridge = bridge(&granary);
+    let work = tempfile::tempdir().unwrap();
+    let echo = echo_package(&granary, work.path());
+    say(&format!("\nbrowser suite: built granary, the bridge and echo.gpk in {:.1} s", t0.elapsed().as_secs_f64()));
     // <target>/<profile>/granary → <target>/screenshots
     let shots = granary.parent().and_then(Path::parent).expect("<target>/<profile>/granary").join("screenshots");
     let mut cmd = Command::new("node");
     cmd.arg("run.mjs")
         .current_dir(&suite)
         .env("GRANARY_BIN", &granary)
+        .env("GRANARY_BRIDGE", &bridge)
+        .env("GRANARY_ECHO_GPK", &echo)
         .env("GRANARY_SCREENSHOTS", &shots)
         .stdin(Stdio::null());
     if let Ok(filter) = std::env::var("GRANARY_BROWSER_FILTER") {
         cmd.arg(filter);
     }
-    say(&format!("\nbrowser suite: node {version}, {CHROMIUM}, screenshots in {}", shots.display()));
+    say(&format!("browser suite: node {version}, {CHROMIUM}, screenshots in {}", shots.display()));
     // stdout and stderr are inherited: the scenario lines go straight to the test command's output.
     let mut child = cmd.spawn().expect("starting node run.mjs");
     let start = Instant::now();

@@ -114,3 +114,58 @@ export async function uploadPackage(page, server, gpkPath) {
   const response = await submit(page, page.getByRole("button", { name: "Upload and install" }), "/apps/upload");
   return { response, events };
 }
+
+/** How long the first request into a new grain may take (the supervisor starts the sandbox). */
+export const GRAIN_START_TIMEOUT = 30_000;
+
+/** A grain id in a URL: 24 characters of the app-id base32 alphabet. */
+export const GRAIN_ID = /^[0-9ac-hjkmnp-z]{24}$/;
+
+/** Installs the Echo sample app through the upload form; ends on its page. Returns its package id. */
+export async function installEcho(page, server, gpkPath) {
+  const { response } = await uploadPackage(page, server, gpkPath);
+  expectStatus(response, 200, "uploading echo.gpk");
+  await expectPath(page, /^\/apps\/[0-9a-f]{32}$/);
+  await expectText(page.locator("h1"), "Echo");
+  return new URL(page.url()).pathname.slice("/apps/".length);
+}
+
+/**
+ * On an app's page, types `title` into the "New grain" form of the action `button` and submits
+ * it; asserts it lands on the new grain's page. Returns the grain id.
+ */
+export async function newGrain(page, button, title) {
+  const form = page.locator("form.newgrain").filter({ has: page.getByRole("button", { name: button }) });
+  await form.locator('input[name="title"]').fill(title);
+  const resp = await submit(page, form.getByRole("button", { name: button }), "/grains");
+  expectStatus(resp, 303, `creating a grain with "${button}"`);
+  await expectPath(page, /^\/grains\/[0-9a-z]{24}$/);
+  const id = new URL(page.url()).pathname.slice("/grains/".length);
+  assert.match(id, GRAIN_ID, "the new grain's id");
+  assert.equal(await page.locator('form.rename input[name="title"]').inputValue(), title, "the grain page's title field");
+  return id;
+}
+
+/**
+ * Waits until the grain page's frame has gone through its one-time init link and shows the
+ * Echo page (its `#username`); returns the frame (a playwright Frame).
+ */
+export async function grainFrame(page, { timeout = GRAIN_START_TIMEOUT } = {}) {
+  const el = page.locator("iframe#grain-frame");
+  await el.waitFor();
+  const frame = await (await el.elementHandle()).contentFrame();
+  assert.ok(frame, "the grain page's iframe has no frame");
+  await expectText(frame.locator("h1"), "Echo", { timeout, what: "the Echo page in the grain frame" });
+  assert.equal(new URL(frame.url()).pathname, "/", `the frame ends at / after its init link, it is at ${frame.url()}`);
+  return frame;
+}
+
+/** The texts of the `li`s in `list` (a locator), trimmed. */
+export async function items(list) {
+  return list.locator("li").evaluateAll((lis) => lis.map((li) => li.textContent.trim()));
+}
+
+/** Clicks one of the grain bar's buttons (Rename, Restart, Move to trash), returns the POST's response. */
+export async function grainAction(page, grainId, button, action) {
+  return submit(page, page.locator(".grainbar").getByRole("button", { name: button }), `/grains/${grainId}/${action}`);
+}

@@ -1,7 +1,7 @@
 // A real `granary serve` on a free loopback port with its own temporary data directory, plus
 // the CLI commands that talk to it (admin-token, status) and package building (keygen, pack).
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync, chmodSync } from "node:fs";
+import { mkdtempSync, rmSync, rmdirSync, writeFileSync, mkdirSync, chmodSync, readdirSync, readFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import net from "node:net";
@@ -12,6 +12,21 @@ export function granaryBin() {
   const bin = process.env.GRANARY_BIN;
   if (!bin) throw new Error("GRANARY_BIN is not set: run the suite with `cargo test -p granary-tests --test browser`, or set it to a built `granary`");
   return bin;
+}
+
+/**
+ * The static bridge every grain runs: GRANARY_BRIDGE (the Rust test builds it). Unset, the
+ * server looks next to its own binary and in the cargo target (`scripts/build-bridge.sh debug`).
+ */
+export function bridgeFile() {
+  return process.env.GRANARY_BRIDGE || null;
+}
+
+/** The signed Echo sample app package: GRANARY_ECHO_GPK (the Rust test builds and packs it). */
+export function echoPackage() {
+  const gpk = process.env.GRANARY_ECHO_GPK;
+  if (!gpk) throw new Error("GRANARY_ECHO_GPK is not set: run the suite with `cargo test -p granary-tests --test browser`, or pack apps/echo (see its README) and point GRANARY_ECHO_GPK at the .gpk");
+  return gpk;
 }
 
 function granary(args, opts = {}) {
@@ -33,15 +48,94 @@ function freePort() {
   });
 }
 
+/** The pids of the `granary supervisor` processes (one per running grain) whose grain lives in `dataDir`. */
+export function supervisorsOf(dataDir) {
+  const pids = [];
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    let argv;
+    try {
+      argv = readFileSync(`/proc/${d}/cmdline`, "utf8").split("\0");
+    } catch {
+      continue;
+    }
+    if (argv[1] === "supervisor" && argv.some((a) => a.startsWith(`${dataDir}/grains/`))) pids.push(Number(d));
+  }
+  return pids;
+}
+
+/** Sends SIGTERM to `pids`, waits up to `graceMs` for them to exit, then SIGKILLs the rest. */
+async function stopPids(pids, graceMs = 5_000) {
+  const alive = (pid) => existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z ");
+  for (const pid of pids) {
+    try { process.kill(pid, "SIGTERM"); } catch { /* gone */ }
+  }
+  const deadline = Date.now() + graceMs;
+  while (pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  for (const pid of pids.filter(alive)) {
+    try { process.kill(pid, "SIGKILL"); } catch { /* gone */ }
+  }
+}
+
 /**
- * Starts a server and waits for its one-time setup link. The base URL uses `localhost` (grain
- * origins will be `<id>.localhost:PORT`), so browse to `server.url(path)` exactly.
+ * Removes the (empty) cgroups `granary/grain-<id>` of the grains in `dataDir`, which a supervisor
+ * ended by a signal leaves behind (v2: /sys/fs/cgroup/granary; v1: one per controller).
  */
-export async function startServer({ timeoutMs = 20_000 } = {}) {
+async function removeGrainCgroups(dataDir) {
+  let ids = [];
+  try {
+    ids = readdirSync(join(dataDir, "grains"));
+  } catch {
+    return;
+  }
+  const roots = ["/sys/fs/cgroup", ...readdirSync("/sys/fs/cgroup").map((c) => join("/sys/fs/cgroup", c))];
+  for (const id of ids) {
+    for (const root of roots) {
+      const dir = join(root, "granary", `grain-${id}`);
+      // A killed sandbox's processes may take a moment to be released.
+      for (let tries = 0; existsSync(dir) && tries < 40; tries++) {
+        try {
+          rmdirSync(dir);
+        } catch {
+          await new Promise((r) => setTimeout(r, 25));
+        }
+      }
+    }
+  }
+}
+
+/**
+ * The host for servers whose grains a scenario opens. Chromium (run.mjs) resolves it and its
+ * subdomains to 127.0.0.1 (`--host-resolver-rules`); nothing else does. It must have a registrable
+ * domain (example.com), so that the grain origins `<session>.granary.example.com:PORT` are
+ * same-site with the shell, as they are in a real deployment (`granary.example.org` +
+ * `*.granary.example.org`). On the default `localhost` they are not: `localhost` has no
+ * registrable domain, so Chromium treats `<session>.localhost` as a third party in the shell's
+ * page and refuses the frame's `granary_grain` cookie (the frame then shows "Open this grain from
+ * Granary").
+ */
+export const GRAIN_HOST = "granary.example.com";
+
+/** Chromium's flag that sends GRAIN_HOST and its subdomains to loopback. */
+export const HOST_RESOLVER_RULES = `--host-resolver-rules=MAP ${GRAIN_HOST} 127.0.0.1,MAP *.${GRAIN_HOST} 127.0.0.1`;
+
+/**
+ * Starts a server and waits for its one-time setup link. The base URL is `http://HOST:PORT`
+ * (`localhost` unless `host` is given, e.g. GRAIN_HOST), so browse to `server.url(path)` exactly.
+ */
+export async function startServer({ timeoutMs = 20_000, host = "localhost" } = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), "granary-browser-"));
+  // Like /var/lib/granary: the sandbox cannot set up a grain under a 0700 data directory
+  // (mkdtemp's mode); it fails at "mount tmpfs on <data>/apps/<package>/tmp" with EACCES.
+  chmodSync(dataDir, 0o755);
   const port = await freePort();
-  const baseUrl = `http://localhost:${port}`;
-  const child = spawn(granaryBin(), ["serve", "--data-dir", dataDir, "--listen", `127.0.0.1:${port}`, "--base-url", baseUrl], {
+  const baseUrl = `http://${host}:${port}`;
+  const args = ["serve", "--data-dir", dataDir, "--listen", `127.0.0.1:${port}`, "--base-url", baseUrl];
+  if (bridgeFile()) args.push("--bridge", bridgeFile());
+  // Supervisors outlive the server (a restarted server reuses them); stop() ends them, and the
+  // short idle period is a backstop should the runner itself die.
+  args.push("--idle", "60");
+  const child = spawn(granaryBin(), args, {
     stdio: ["ignore", "ignore", "pipe"],
     env: { ...process.env, GRANARY_LOG: process.env.GRANARY_LOG || "warn" },
   });
@@ -96,6 +190,9 @@ export async function startServer({ timeoutMs = 20_000 } = {}) {
         await gone;
         clearTimeout(t);
       }
+      // The grains this server started (granary serve has no shutdown that stops them).
+      await stopPids(supervisorsOf(dataDir));
+      await removeGrainCgroups(dataDir);
       rmSync(dataDir, { recursive: true, force: true });
     },
   };

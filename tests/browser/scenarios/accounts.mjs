@@ -18,6 +18,10 @@ export const scenarios = [
       assert.deepEqual([server.status().users, server.status().admins], [0, 0], "no accounts before setup");
 
       await page.goto(server.setupUrl);
+      // Inputs do not inherit their label's bold font; a card's first element adds no top margin.
+      const weights = await page.locator("form.stack input:not([type=hidden])").evaluateAll((is) => is.map((i) => getComputedStyle(i).fontWeight));
+      assert.deepEqual([...new Set(weights)], ["400"], "the setup form's inputs are not bold");
+      assert.equal(await page.locator(".card > :first-child").evaluate((e) => getComputedStyle(e).marginTop), "0px", "the card's first element has no top margin");
       await t.screenshot(page, "02-setup");
       await setupAdmin(page, server);
       await expectText(page.locator("main"), "No grains yet");

@@ -20,6 +20,9 @@ export const scenarios = [
       await expectText(page.locator(".stats .card").filter({ hasText: "Accounts" }), "1");
       await expectText(page.locator("main"), server.baseUrl);
       assert.deepEqual(await userRows(page), [[ADMIN.displayName, ADMIN.username, "Administrator", "Active"]], "the users table");
+      // The stat cards sit in one row, top-aligned (the grid's gap spaces them, not card margins).
+      const tops = await page.locator(".stats .card").evaluateAll((cards) => cards.map((c) => Math.round(c.getBoundingClientRect().top)));
+      assert.equal(new Set(tops).size, 1, `the stat cards' tops differ: ${tops}`);
       await t.screenshot(page, "11-admin");
 
       // `granary admin-token` makes a recovery link; a second person uses it in their own browser.

@@ -18,6 +18,10 @@ export const scenarios = [
       await page.locator("header nav").getByRole("link", { name: "Apps" }).click();
       await expectPath(page, "/apps");
       await expectText(page.locator("main"), "No apps installed");
+      // The upload card and the empty-list card do not touch (a <script> sits between them).
+      const upload = await page.locator(".card.upload").boundingBox();
+      const empty = await page.locator(".card.empty").boundingBox();
+      assert.ok(empty.y - (upload.y + upload.height) >= 12, `the two cards are ${empty.y - (upload.y + upload.height)} px apart`);
       await t.screenshot(page, "08-apps-empty");
 
       const { response, events } = await uploadPackage(page, server, pkg.path);
