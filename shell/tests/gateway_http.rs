@@ -84,7 +84,7 @@ fn requests_reach_the_app_in_its_sandbox_with_the_platform_policy() {
     assert_eq!(r.status, 403);
     assert_eq!(Client::new(&s).get_with("/hello", &[("Host", &host)]).status, 403);
     let port = s.base_url.rsplit(':').next().unwrap();
-    assert_eq!(Client::new(&s).get_with("/", &[("Host", &format!("nosuchsession.localhost:{port}"))]).status, 404);
+    assert_eq!(Client::new(&s).get_with("/", &[("Host", &format!("nosuchsession.granary.localhost:{port}"))]).status, 404);
     // /hello, /again, POST /x, POST /upload, /cookie, and this one: the refused ones never arrived.
     assert_eq!(o.json("/count", &[])["visits"], 6, "none of the refused requests reached the app");
     let visits = s.data.path().join("grains").join(&grain_id).join("var/visits");

@@ -5,7 +5,7 @@ import { chromium } from "playwright-core";
 import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { startServer, granaryBin, HOST_RESOLVER_RULES } from "./lib/server.mjs";
+import { startServer, granaryBin } from "./lib/server.mjs";
 import { TIMEOUT } from "./lib/expect.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -39,7 +39,7 @@ const browser = await chromium.launch({
   executablePath: CHROMIUM,
   headless: true,
   // playwright-core gives each launch a fresh temporary --user-data-dir.
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", HOST_RESOLVER_RULES],
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
 });
 
 const started = Date.now();

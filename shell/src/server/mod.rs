@@ -118,7 +118,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
         format!("cannot listen on {}; is another server running? pass --listen HOST:PORT", args.listen)
     })?;
     let addr = listener.local_addr()?;
-    let base = BaseUrl::parse(&args.base_url.unwrap_or_else(|| format!("http://localhost:{}", addr.port())))?;
+    // `granary.localhost`, not `localhost`: browsers resolve every `*.localhost` name to
+    // loopback, and only a name with a registrable part makes the grain origins
+    // `*.granary.localhost` same-site with the shell, so their framed cookies are not
+    // third-party (Chromium refuses third-party cookies).
+    let base = BaseUrl::parse(&args.base_url.unwrap_or_else(|| format!("http://granary.localhost:{}", addr.port())))?;
+    make_traversable(&data)?;
     crate::grains::clean_leftovers(&data).with_context(|| format!("cannot clean {}/grains", data.display()))?;
     let apps_root = data.join("apps");
     granary_grains::apps::AppsDir::open(&apps_root)
@@ -204,14 +209,27 @@ fn install_samples(server: &Server, dir: Option<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// `*.localhost:PORT` for a loopback base URL (browsers resolve `*.localhost` to loopback),
-/// else `*.` + the base host.
+/// The grains' sandboxed uid must reach `<data>/apps` and `<data>/grains` through the data
+/// directory: give it search (x) permission for others if it lacks it (never read).
+fn make_traversable(data: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(data)?.permissions().mode();
+    if mode & 0o001 == 0 {
+        std::fs::set_permissions(data, std::fs::Permissions::from_mode((mode & 0o7777) | 0o011))
+            .with_context(|| format!("{} must be searchable by the grains' uid (chmod o+x it)", data.display()))?;
+        eprintln!("Made {} searchable by others (o+x) so grains can reach their files; its contents stay private.", data.display());
+    }
+    Ok(())
+}
+
+/// `*.granary.localhost:PORT` for a loopback base URL (browsers resolve `*.localhost` to
+/// loopback; see above for why not `*.localhost`), else `*.` + the base host.
 fn default_wildcard(base: &BaseUrl) -> String {
     let (host, port) = match base.host.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(']') || p.chars().all(|c| c.is_ascii_digit()) => (h, Some(p)),
         _ => (base.host.as_str(), None),
     };
-    let host = if host == "localhost" || host == "127.0.0.1" || host == "[::1]" { "localhost" } else { host };
+    let host = if host == "localhost" || host == "127.0.0.1" || host == "[::1]" { "granary.localhost" } else { host };
     match port {
         Some(p) => format!("*.{host}:{p}"),
         None => format!("*.{host}"),

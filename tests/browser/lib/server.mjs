@@ -105,25 +105,19 @@ async function removeGrainCgroups(dataDir) {
 }
 
 /**
- * The host for servers whose grains a scenario opens. Chromium (run.mjs) resolves it and its
- * subdomains to 127.0.0.1 (`--host-resolver-rules`); nothing else does. It must have a registrable
- * domain (example.com), so that the grain origins `<session>.granary.example.com:PORT` are
- * same-site with the shell, as they are in a real deployment (`granary.example.org` +
- * `*.granary.example.org`). On the default `localhost` they are not: `localhost` has no
- * registrable domain, so Chromium treats `<session>.localhost` as a third party in the shell's
- * page and refuses the frame's `granary_grain` cookie (the frame then shows "Open this grain from
- * Granary").
+ * The host every server of the suite uses: the server's own default (`granary.localhost`).
+ * Browsers resolve every `*.localhost` name to loopback, and because `granary.localhost` has a
+ * registrable part, the grain origins `<session>.granary.localhost:PORT` are same-site with the
+ * shell, so Chromium accepts the framed grain's `granary_grain` cookie (on bare `localhost` it
+ * would be a third party and refused).
  */
-export const GRAIN_HOST = "granary.example.com";
-
-/** Chromium's flag that sends GRAIN_HOST and its subdomains to loopback. */
-export const HOST_RESOLVER_RULES = `--host-resolver-rules=MAP ${GRAIN_HOST} 127.0.0.1,MAP *.${GRAIN_HOST} 127.0.0.1`;
+export const GRAIN_HOST = "granary.localhost";
 
 /**
  * Starts a server and waits for its one-time setup link. The base URL is `http://HOST:PORT`
- * (`localhost` unless `host` is given, e.g. GRAIN_HOST), so browse to `server.url(path)` exactly.
+ * (GRAIN_HOST unless `host` is given), so browse to `server.url(path)` exactly.
  */
-export async function startServer({ timeoutMs = 20_000, host = "localhost" } = {}) {
+export async function startServer({ timeoutMs = 20_000, host = GRAIN_HOST } = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), "granary-browser-"));
   // Like /var/lib/granary: the sandbox cannot set up a grain under a 0700 data directory
   // (mkdtemp's mode); it fails at "mount tmpfs on <data>/apps/<package>/tmp" with EACCES.
@@ -135,6 +129,8 @@ export async function startServer({ timeoutMs = 20_000, host = "localhost" } = {
   // Supervisors outlive the server (a restarted server reuses them); stop() ends them, and the
   // short idle period is a backstop should the runner itself die.
   args.push("--idle", "60");
+  // No sample apps (a developer's target/sample-apps would otherwise be installed on first run).
+  args.push("--sample-apps", join(dataDir, "no-samples"));
   const child = spawn(granaryBin(), args, {
     stdio: ["ignore", "ignore", "pipe"],
     env: { ...process.env, GRANARY_LOG: process.env.GRANARY_LOG || "warn" },

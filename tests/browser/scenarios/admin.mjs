@@ -19,7 +19,8 @@ export const scenarios = [
       assert.equal(new URL(page.url()).pathname, "/admin");
       await expectText(page.locator(".stats .card").filter({ hasText: "Accounts" }), "1");
       await expectText(page.locator("main"), server.baseUrl);
-      assert.deepEqual(await userRows(page), [[ADMIN.displayName, ADMIN.username, "Administrator", "Active"]], "the users table");
+      // The last cell holds the suspend button, never on one's own row.
+      assert.deepEqual(await userRows(page), [[ADMIN.displayName, ADMIN.username, "Administrator", "Active", ""]], "the users table");
       // The stat cards sit in one row, top-aligned (the grid's gap spaces them, not card margins).
       const tops = await page.locator(".stats .card").evaluateAll((cards) => cards.map((c) => Math.round(c.getBoundingClientRect().top)));
       assert.equal(new Set(tops).size, 1, `the stat cards' tops differ: ${tops}`);
@@ -34,7 +35,7 @@ export const scenarios = [
       await expectText(page.locator(".stats .card").filter({ hasText: "Accounts" }), "2");
       assert.deepEqual(
         await userRows(page),
-        [[ADMIN.displayName, ADMIN.username, "Administrator", "Active"], [grace.displayName, grace.username, "Administrator", "Active"]],
+        [[ADMIN.displayName, ADMIN.username, "Administrator", "Active", ""], [grace.displayName, grace.username, "Administrator", "Active", "Suspend"]],
         "the users table after the second setup",
       );
       // Each browser is still signed in as its own person.

@@ -57,7 +57,7 @@ export const scenarios = [
       const shell = new URL(server.baseUrl);
       const origin = new URL(frame.url());
       assert.equal(shell.hostname, GRAIN_HOST);
-      assert.match(origin.hostname, /^[0-9ac-hjkmnp-z]{24}\.granary\.example\.com$/, `the frame's host ${origin.host}`);
+      assert.match(origin.hostname, /^[0-9ac-hjkmnp-z]{24}\.granary\.localhost$/, `the frame's host ${origin.host}`);
       assert.equal(origin.port, shell.port, "the frame is served on the shell's port");
       assert.notEqual(origin.host, shell.host, "the frame must not share the shell's origin");
       // Cross-origin in fact: the grain cannot reach into the shell's page, and the cookies are host-only.
