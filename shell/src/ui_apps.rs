@@ -36,6 +36,9 @@ pub fn list(v: &Viewer<'_>, apps: &[InstalledApp]) -> Markup {
             div.applist {
                 @for a in apps {
                     a.card.app href={ "/apps/" (a.package_id) } {
+                        @if !a.manifest.metadata.icon_media_type.is_empty() {
+                            img.appicon src={ "/apps/" (a.package_id) "/icon" } alt="" width="40" height="40";
+                        }
                         div.title { (a.manifest.app_title) }
                         div.muted { "Version " (version(a)) }
                         @if !a.manifest.metadata.description.is_empty() {

@@ -15,7 +15,13 @@ fn app_title<'a>(apps: &'a HashMap<String, InstalledApp>, g: &Grain) -> &'a str 
     apps.get(&g.package_id).map(|a| a.manifest.app_title.as_str()).unwrap_or("(app uninstalled)")
 }
 
-pub fn home(v: &Viewer<'_>, grains: &[Grain], shared: &[Grain], apps: &HashMap<String, InstalledApp>) -> Markup {
+/// What the grain list shows about a grain besides its record.
+pub struct GrainStatus {
+    pub size: Option<u64>,
+    pub running: bool,
+}
+
+pub fn home(v: &Viewer<'_>, grains: &[Grain], shared: &[Grain], apps: &HashMap<String, InstalledApp>, status: &HashMap<String, GrainStatus>) -> Markup {
     let (live, trash): (Vec<&Grain>, Vec<&Grain>) = grains.iter().partition(|g| g.trashed.is_none());
     page("Grains", Some(v), "home", false, html! {
         h1 { "Your grains" }
@@ -28,13 +34,15 @@ pub fn home(v: &Viewer<'_>, grains: &[Grain], shared: &[Grain], apps: &HashMap<S
         } @else {
             div.card {
                 table.grains {
-                    thead { tr { th { "Title" } th { "App" } th { "Size" } } }
+                    thead { tr { th { "Title" } th { "App" } th { "Size" } th { "State" } } }
                     tbody {
                         @for g in &live {
+                            @let st = status.get(&g.id);
                             tr {
                                 td { a href={ "/grains/" (g.id) } { (g.title) } }
                                 td.muted { (app_title(apps, g)) }
-                                td.muted { (g.storage_bytes.map(human_bytes).unwrap_or_else(|| "—".into())) }
+                                td.muted { (st.and_then(|s| s.size).map(human_bytes).unwrap_or_else(|| "—".into())) }
+                                td.muted { @if st.is_some_and(|s| s.running) { "running" } @else { "stopped" } }
                             }
                         }
                     }
@@ -109,7 +117,8 @@ pub fn grain(v: &Viewer<'_>, p: &GrainPage<'_>) -> Markup {
             span.muted { (p.app.map(|a| a.manifest.app_title.as_str()).unwrap_or("(app uninstalled)")) }
             @if g.trashed.is_none() {
                 @if p.is_owner {
-                    span.muted.state { @if p.running { "running" } @else { "stopped" } }
+                    // Not running yet means this page's frame is starting it.
+                    span.muted.state { @if p.running || p.frame.is_none() { @if p.running { "running" } @else { "stopped" } } @else { "starting" } }
                 }
                 a.button.secondary href={ "/grains/" (g.id) "/access" } { "Share" }
                 @if p.is_owner {

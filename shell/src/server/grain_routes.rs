@@ -34,7 +34,15 @@ pub fn home(server: &Server, s: &Session) -> anyhow::Result<Resp> {
             shared.push(g);
         }
     }
-    Ok(html(StatusCode::OK, ui_grains::home(&viewer(s), &list, &shared, &apps_by_id(server)?)))
+    // Storage is measured when the list is shown (a walk of each grain's /var, like `du`).
+    let status: HashMap<String, ui_grains::GrainStatus> = list
+        .iter()
+        .map(|g| {
+            let size = granary_supervisor::disk_usage(&grains::GrainDirs::new(&server.data_dir, &g.id).var()).ok().or(g.storage_bytes);
+            (g.id.clone(), ui_grains::GrainStatus { size, running: server.runner.is_running(&g.id) })
+        })
+        .collect();
+    Ok(html(StatusCode::OK, ui_grains::home(&viewer(s), &list, &shared, &apps_by_id(server)?, &status)))
 }
 
 /// `POST /grains`: create from an app's action.

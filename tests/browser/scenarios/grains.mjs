@@ -118,7 +118,7 @@ export const scenarios = [
       const beforeHost = new URL(before.url()).host;
       expectStatus(await grainAction(page, grainId, "Restart", "restart"), 303, "restarting the grain");
       await expectPath(page, `/grains/${grainId}`);
-      await expectText(page.locator(".grainbar .state"), "stopped", { what: "the grain's state right after the restart" });
+      await expectText(page.locator(".grainbar .state"), "starting", { what: "the grain's state right after the restart (its frame starts it)" });
       const after = await grainFrame(page);
       assert.notEqual(new URL(after.url()).host, beforeHost, "the reloaded page frames a new session");
       assert.equal((await after.locator("#username").innerText()).trim(), ADMIN.displayName, "the identity after the restart");
