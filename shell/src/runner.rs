@@ -225,6 +225,8 @@ fn connect(ex: &Rc<LocalExecutor<'static>>, stream: UnixStream, alive: Rc<Cell<b
 pub struct GrainCoreImpl {
     pub grain_id: String,
     pub db: Rc<granary_store::Db>,
+    /// Told when the app exits, so the gateway stops using the grain's dead sessions.
+    pub gateway: crate::gateway::GrainReset,
 }
 
 fn no_powerbox() -> capnp::Error {
@@ -257,6 +259,7 @@ impl grain_core::Server for GrainCoreImpl {
     async fn app_exited(self: capnp::capability::Rc<Self>, params: grain_core::AppExitedParams, _: grain_core::AppExitedResults) -> Result<(), capnp::Error> {
         let info = params.get()?.get_info()?;
         tracing::info!(grain = %self.grain_id, code = info.get_code(), signal = info.get_signal(), "grain app exited");
+        self.gateway.reset_grain(&self.grain_id);
         Ok(())
     }
 

@@ -43,7 +43,8 @@ fn open_anonymously(s: &TestServer, c: &mut Client, share_path: &str) -> Origin 
 fn link_row(page: &str, label: &str) -> String {
     page.split("data-link=\"")
         .skip(1)
-        .find(|row| row.split("</tr>").next().unwrap().contains(&format!(">{label}<")))
+        // The label is the row's first cell (a creator's name appears in a later one).
+        .find(|row| row.split("<td>").nth(1).is_some_and(|cell| cell.starts_with(&format!("{label}</td>"))))
         .map(|row| row.split('"').next().unwrap().to_owned())
         .unwrap_or_else(|| panic!("no link labelled {label}"))
 }

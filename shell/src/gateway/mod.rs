@@ -106,15 +106,37 @@ pub struct Access<'a> {
     pub permissions: Vec<bool>,
 }
 
+type Sessions = RefCell<HashMap<String, Rc<UiSession>>>;
+
 /// The live UI sessions (in memory: they hold live capabilities and end with the server).
 pub struct Gateway {
     pub wildcard: WildcardHost,
-    sessions: RefCell<HashMap<String, Rc<UiSession>>>,
+    sessions: Rc<Sessions>,
+}
+
+/// Forgets a grain's cached `WebSession`s from places that outlive a request handler (a
+/// response body that was cut off, the supervisor's `appExited`): once the app exited, those
+/// capabilities are dead and the next request must make a new one, which restarts the app.
+#[derive(Clone)]
+pub struct GrainReset(std::rc::Weak<Sessions>);
+
+impl GrainReset {
+    pub fn reset_grain(&self, grain_id: &str) {
+        if let Some(sessions) = self.0.upgrade() {
+            for s in sessions.borrow().values().filter(|s| s.grain_id == grain_id) {
+                s.web_session.borrow_mut().take();
+            }
+        }
+    }
 }
 
 impl Gateway {
     pub fn new(wildcard: WildcardHost) -> Gateway {
-        Gateway { wildcard, sessions: RefCell::new(HashMap::new()) }
+        Gateway { wildcard, sessions: Rc::new(RefCell::new(HashMap::new())) }
+    }
+
+    pub fn grain_reset(&self) -> GrainReset {
+        GrainReset(Rc::downgrade(&self.sessions))
     }
 
     /// Starts a session on `grain`; returns the init URL to load in the frame.
@@ -161,9 +183,7 @@ impl Gateway {
     /// Drops the cached `WebSession` of every session of `grain` (after its supervisor went
     /// away, the next request makes a new one).
     pub fn reset_grain(&self, grain_id: &str) {
-        for s in self.sessions.borrow().values().filter(|s| s.grain_id == grain_id) {
-            s.web_session.borrow_mut().take();
-        }
+        self.grain_reset().reset_grain(grain_id);
     }
 
     fn expire(&self) {

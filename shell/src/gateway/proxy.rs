@@ -22,7 +22,14 @@ const DROP_REQUEST: &[&str] = &[
     "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
     "proxy-authorization", "proxy-authenticate", "host", "content-length", "expect", "forwarded",
     "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port", "x-real-ip",
+    // Conventional reverse-proxy identity headers: an app configured to trust one of them
+    // (behind Granary it may be, see `--identity-header`) must never get a client's value.
+    "x-remote-user", "remote-user", "x-remote-email", "x-webauth-user",
 ];
+
+/// Request header prefixes that never reach a grain: the platform's namespace, every
+/// `X-Forwarded-*` (also `-User`, `-Email`, `-Groups` of auth proxies) and oauth2-proxy's.
+const DROP_REQUEST_PREFIXES: &[&str] = &["x-granary-", "x-forwarded-", "x-auth-request-"];
 
 /// Response headers the platform removes or replaces.
 const DROP_RESPONSE: &[&str] = &[
@@ -92,6 +99,10 @@ pub async fn handle(server: &Server, label: &str, req: Request<Incoming>) -> Res
         return page(StatusCode::FORBIDDEN, "Access to this grain has ended", &why);
     }
     session.touch();
+    if !server.runner.is_running(&session.grain_id) {
+        // The supervisor stopped (idle, Restart, crash): a cached session is dead.
+        server.grain_went_away(&session.grain_id);
+    }
     let ws = match server.web_session(&session).await {
         Ok(ws) => ws,
         Err(why) => return page(StatusCode::SERVICE_UNAVAILABLE, "The app could not start", &why),
@@ -99,7 +110,15 @@ pub async fn handle(server: &Server, label: &str, req: Request<Incoming>) -> Res
     let mut resp = if super::websocket::is_upgrade(&req) {
         super::websocket::open(server, ws, req).await
     } else {
-        match forward(ws, req).await {
+        match forward(ws, req, server.gateway.grain_reset(), &session.grain_id).await {
+            Ok(r) if r.status() == StatusCode::BAD_GATEWAY => {
+                // The bridge answers 502 when the app failed before its response (it may be
+                // exiting: a crash). The cached session would then be dead for the next
+                // request; make a new one, which restarts the app if it is gone. Costs one
+                // `newSession` after an app's own 502.
+                server.grain_went_away(&session.grain_id);
+                r
+            }
             Ok(r) => r,
             Err(e) => {
                 tracing::info!("grain {}: request failed: {e}", session.grain_id);
@@ -110,7 +129,14 @@ pub async fn handle(server: &Server, label: &str, req: Request<Incoming>) -> Res
             }
         }
     };
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     apply_response_policy(resp.headers_mut(), &session, server);
+    if switching {
+        // The gateway's own handshake answer (`websocket::open`): its Connection and Upgrade
+        // are the point of a 101, not hop-by-hop leftovers of the app's response.
+        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        resp.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    }
     resp
 }
 
@@ -128,7 +154,7 @@ pub(super) fn write_request(mut r: request::Builder<'_>, method: &Method, uri: &
     let mut out: Vec<(&HeaderName, Vec<u8>)> = Vec::new();
     for (name, value) in headers {
         let n = name.as_str();
-        if DROP_REQUEST.contains(&n) || n.starts_with("x-granary-") || named_in_connection.iter().any(|c| c == n) {
+        if DROP_REQUEST.contains(&n) || DROP_REQUEST_PREFIXES.iter().any(|p| n.starts_with(p)) || named_in_connection.iter().any(|c| c == n) {
             continue;
         }
         if name == header::AUTHORIZATION && value.as_bytes().starts_with(b"Bearer gt_") {
@@ -158,7 +184,7 @@ pub(super) fn write_request(mut r: request::Builder<'_>, method: &Method, uri: &
 }
 
 /// Carries one request to the grain and its response back.
-async fn forward(ws: web_session::Client, req: Request<Incoming>) -> Result<Resp, capnp::Error> {
+async fn forward(ws: web_session::Client, req: Request<Incoming>, reset: super::GrainReset, grain_id: &str) -> Result<Resp, capnp::Error> {
     let (parts, mut body) = req.into_parts();
     let length: Option<u64> = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     let chunked = parts.headers.contains_key(header::TRANSFER_ENCODING);
@@ -231,7 +257,12 @@ async fn forward(ws: web_session::Client, req: Request<Incoming>) -> Result<Resp
             if n != UNKNOWN_LENGTH {
                 headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
             }
-            Box::pin(ReqBody::Stream(response_body).map_err(|e| -> BoxError { Box::new(e) }))
+            let grain_id = grain_id.to_owned();
+            Box::pin(ReqBody::Stream(response_body).map_err(move |e| -> BoxError {
+                // Cut off: the app most likely died mid-body, taking this session with it.
+                reset.reset_grain(&grain_id);
+                Box::new(e)
+            }))
         }
     };
     let keep_length = headers.get(header::CONTENT_LENGTH).cloned();

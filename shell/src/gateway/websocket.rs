@@ -17,6 +17,9 @@ use hyper::{Request, Response, StatusCode};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+/// How long the gateway waits for the grain's answer to a browser's Close.
+const CLOSE_ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub fn is_upgrade(req: &Request<Incoming>) -> bool {
     let has = |name: header::HeaderName, token: &str| {
         req.headers().get_all(name).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|t| t.trim().eq_ignore_ascii_case(token))
@@ -118,6 +121,7 @@ pub async fn open(server: &Server, ws: web_session::Client, req: Request<Incomin
                 }
             }
         };
+        // Ends with true when the browser sent its Close (passed on to the grain).
         let inbound = async {
             while let Some(Ok(m)) = browser_rx.next().await {
                 let mut req = to_grain.send_request();
@@ -134,7 +138,7 @@ pub async fn open(server: &Server, ws: web_session::Client, req: Request<Incomin
                             c.get().set_code(code);
                             c.get().set_reason(reason.as_str());
                             let _ = c.send().promise.await;
-                            break;
+                            return true;
                         }
                     }
                 }
@@ -142,9 +146,22 @@ pub async fn open(server: &Server, ws: web_session::Client, req: Request<Incomin
                     break;
                 }
             }
+            false
         };
-        futures::pin_mut!(outbound, inbound);
-        futures::future::select(outbound, inbound).await;
+        {
+            futures::pin_mut!(outbound, inbound);
+            if let futures::future::Either::Right((true, outbound)) = futures::future::select(outbound, inbound).await {
+                // The browser closed: let the grain's answer (its `close`) through, for a
+                // while. Returning at once would drop the connection without a Close frame.
+                let timeout = async_io::Timer::after(CLOSE_ANSWER_TIMEOUT);
+                futures::pin_mut!(timeout);
+                futures::future::select(outbound, timeout).await;
+            }
+        }
+        // tungstenite answers a browser's Close itself (echoing it, so sending the grain's
+        // answer fails), but only writes that answer on the next flush: flush before the
+        // connection is dropped, or the browser sees no closing handshake.
+        let _ = SinkExt::flush(&mut browser_tx).await;
     });
     r
 }

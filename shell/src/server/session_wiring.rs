@@ -76,6 +76,7 @@ impl Server {
         let core: granary_schema::supervisor_capnp::grain_core::Client = capnp_rpc::new_client(GrainCoreImpl {
             grain_id: grain.id.clone(),
             db: self.db.clone(),
+            gateway: self.gateway.grain_reset(),
         });
         if let Some(ws) = s.web_session.borrow().clone() {
             self.runner.keep_alive(&self.ex, &grain.id, core);
@@ -87,8 +88,40 @@ impl Server {
             _ => None,
         };
         let limits = self.db.get(&apps::APP_LIMITS, &app.app_id).map_err(|e| e.to_string())?;
-        let view = self.runner.main_view(&self.ex, &grain, &app, limits).await.map_err(|e| format!("{e:#}"))?;
-        self.runner.keep_alive(&self.ex, &grain.id, core);
+        // A view whose app exited since (the supervisor may not have noticed yet when it
+        // handed it out, e.g. right after a crash) refuses with `Disconnected` and "call
+        // getMainView again": do so once, which restarts the app.
+        let mut attempt = 0;
+        let reply = loop {
+            attempt += 1;
+            let view = self.runner.main_view(&self.ex, &grain, &app, limits).await.map_err(|e| format!("{e:#}"))?;
+            self.runner.keep_alive(&self.ex, &grain.id, core.clone());
+            match self.new_session(&view, s, &grain, user.as_ref()).await {
+                Err(e) if e.kind == capnp::ErrorKind::Disconnected && attempt == 1 => {
+                    tracing::info!("grain {}: {e}", grain.id);
+                }
+                r => break r.map_err(|e| format!("The app did not start: {}", e.extra))?,
+            }
+        };
+        let ws = reply.get().and_then(|r| r.get_session()).map_err(|e| e.to_string())?;
+        if !grain.initialized {
+            let _ = grains::update(&self.db, &grain.id, |g| {
+                g.initialized = true;
+                Ok(())
+            });
+        }
+        *s.web_session.borrow_mut() = Some(ws.clone());
+        Ok(ws)
+    }
+
+    /// `MainView.newSession` for the session's user (`None`: anonymous).
+    async fn new_session(
+        &self,
+        view: &granary_schema::grain_capnp::main_view::Client,
+        s: &UiSession,
+        grain: &grains::Grain,
+        user: Option<&accounts::User>,
+    ) -> Result<capnp::capability::Response<granary_schema::grain_capnp::main_view::new_session_results::Owned>, capnp::Error> {
         let mut req = view.new_session_request();
         {
             let mut p = req.get();
@@ -113,16 +146,7 @@ impl Server {
             params.set_base_path(s.origin.as_str());
             params.set_kind(session_params::Kind::Ui);
         }
-        let reply = req.send().promise.await.map_err(|e| format!("The app did not start: {}", e.extra))?;
-        let ws = reply.get().and_then(|r| r.get_session()).map_err(|e| e.to_string())?;
-        if !grain.initialized {
-            let _ = grains::update(&self.db, &grain.id, |g| {
-                g.initialized = true;
-                Ok(())
-            });
-        }
-        *s.web_session.borrow_mut() = Some(ws.clone());
-        Ok(ws)
+        req.send().promise.await
     }
 
     /// The grain's supervisor went away: forget its sessions' capabilities so the next

@@ -95,6 +95,16 @@ impl TestServer {
         url.trim().strip_prefix(&self.base_url).expect("the link is on the base URL").to_owned()
     }
 
+    /// The `granary serve` process id (for /proc measurements).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.base_url.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
     /// `granary status --json`.
     pub fn status(&self) -> serde_json::Value {
         serde_json::from_str(&self.cli(&["status", "--json"])).unwrap()

@@ -1,0 +1,364 @@
+//! The whole HTTP path with the sample app, over real HTTP, as root: browser → gateway
+//! (session origin) → supervisor → sandbox → bridge → `apps/echo` (static binary, packed,
+//! signed and uploaded like any app). What passes through untouched (methods, Range and
+//! conditional requests, cookies, redirects, statuses, large streamed bodies, WebSockets),
+//! what the platform stops (spoofed identity, oversized headers, other origins), and what a
+//! crashing app looks like to the browser.
+
+mod common;
+mod echo_grain;
+mod server;
+
+use echo_grain::{pattern, Origin, Pattern, Platform};
+use std::io::Read;
+use std::time::Instant;
+
+const FILE_LEN: u64 = 1 << 20;
+
+fn pattern_bytes(range: std::ops::Range<u64>) -> Vec<u8> {
+    range.map(pattern).collect()
+}
+
+#[test]
+fn every_method_reaches_the_app_by_name() {
+    let mut p = Platform::start();
+    let (_, mut o) = p.grain("Methods");
+    let xml = br#"<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:prop><d:getetag/></d:prop></d:propfind>"#;
+    for method in ["GET", "OPTIONS", "DELETE", "POST", "PUT", "PATCH", "PROPFIND", "REPORT", "MKCALENDAR", "LOCK"] {
+        let body: &[u8] = if matches!(method, "GET" | "OPTIONS" | "DELETE") { b"" } else { xml };
+        let seen = o.seen(method, &[("Depth", "1"), ("Content-Type", "application/xml")], body);
+        assert_eq!(seen["method"], method, "{seen}");
+        assert_eq!(seen["path"], "/headers");
+        assert_eq!(seen["body_bytes"], body.len(), "{method}: the body arrives whole");
+        assert_eq!(seen["headers"]["depth"], "1", "WebDAV headers pass");
+    }
+    // HEAD: the app answers with the headers of the GET it would have sent (its JSON names the
+    // method, one letter longer), and no body.
+    let get = o.request("GET", "/headers", &[], b"");
+    let head = o.request("HEAD", "/headers", &[], b"");
+    assert_eq!((head.status, head.body.len()), (200, 0));
+    let len = |r: &echo_grain::Reply| r.header("content-length").map(|v| v.parse::<usize>().unwrap());
+    assert_eq!(len(&get), Some(get.body.len()));
+    assert_eq!(len(&head), Some(get.body.len() + 1), "HEAD reached the app as HEAD");
+    // A route that only knows GET/HEAD answers other methods itself, with Allow.
+    let r = o.request("PROPFIND", "/file", &[], b"");
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")), "{}", r.text());
+}
+
+#[test]
+fn range_conditional_cookies_redirects_and_statuses_pass_through() {
+    let mut p = Platform::start();
+    let (_, mut o) = p.grain("Semantics");
+
+    // Range.
+    let r = o.request("GET", "/file", &[("Range", "bytes=100-199")], b"");
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-range"), Some("bytes 100-199/1048576"));
+    assert_eq!(r.body, pattern_bytes(100..200));
+    let r = o.request("GET", "/file", &[("Range", "bytes=-10")], b"");
+    assert_eq!((r.status, r.header("content-range")), (206, Some("bytes 1048566-1048575/1048576")));
+    assert_eq!(r.body, pattern_bytes(FILE_LEN - 10..FILE_LEN));
+    let r = o.request("GET", "/file", &[("Range", "bytes=1048576-")], b"");
+    assert_eq!((r.status, r.header("content-range")), (416, Some("bytes */1048576")));
+    let r = o.request("GET", "/file", &[], b"");
+    assert_eq!((r.status, r.header("accept-ranges")), (200, Some("bytes")));
+    assert_eq!(r.body, pattern_bytes(0..FILE_LEN), "the whole file, byte for byte");
+    let etag = r.header("etag").unwrap().to_owned();
+    assert_eq!(etag, "\"echo-file-v1\"");
+    assert_eq!(r.header("cache-control"), Some("max-age=60"), "caching headers pass");
+
+    // Conditional requests.
+    let r = o.request("GET", "/file", &[("If-None-Match", &etag)], b"");
+    assert_eq!((r.status, r.body.len(), r.header("etag")), (304, 0, Some(etag.as_str())));
+    let r = o.request("GET", "/file", &[("If-Match", "\"other\"")], b"");
+    assert_eq!(r.status, 412);
+    let r = o.request("GET", "/file", &[("If-Match", &etag), ("Range", "bytes=0-0")], b"");
+    assert_eq!((r.status, r.body.clone()), (206, vec![pattern(0)]));
+    let r = o.request("GET", "/file", &[("If-Range", "\"stale\""), ("Range", "bytes=0-0")], b"");
+    assert_eq!((r.status, r.body.len() as u64), (200, FILE_LEN), "a stale If-Range gets the whole file");
+    let r = o.request("GET", "/file", &[("If-Modified-Since", "Tue, 02 Jan 2024 00:00:00 GMT")], b"");
+    assert_eq!(r.status, 304);
+
+    // Cookies: both arrive; the Domain one without Domain. The app then sees them, and never
+    // the platform's.
+    let r = o.get("/cookie/set?flavour=oat");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut set = r.all("set-cookie");
+    set.sort();
+    assert_eq!(set, ["flavour=oat; Path=/; HttpOnly", "flavour_domain=oat; Path=/"]);
+    let shown = o.get("/cookie/show").json();
+    assert_eq!(shown, serde_json::json!({"flavour": "oat", "flavour_domain": "oat"}));
+
+    // Redirects are returned, not followed.
+    for status in [301, 302, 303, 307, 308] {
+        let r = o.request("POST", &format!("/redirect?to=%2Fnext%3Fa%3D1&status={status}"), &[], b"x");
+        assert_eq!((r.status, r.header("location")), (status, Some("/next?a=1")));
+    }
+    let r = o.get("/redirect?to=https%3A%2F%2Fexample.org%2Fx%3Fy%3D1");
+    assert_eq!((r.status, r.header("location")), (302, Some("https://example.org/x?y=1")));
+
+    // Any status.
+    for status in [200u16, 201, 204, 400, 404, 409, 418, 429, 451, 500, 502, 503, 504, 599] {
+        let r = o.get(&format!("/status/{status}"));
+        assert_eq!(r.status, status, "{}", r.text());
+        if status != 204 {
+            assert!(r.text().starts_with(&format!("{status} ")), "{status}: the app's own body: {}", r.text());
+        }
+        assert!(r.header("content-security-policy").is_some(), "{status}: the platform's policy on every response");
+    }
+}
+
+#[test]
+fn the_platform_strips_spoofed_identity_and_refuses_oversized_headers() {
+    let mut p = Platform::start();
+    let (_, mut o) = p.grain("Guards");
+    let seen = o.seen(
+        "POST",
+        &[
+            ("X-Granary-User-Id", "spoofed"),
+            ("X-Granary-Permissions", "spoofed"),
+            ("X-Granary-Session-Type", "api"),
+            ("X-Remote-User", "root"),
+            ("Connection", "X-Hop"),
+            ("X-Hop", "hop-by-hop"),
+            ("X-Custom", "kept"),
+        ],
+        b"a=1",
+    );
+    let h = &seen["headers"];
+    let uid = h["x-granary-user-id"].as_str().unwrap();
+    assert!(uid != "spoofed" && uid.len() == 32, "identity comes from the platform: {uid}");
+    assert_eq!(h["x-granary-permissions"], "edit,admin", "the owner's permissions, in manifest order");
+    assert_eq!(h["x-granary-session-type"], "ui");
+    assert!(h.get("x-remote-user").is_none(), "a client-sent X-Remote-User reached the app: {h}");
+    assert!(h.get("x-hop").is_none(), "headers named in Connection are hop-by-hop");
+    assert_eq!(h["x-custom"], "kept");
+
+    // Platform cookies never reach the app, other cookies do.
+    let sid = format!("granary_grain={}; granary_sid=abc; granary_csrf=def; mine=1", o.cookie.clone().unwrap());
+    let r = o.raw("GET", "/cookie/show", &[("Cookie", &sid)], None).unwrap();
+    let status = r.status;
+    let body = r.body_string();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap(), serde_json::json!({"mine": "1"}));
+
+    // Headers: a large one passes; one over 16 KiB, or more than 64 KiB in all, is refused
+    // with 431 before the app sees anything.
+    let before = o.visits();
+    let big = "b".repeat(12_000);
+    let seen = o.seen("GET", &[("X-Big", &big)], b"");
+    assert_eq!(seen["headers"]["x-big"].as_str().map(str::len), Some(12_000));
+    let huge = "h".repeat(17 * 1024);
+    let r = o.raw("GET", "/var", &[("X-Huge", &huge)], None).unwrap();
+    assert_eq!(r.status, 431, "one header over 16 KiB");
+    let nine = "n".repeat(9 * 1024);
+    let many: Vec<(String, &str)> = (0..8).map(|i| (format!("X-Part-{i}"), nine.as_str())).collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let r = o.raw("GET", "/var", &many, None).unwrap();
+    assert_eq!(r.status, 431, "72 KiB of headers in all");
+    assert_eq!(o.visits(), before + 1, "the refused requests never reached the app");
+}
+
+#[test]
+fn grain_origins_are_isolated_from_each_other() {
+    let mut p = Platform::start();
+    let (_, mut a) = p.grain("A");
+    let (_, mut b) = p.grain("B");
+    assert_ne!(a.host, b.host);
+    assert_eq!(a.visits(), 1);
+    assert_eq!(b.visits(), 1, "each grain has its own /var");
+
+    // A's session cookie is refused on B's origin.
+    let mut thief = Origin::new(&p.server, &b.host);
+    thief.cookie = a.cookie.clone();
+    let r = thief.get("/var");
+    assert_eq!(r.status, 403, "{}", r.text());
+
+    // A cross-origin POST (from B's origin, or anywhere else) to A's session is refused;
+    // A's own origin and a request without Origin pass.
+    let b_origin = b.origin();
+    let r = a.request("POST", "/headers", &[("Origin", &b_origin)], b"x");
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = a.request("DELETE", "/headers", &[("Origin", &b_origin)], b"");
+    assert_eq!(r.status, 403);
+    let r = a.request("PUT", "/headers", &[("Origin", "null")], b"x");
+    assert_eq!(r.status, 403, "an opaque origin is another origin");
+    let own = a.origin();
+    assert_eq!(a.request("POST", "/headers", &[("Origin", &own)], b"x").status, 200);
+    assert_eq!(a.request("POST", "/headers", &[], b"x").status, 200);
+    assert_eq!(a.visits(), 2, "nothing refused reached A");
+    assert_eq!(b.visits(), 2);
+
+    // Every response carries the platform's CSP: framed only by the shell, talking only to
+    // its own origin.
+    let r = a.get("/");
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("<title>Echo</title>"));
+    let csp = r.header("content-security-policy").expect("a CSP");
+    assert!(csp.contains(&format!("frame-ancestors {};", p.server.base_url)), "{csp}");
+    assert!(csp.contains(&format!("connect-src 'self' ws://{}", a.host)), "{csp}");
+    assert!(!csp.contains(&b.host), "{csp}");
+    assert_eq!(r.header("referrer-policy"), Some("same-origin"));
+    assert!(r.header("access-control-allow-origin").is_none());
+}
+
+#[test]
+fn hundred_megabyte_bodies_stream_with_bounded_memory() {
+    const N: u64 = 100 << 20;
+    const LIMIT_KIB: u64 = 100 << 10;
+    let mut p = Platform::start();
+    let (_, mut o) = p.grain("Big");
+    assert_eq!(o.visits(), 1);
+    let (server_before, sup_before) = p.peak_rss_kib();
+    assert_eq!(sup_before.len(), 1, "one supervisor runs the grain");
+
+    // Download: Content-Length, every byte checked.
+    let t = Instant::now();
+    let r = o.raw("GET", &format!("/download?bytes={N}"), &[], None).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length"), Some(N.to_string().as_str()));
+    let mut reader = r.reader;
+    let mut buf = vec![0u8; 64 << 10];
+    let mut at = 0u64;
+    loop {
+        let n = reader.read(&mut buf).unwrap();
+        if n == 0 || at == N {
+            break;
+        }
+        for (k, b) in buf[..n].iter().enumerate() {
+            if *b != pattern(at + k as u64) {
+                panic!("byte {} is {b}, expected {}", at + k as u64, pattern(at + k as u64));
+            }
+        }
+        at += n as u64;
+    }
+    assert_eq!(at, N, "the whole download");
+    let down = t.elapsed();
+
+    // Upload: 100 MiB with Content-Length; the app reports the count and the byte sum.
+    let t = Instant::now();
+    let r = o.raw("POST", "/upload", &[("Content-Type", "application/octet-stream")], Some((N, &mut Pattern(0)))).unwrap();
+    assert_eq!(r.status, 200);
+    let body = r.body_string();
+    let v: serde_json::Value = serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("{e}: {body}"));
+    let (cycles, rest) = (N / 251, N % 251);
+    let sum = cycles * (250 * 251 / 2) + (0..rest).map(|i| pattern(cycles * 251 + i) as u64).sum::<u64>();
+    assert_eq!((v["bytes"].as_u64(), v["sum"].as_u64()), (Some(N), Some(sum)), "{v}");
+    let up = t.elapsed();
+
+    // Chunked (no length known ahead) works too.
+    let r = o.raw("GET", "/download?bytes=3000000&chunked=1", &[], None).unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-length").is_none());
+
+    let (server_after, sup_after) = p.peak_rss_kib();
+    eprintln!(
+        "100 MiB down in {down:?}, up in {up:?}; peak RSS: server {server_before} → {server_after} KiB, supervisor {sup_before:?} → {sup_after:?} KiB"
+    );
+    assert!(server_after < LIMIT_KIB, "the server buffered a body: peak RSS {server_after} KiB");
+    assert!(sup_after.iter().all(|k| *k < LIMIT_KIB), "the supervisor buffered a body: peak RSS {sup_after:?} KiB");
+}
+
+#[test]
+fn websocket_messages_cross_whole_with_a_real_client() {
+    use tungstenite::client::IntoClientRequest;
+    use tungstenite::protocol::frame::coding::CloseCode;
+    use tungstenite::protocol::CloseFrame;
+    use tungstenite::Message;
+
+    let mut p = Platform::start();
+    let (_, mut o) = p.grain("Sockets");
+    assert_eq!(o.visits(), 1);
+
+    let connect = |o: &Origin, path: &str, with_cookie: bool| {
+        let mut req = format!("ws://{}{path}", o.host).into_client_request().unwrap();
+        if with_cookie {
+            req.headers_mut().insert("Cookie", o.cookie_header().parse().unwrap());
+        }
+        req.headers_mut().insert("Sec-WebSocket-Protocol", "chat.v2, chat.v1".parse().unwrap());
+        req.headers_mut().insert("Origin", o.origin().parse().unwrap());
+        let stream = std::net::TcpStream::connect(("127.0.0.1", o.port)).unwrap();
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+        tungstenite::client::client(req, stream).map_err(Box::new)
+    };
+
+    // Without the session cookie there is no WebSocket.
+    match connect(&o, "/ws", false) {
+        Err(e) => match *e {
+            tungstenite::HandshakeError::Failure(tungstenite::Error::Http(r)) => assert_eq!(r.status(), 403),
+            other => panic!("expected a 403, got {other}"),
+        },
+        other => panic!("expected a 403, got {:?}", other.map(|(_, r)| r.status())),
+    }
+
+    let (mut ws, resp) = connect(&o, "/ws", true).unwrap_or_else(|e| panic!("handshake: {e}"));
+    assert_eq!(resp.status(), 101);
+    assert_eq!(resp.headers().get("sec-websocket-protocol").map(|v| v.to_str().unwrap()), Some("chat.v2"), "the app's choice of subprotocol");
+
+    ws.send(Message::text("héllo")).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("héllo"));
+    let blob: Vec<u8> = (0..(1u64 << 20) + 3).map(pattern).collect();
+    ws.send(Message::binary(blob.clone())).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::binary(blob), "a 1 MiB binary message, whole");
+    ws.send(Message::binary(vec![0u8, 255, 1])).unwrap();
+    ws.send(Message::text("second")).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::binary(vec![0u8, 255, 1]));
+    assert_eq!(ws.read().unwrap(), Message::text("second"), "in order");
+    ws.send(Message::Ping(b"are you there".to_vec().into())).unwrap();
+    match ws.read().unwrap() {
+        Message::Pong(p) => assert_eq!(&p[..], b"are you there"),
+        other => panic!("expected a pong, got {other:?}"),
+    }
+
+    ws.close(Some(CloseFrame { code: CloseCode::from(4001), reason: "bye now".into() })).unwrap();
+    let f = match ws.read() {
+        Ok(Message::Close(f)) => f.expect("a close frame with a code"),
+        Ok(other) => panic!("after close: {other:?}"),
+        Err(e) => panic!("no close frame came back: {e}"),
+    };
+    assert_eq!((u16::from(f.code), f.reason.as_str()), (4001, "bye now"), "the close handshake completes with the code and reason");
+
+    // A route that is not a WebSocket refuses the upgrade with its own status.
+    match connect(&o, "/headers", true) {
+        Err(e) => match *e {
+            tungstenite::HandshakeError::Failure(tungstenite::Error::Http(r)) => assert_ne!(r.status(), 101),
+            other => panic!("expected a refusal, got {other}"),
+        },
+        other => panic!("expected a refusal, got {:?}", other.map(|(_, r)| r.status())),
+    }
+    assert_eq!(o.visits(), 2, "the grain still answers");
+}
+
+#[test]
+fn a_crash_before_the_response_gives_a_clean_502_and_the_next_request_works() {
+    let mut p = Platform::start();
+    let (grain, mut o) = p.grain("Crash");
+    assert_eq!(o.visits(), 1);
+    let r = o.get("/crash");
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.header("content-security-policy").is_some(), "a page of the platform, with its policy");
+    // The very next request starts the app again; its /var survived.
+    assert_eq!(o.visits(), 2, "the next request works");
+    assert_eq!(o.visits(), 3);
+    // After a Restart from the grain page the next request starts the grain too.
+    p.grain_action(&grain, "restart");
+    assert_eq!(o.visits(), 4);
+}
+
+#[test]
+fn a_crash_mid_body_cuts_the_download_off_and_the_next_request_works() {
+    let mut p = Platform::start();
+    let (_, mut o) = p.grain("Cut");
+    assert_eq!(o.visits(), 1);
+    // The browser must see a cut-off response, never a complete 1 MiB one.
+    let r = o.raw("GET", "/crash?mid_body=1", &[], None).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length"), Some("1048576"));
+    let mut got = Vec::new();
+    let mut reader = r.reader;
+    let outcome = reader.read_to_end(&mut got);
+    assert!(got.len() < (1 << 20), "a truncated download looked complete ({} bytes, {outcome:?})", got.len());
+    assert!(got.len() >= 60 << 10, "the app's first 63 KiB arrived ({} bytes)", got.len());
+    assert_eq!(got, pattern_bytes(0..got.len() as u64), "what did arrive is the app's bytes");
+    assert_eq!(o.visits(), 2, "the next request works");
+}
