@@ -83,7 +83,10 @@ impl Platform {
         require_root();
         let bridge = bridge();
         let gpk = echo_gpk();
-        let mut args = vec!["--bridge", bridge.to_str().unwrap(), "--idle", "60"];
+        let mut args = vec!["--bridge", bridge.to_str().unwrap()];
+        if !extra.contains(&"--idle") {
+            args.extend_from_slice(&["--idle", "60"]);
+        }
         args.extend_from_slice(extra);
         let server = TestServer::start_with(&args);
         let mut admin = Client::new(&server);
@@ -139,6 +142,17 @@ impl Platform {
     pub fn peak_rss_kib(&self) -> (u64, Vec<u64>) {
         let server = vm_hwm_kib(self.server.pid()).expect("the server is running");
         (server, supervisor_pids(self.server.pid()).into_iter().filter_map(vm_hwm_kib).collect())
+    }
+}
+
+impl Drop for Platform {
+    /// Stops the grains' supervisors too: killed with the server they would outlive it until
+    /// their idle timeout.
+    fn drop(&mut self) {
+        for pid in supervisor_pids(self.server.pid()) {
+            // SAFETY: a plain signal to a child process this test started.
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        }
     }
 }
 
