@@ -77,7 +77,8 @@ async fn serve(config: BridgeConfig, fd3: UnixStream, executor: Rc<LocalExecutor
     let bridge = Rc::new(Bridge::new(config, executor));
     let main_view: main_view::Client = capnp_rpc::new_client(MainViewImpl::new(bridge));
     let (reader, writer) = stream.split();
-    let network = twoparty::VatNetwork::new(reader, writer, Side::Client, Default::default());
+    let mut network = twoparty::VatNetwork::new(reader, writer, Side::Client, Default::default());
+    network.set_window_size(granary_schema::STREAM_WINDOW_BYTES);
     let rpc = RpcSystem::new(Box::new(network), Some(main_view.client));
     match select(rpc, &mut app.exited).await {
         Either::Left((result, _)) => {

@@ -32,6 +32,12 @@ generated! {
     control_capnp => "control_capnp.rs",
 }
 
+/// Bytes of `-> stream` calls (`ByteStream.write`, `WebSocketPeer.send`) each Granary
+/// connection keeps in flight before the sender waits. capnp-rpc's default, 64 KiB, is one
+/// body chunk: every hop (gateway ↔ supervisor ↔ bridge) would then wait a round trip per
+/// chunk. 1 MiB keeps bodies moving while bounding the memory per stream.
+pub const STREAM_WINDOW_BYTES: usize = 1 << 20;
+
 /// The schema files, by name, for tools that want to show or hash them.
 pub const SCHEMA_FILES: &[&str] = &[
     "util.capnp",

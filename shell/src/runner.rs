@@ -207,7 +207,8 @@ impl Runner {
 
 fn connect(ex: &Rc<LocalExecutor<'static>>, stream: UnixStream, alive: Rc<Cell<bool>>, pid: Option<u32>) -> Result<Running> {
     let (reader, writer) = async_io::Async::new(stream)?.split();
-    let network = twoparty::VatNetwork::new(reader, writer, Side::Client, Default::default());
+    let mut network = twoparty::VatNetwork::new(reader, writer, Side::Client, Default::default());
+    network.set_window_size(granary_schema::STREAM_WINDOW_BYTES);
     let mut rpc = RpcSystem::new(Box::new(network), None);
     let supervisor: supervisor::Client = rpc.bootstrap(Side::Server);
     let flag = alive.clone();

@@ -240,7 +240,8 @@ async fn accept_loop(listener: Async<UnixListener>, shared: Rc<Shared>) {
         match listener.accept().await {
             Ok((stream, _)) => {
                 let (r, w) = stream.split();
-                let net = twoparty::VatNetwork::new(r, w, Side::Server, Default::default());
+                let mut net = twoparty::VatNetwork::new(r, w, Side::Server, Default::default());
+                net.set_window_size(granary_schema::STREAM_WINDOW_BYTES);
                 let rpc = RpcSystem::new(Box::new(net), Some(bootstrap.clone().client));
                 shared.spawner.spawn(rpc.map(|_| ()));
             }
@@ -406,7 +407,8 @@ impl Shared {
         cfg.extra_fd = Some(theirs.as_raw_fd());
         let output = Async::new(File::from(out_r))?;
         let (r, w) = Async::new(ours)?.split();
-        let net = twoparty::VatNetwork::new(r, w, Side::Server, Default::default());
+        let mut net = twoparty::VatNetwork::new(r, w, Side::Server, Default::default());
+        net.set_window_size(granary_schema::STREAM_WINDOW_BYTES);
         let api: granary_schema::grain_capnp::grain_api::Client = capnp_rpc::new_client(crate::rpc::GrainApiImpl::new(self.clone()));
         let mut rpc = RpcSystem::new(Box::new(net), Some(api.client));
         let view: main_view::Client = rpc.bootstrap(Side::Client);
