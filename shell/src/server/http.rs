@@ -24,7 +24,9 @@ pub const MAX_FORM_BYTES: usize = 64 * 1024;
 /// How much of a too-large body is read and discarded before the connection is dropped.
 pub const DRAIN_BYTES: usize = 1024 * 1024;
 /// Largest request head hyper accepts (request line + headers).
-pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// (8 KiB of request line + the WebSession limit of 64 KiB of headers, with room to spare;
+/// the bridge enforces the per-header and total limits with 431.)
+pub const MAX_HEAD_BYTES: usize = 80 * 1024;
 
 /// A request with its (small) body read.
 pub struct Req {
