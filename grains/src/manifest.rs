@@ -38,6 +38,22 @@ pub struct Command {
 pub struct HttpSettings {
     pub port: u16,
     pub api_path: String,
+    /// (header, identity field) pairs the bridge fills; see [`IDENTITY_FIELDS`].
+    #[serde(default)]
+    pub identity_headers: Vec<(String, String)>,
+}
+
+/// What an identity header may carry.
+pub const IDENTITY_FIELDS: [&str; 4] = ["user-id", "handle", "display-name", "permissions"];
+
+/// Headers an app may not ask the bridge to fill: the platform's own, and those that frame or
+/// route the request.
+fn reserved_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.starts_with("x-granary-")
+        || n.starts_with("proxy-")
+        || ["connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "content-length", "host", "cookie", "authorization", "expect"]
+            .contains(&n.as_str())
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +107,8 @@ pub enum ManifestError {
     DuplicateName(String),
     #[error("environment variable name `{0}` is empty or contains `=` or NUL")]
     BadEnv(String),
+    #[error("identity header `{header}` = `{field}`: the header must be a plain header name that is not X-Granary-*, hop-by-hop, Host, Cookie or Authorization, and the field one of user-id, handle, display-name, permissions")]
+    BadIdentityHeader { header: String, field: String },
 }
 
 impl Manifest {
@@ -143,6 +161,12 @@ impl Manifest {
                 return Err(ManifestError::BadEnv(k.clone()));
             }
         }
+        for (h, f) in &self.http.identity_headers {
+            let token = !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !token || reserved_header(h) || !IDENTITY_FIELDS.contains(&f.as_str()) {
+                return Err(ManifestError::BadIdentityHeader { header: h.clone(), field: f.clone() });
+            }
+        }
         Ok(())
     }
 
@@ -170,6 +194,12 @@ impl Manifest {
         let mut http = b.reborrow().init_http();
         http.set_port(self.http.port);
         http.set_api_path(self.http.api_path.as_str());
+        let mut ids = http.init_identity_headers(self.http.identity_headers.len() as u32);
+        for (i, (h, f)) in self.http.identity_headers.iter().enumerate() {
+            let mut e = ids.reborrow().get(i as u32);
+            e.set_header(h.as_str());
+            e.set_field(f.as_str());
+        }
         let mut perms = b.reborrow().init_permissions(self.permissions.len() as u32);
         for (i, p) in self.permissions.iter().enumerate() {
             let mut pb = perms.reborrow().get(i as u32);
@@ -248,7 +278,15 @@ impl Manifest {
             actions,
             continue_command: read_command(r.get_continue_command()?)?,
             environment,
-            http: HttpSettings { port: http.get_port(), api_path: text(http.get_api_path())? },
+            http: HttpSettings {
+                port: http.get_port(),
+                api_path: text(http.get_api_path())?,
+                identity_headers: http
+                    .get_identity_headers()?
+                    .iter()
+                    .map(|e| Ok((text(e.get_header())?, text(e.get_field())?)))
+                    .collect::<capnp::Result<_>>()?,
+            },
             permissions,
             roles,
             metadata: Metadata {
@@ -293,7 +331,7 @@ pub(crate) mod tests {
             actions: vec![Action { title: "New notebook".into(), noun_phrase: "notebook".into(), command: cmd.clone() }],
             continue_command: cmd,
             environment: vec![("HOME".into(), "/var".into())],
-            http: HttpSettings { port: 8000, api_path: "/api".into() },
+            http: HttpSettings { port: 8000, api_path: "/api".into(), identity_headers: vec![("X-Remote-User".into(), "handle".into())] },
             permissions: vec![PermissionDef { name: "edit".into(), title: "Edit".into(), ..Default::default() }],
             roles: vec![
                 RoleDef { name: "viewer".into(), permissions: vec![false], ..Default::default() },
@@ -311,6 +349,19 @@ pub(crate) mod tests {
         m.write(msg.init_root());
         let back = Manifest::read(msg.get_root_as_reader().unwrap()).unwrap();
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn identity_headers_are_checked() {
+        let id = AppId([3; 32]).to_string();
+        for (h, f) in [("X-Granary-User-Id", "handle"), ("Cookie", "handle"), ("X Bad", "handle"), ("X-Remote-User", "email")] {
+            let mut m = sample(&id);
+            m.http.identity_headers = vec![(h.into(), f.into())];
+            assert!(matches!(m.validate(), Err(ManifestError::BadIdentityHeader { .. })), "{h}={f}");
+        }
+        let mut m = sample(&id);
+        m.http.identity_headers = vec![("X-Forwarded-Groups".into(), "permissions".into())];
+        m.validate().unwrap();
     }
 
     #[test]

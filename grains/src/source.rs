@@ -27,6 +27,9 @@
 //! [http]                            # optional; absent = not an HTTP app (port 0)
 //! port = 8000                       # required in [http]; the app listens on 127.0.0.1:port
 //! api_path = "/api"                 # optional (""); prefix served to API-token holders
+//! identity_headers = { "X-Remote-User" = "handle", "X-Forwarded-Groups" = "permissions" }
+//!                                   # optional ({}); reverse-proxy headers the platform fills:
+//!                                   # user-id, handle, display-name or permissions
 //!
 //! [[permissions]]                   # optional; a permission's id is its position: never
 //! name = "edit"                     #   reorder or delete, set `obsolete = true` instead
@@ -214,6 +217,8 @@ struct HttpToml {
     port: u16,
     #[serde(default)]
     api_path: String,
+    #[serde(default)]
+    identity_headers: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -374,7 +379,7 @@ fn to_manifest(doc: Doc, base: &Path) -> Result<Manifest, Problem> {
         environment: doc.app.environment.into_iter().collect(),
         http: doc
             .http
-            .map(|h| manifest::HttpSettings { port: h.port, api_path: h.api_path })
+            .map(|h| manifest::HttpSettings { port: h.port, api_path: h.api_path, identity_headers: h.identity_headers.into_iter().collect() })
             .unwrap_or_default(),
         permissions: doc
             .permissions

@@ -75,6 +75,16 @@ struct Manifest {
     # The TCP port the app listens on at 127.0.0.1 inside its grain; 0 = not an HTTP app.
     apiPath @1 :Text;
     # Path prefix under which the app serves its API to API-token holders; empty = none.
+    identityHeaders @2 :List(IdentityHeader);
+    # Conventional reverse-proxy headers the bridge fills from the session's identity, so an
+    # unmodified app that supports proxy authentication works (client copies are stripped).
+  }
+
+  struct IdentityHeader {
+    header @0 :Text;
+    # e.g. "X-Remote-User"; never an X-Granary-* or hop-by-hop/framing header.
+    field @1 :Text;
+    # One of "user-id", "handle", "display-name", "permissions" (comma-separated names).
   }
 
   struct PermissionDef {

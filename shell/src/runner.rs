@@ -136,6 +136,9 @@ impl Runner {
         for p in &m.permissions {
             argv.extend(["--permission".into(), p.name.clone()]);
         }
+        for (h, f) in &m.http.identity_headers {
+            argv.extend(["--identity-header".into(), format!("{h}={f}")]);
+        }
         argv.push("--".into());
         argv.extend(app_argv);
         let exe = std::env::current_exe().context("finding the granary binary to start a supervisor")?;

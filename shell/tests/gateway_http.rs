@@ -45,7 +45,10 @@ fn requests_reach_the_app_in_its_sandbox_with_the_platform_policy() {
     // The init link works once.
     assert_eq!(Client::new(&s).get_with(&init, &[("Host", &host)]).status, 403);
 
-    let echo = o.json("/hello?x=1", &[("X-Granary-User-Id", "spoofed"), ("X-Forwarded-For", "6.6.6.6"), ("X-Requested-With", "XMLHttpRequest")]);
+    let echo = o.json(
+        "/hello?x=1",
+        &[("X-Granary-User-Id", "spoofed"), ("X-Remote-User", "root"), ("X-Forwarded-For", "6.6.6.6"), ("X-Requested-With", "XMLHttpRequest")],
+    );
     assert_eq!(echo["method"], "GET");
     assert_eq!(echo["path"], "/hello?x=1");
     let h = &echo["headers"];
@@ -54,6 +57,9 @@ fn requests_reach_the_app_in_its_sandbox_with_the_platform_policy() {
     assert_eq!(h["x-granary-username"], "Ann%20%C3%89mile");
     assert_eq!(h["x-granary-user-handle"], "ann");
     assert_eq!(h["x-requested-with"], "XMLHttpRequest", "ordinary headers pass");
+    // The manifest's conventional identity headers are filled by the platform, never the client.
+    assert_eq!(h["x-remote-user"], "ann", "{h}");
+    assert_eq!(h["x-forwarded-groups"], "edit");
     assert!(h.get("x-forwarded-for").is_none(), "the client's address never reaches a grain");
     let cookies = h["cookie"].as_str().unwrap_or("");
     assert!(!cookies.contains("granary_grain") && !cookies.contains("granary_sid"), "platform cookies are stripped: {cookies}");

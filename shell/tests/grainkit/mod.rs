@@ -47,6 +47,7 @@ noun = "echo"
 command = ["/usr/bin/python3", "/app/app.py"]
 [http]
 port = 8000
+identity_headers = {{ "X-Remote-User" = "handle", "X-Forwarded-Groups" = "permissions" }}
 [[permissions]]
 name = "edit"
 title = "Edit"
