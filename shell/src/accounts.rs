@@ -130,6 +130,13 @@ pub fn create_user(
     Ok(user)
 }
 
+/// Creates a development test user (`--dev-accounts`); not an administrator.
+pub fn create_dev_user(db: &Db, username: &str, display_name: &str, password_hash: String) -> Result<User, AccountError> {
+    let user = new_user(username, display_name, password_hash, false)?;
+    db.transaction(|tx| insert_user(tx, &user))?;
+    Ok(user)
+}
+
 fn new_user(username: &str, display_name: &str, password_hash: String, admin: bool) -> Result<User, AccountError> {
     let username = normalize_username(username)?;
     let display_name = display_name.trim();

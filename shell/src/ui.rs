@@ -5,6 +5,16 @@ use maud::{html, Markup, DOCTYPE};
 
 pub const CSS: &str = include_str!("../static/granary.css");
 
+/// Set once at start by `granary serve --dev-accounts`: every page then shows a warning banner.
+pub static DEV_ACCOUNTS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The test users `--dev-accounts` offers on the sign-in page (username, display name).
+pub const DEV_USERS: [(&str, &str); 3] = [("alice", "Alice Dev"), ("bob", "Bob Dev"), ("carol", "Carol Dev")];
+
+fn dev_accounts() -> bool {
+    DEV_ACCOUNTS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Who is looking at a page, for the header.
 pub struct Viewer<'a> {
     pub user: &'a User,
@@ -22,6 +32,9 @@ pub fn page(title: &str, viewer: Option<&Viewer<'_>>, active: &str, narrow: bool
                 link rel="stylesheet" href="/static/granary.css";
             }
             body {
+                @if dev_accounts() {
+                    div.devbanner role="alert" { "Development accounts are on: anyone can sign in as a test user. Never use this server for real data." }
+                }
                 header.top {
                     a.brand href="/" { "Gran" span { "ary" } }
                     nav {
@@ -71,6 +84,19 @@ pub fn login(csrf: &str, error: Option<&str>, username: &str) -> Markup {
                 label { "Username" input type="text" name="username" value=(username) autocomplete="username" required autofocus; }
                 label { "Password" input type="password" name="password" autocomplete="current-password" required; }
                 button type="submit" { "Sign in" }
+            }
+        }
+        @if dev_accounts() {
+            div.card #dev-login {
+                h2 { "Development accounts" }
+                p.muted { "Sign in as a test user without a password (created on first use)." }
+                @for (name, display) in DEV_USERS {
+                    form method="post" action="/dev-login" {
+                        input type="hidden" name="csrf" value=(csrf);
+                        input type="hidden" name="username" value=(name);
+                        button.secondary type="submit" { "Sign in as " (display) }
+                    }
+                }
             }
         }
     })

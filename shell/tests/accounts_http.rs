@@ -130,3 +130,28 @@ fn forged_cross_site_and_oversized_requests_are_refused() {
     assert_eq!(fresh.get(&format!("/setup/{}", "0".repeat(64))).status, 404);
     assert_eq!(s.status(), before, "nothing refused changed the accounts");
 }
+
+#[test]
+fn development_accounts_only_exist_when_switched_on() {
+    let s = TestServer::start();
+    let mut c = Client::new(&s);
+    let page = c.get("/login");
+    assert!(!page.body.contains("Development accounts"), "off by default");
+    let csrf = page.hidden("csrf");
+    assert_eq!(c.post("/dev-login", &[("csrf", &csrf), ("username", "alice")]).status, 404);
+    assert!(!c.has_cookie("granary_sid"));
+
+    let s = TestServer::start_with(&["--dev-accounts"]);
+    let mut c = Client::new(&s);
+    let page = c.get("/login");
+    assert!(page.body.contains("Development accounts are on"), "a visible banner");
+    assert!(page.body.contains("Sign in as Alice Dev"));
+    let csrf = page.hidden("csrf");
+    assert_eq!(c.post("/dev-login", &[("username", "alice")]).status, 403, "CSRF still applies");
+    assert_eq!(c.post("/dev-login", &[("csrf", &csrf), ("username", "mallory")]).status, 404, "only the offered users");
+    let r = c.post("/dev-login", &[("csrf", &csrf), ("username", "alice")]);
+    assert_eq!((r.status, r.location()), (303, "/".to_owned()));
+    assert!(c.get("/").body.contains("Alice Dev"));
+    assert_eq!(s.status()["admins"], 0, "test users are not administrators");
+    assert_eq!(c.get("/admin").status, 403);
+}

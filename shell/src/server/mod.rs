@@ -50,6 +50,10 @@ pub struct ServeArgs {
     /// scripts/build-sample-apps.sh].
     #[arg(long, value_name = "DIR")]
     sample_apps: Option<PathBuf>,
+    /// Offer click-to-sign-in test users on the sign-in page (development only; every page
+    /// then shows a warning banner).
+    #[arg(long)]
+    dev_accounts: bool,
     /// Default memory limit of every grain, in MiB (an administrator can set another per app).
     #[arg(long, value_name = "MIB", default_value_t = 512)]
     grain_memory: u64,
@@ -141,6 +145,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
             "no bridge: grains cannot be opened".into()
         }
     };
+    if args.dev_accounts {
+        crate::ui::DEV_ACCOUNTS.store(true, std::sync::atomic::Ordering::Relaxed);
+        eprintln!("warning: --dev-accounts is on: anyone can sign in as a test user. Never use this for real data.");
+    }
     let mut runner = crate::runner::Runner::new(&data, platform_dir);
     runner.idle_seconds = args.idle;
     runner.default_limits = crate::apps::GrainLimits { memory_mib: args.grain_memory, tasks: args.grain_tasks };

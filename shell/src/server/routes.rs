@@ -89,6 +89,7 @@ async fn route(server: &Server, peer: SocketAddr, req: hyper::Request<Incoming>)
             None => login_page(&req, None, "", StatusCode::OK),
         }),
         (&Method::POST, "/login") => login(server, &req).await,
+        (&Method::POST, "/dev-login") if crate::ui::DEV_ACCOUNTS.load(std::sync::atomic::Ordering::Relaxed) => dev_login(server, &req).await,
         (&Method::POST, "/logout") => logout(server, &req, session.as_ref()),
         (&Method::GET, "/admin") => admin(server, session.as_ref(), None),
         (&Method::GET, "/account") => account(session.as_ref(), server, None),
@@ -261,6 +262,30 @@ async fn login(server: &Server, req: &Req) -> anyhow::Result<Resp> {
         return Ok(login_page(req, Some("This account is suspended. Ask an administrator."), username, StatusCode::FORBIDDEN));
     }
     server.limiter.borrow_mut().succeeded(&account);
+    signed_in(server, &user)
+}
+
+/// `POST /dev-login` (only with `--dev-accounts`): signs in as a test user, created on first use.
+async fn dev_login(server: &Server, req: &Req) -> anyhow::Result<Resp> {
+    let form = req.form();
+    if !pre_csrf_ok(req, &form) {
+        return Ok(expired_form());
+    }
+    let name = form.get("username").map(String::as_str).unwrap_or("");
+    let Some((_, display)) = crate::ui::DEV_USERS.iter().find(|(n, _)| *n == name) else {
+        return Ok(error(StatusCode::NOT_FOUND, "No such test user", "Choose one of the development accounts on the sign-in page."));
+    };
+    let user = match accounts::user_by_name(&server.db, name)? {
+        Some(u) => u,
+        None => {
+            // An unusable password: these accounts are entered only through this route.
+            let hash = blocking::unblock(|| accounts::hash_password(&accounts::random_hex(32))).await;
+            accounts::create_dev_user(&server.db, name, display, hash)?
+        }
+    };
+    if user.suspended {
+        return Ok(error(StatusCode::FORBIDDEN, "Suspended", "This account is suspended. Ask an administrator."));
+    }
     signed_in(server, &user)
 }
 
