@@ -16,6 +16,7 @@ mod grains;
 mod ratelimit;
 mod runner;
 mod server;
+mod settings;
 mod sharing;
 mod tokens;
 mod ui;

@@ -41,7 +41,7 @@ pub struct Runner {
     /// Seconds of idleness before a grain's app is stopped.
     pub idle_seconds: u64,
     /// Limits of grains whose app has none set by an administrator.
-    pub default_limits: crate::apps::GrainLimits,
+    pub default_limits: Cell<crate::apps::GrainLimits>,
 }
 
 impl Runner {
@@ -51,7 +51,7 @@ impl Runner {
             data_dir: data_dir.to_owned(),
             platform_dir,
             idle_seconds: 120,
-            default_limits: crate::apps::GrainLimits { memory_mib: 512, tasks: 256 },
+            default_limits: Cell::new(crate::apps::GrainLimits { memory_mib: 512, tasks: 256 }),
         }
     }
 
@@ -75,7 +75,7 @@ impl Runner {
         let running = match existing {
             Some(r) => r,
             None => {
-                let r = Rc::new(self.start(ex, grain, app, limits.unwrap_or(self.default_limits)).await?);
+                let r = Rc::new(self.start(ex, grain, app, limits.unwrap_or(self.default_limits.get())).await?);
                 self.running.borrow_mut().insert(grain.id.clone(), r.clone());
                 r
             }

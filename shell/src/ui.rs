@@ -11,6 +11,19 @@ pub static DEV_ACCOUNTS: std::sync::atomic::AtomicBool = std::sync::atomic::Atom
 /// The test users `--dev-accounts` offers on the sign-in page (username, display name).
 pub const DEV_USERS: [(&str, &str); 3] = [("alice", "Alice Dev"), ("bob", "Bob Dev"), ("carol", "Carol Dev")];
 
+thread_local! {
+    /// The server's title from its settings ("" = "Granary"); the server runs on one thread.
+    static TITLE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+pub fn set_title(t: &str) {
+    TITLE.with(|x| *x.borrow_mut() = t.to_owned());
+}
+
+fn site_title() -> String {
+    TITLE.with(|x| x.borrow().clone())
+}
+
 fn dev_accounts() -> bool {
     DEV_ACCOUNTS.load(std::sync::atomic::Ordering::Relaxed)
 }
@@ -28,7 +41,7 @@ pub fn page(title: &str, viewer: Option<&Viewer<'_>>, active: &str, narrow: bool
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · Granary" }
+                title { (title) " · " @if site_title().is_empty() { "Granary" } @else { (site_title()) } }
                 link rel="stylesheet" href="/static/granary.css";
             }
             body {
@@ -37,6 +50,7 @@ pub fn page(title: &str, viewer: Option<&Viewer<'_>>, active: &str, narrow: bool
                 }
                 header.top {
                     a.brand href="/" { "Gran" span { "ary" } }
+                    @if !site_title().is_empty() { span.sitetitle { (site_title()) } }
                     nav {
                         @if let Some(v) = viewer {
                             a.active[active == "home"] href="/" { "Grains" }
@@ -115,6 +129,27 @@ pub fn setup(token: &str, csrf: &str, error: Option<&str>, username: &str, displ
                 label { "Password (at least 10 characters)" input type="password" name="password" autocomplete="new-password" required minlength="10"; }
                 label { "Password again" input type="password" name="password2" autocomplete="new-password" required minlength="10"; }
                 button type="submit" { "Create account and sign in" }
+            }
+        }
+    })
+}
+
+pub fn settings(v: &Viewer<'_>, s: &crate::settings::Settings, defaults: crate::apps::GrainLimits, problem: Option<&str>, saved: bool) -> Markup {
+    let limits = s.limits.unwrap_or(defaults);
+    page("Server settings", Some(v), "admin", false, html! {
+        h1 { "Server settings" }
+        @if let Some(e) = problem { div.error role="alert" { (e) } }
+        @if saved { div.notice role="status" { "Saved." } }
+        div.card {
+            form.stack #settings method="post" action="/admin/settings" {
+                input type="hidden" name="csrf" value=(v.csrf);
+                label { "Server title (shown in the header; empty = none)" input type="text" name="title" value=(s.title) maxlength="60"; }
+                label { "Default memory per grain (MiB)" input type="text" name="memory_mib" inputmode="numeric" value=(limits.memory_mib); }
+                label { "Default processes and threads per grain" input type="text" name="tasks" inputmode="numeric" value=(limits.tasks); }
+                label.check { input type="checkbox" name="dev_accounts" checked[s.dev_accounts]; " Development accounts (anyone can sign in as a test user — never on a real server)" }
+                label { "Base URL (from the next start; empty = the command line's or the default)" input type="text" name="base_url" value=(s.base_url) placeholder="https://granary.example.org"; }
+                label { "Wildcard host for grains (from the next start; empty = derived from the base URL)" input type="text" name="wildcard_host" value=(s.wildcard_host) placeholder="*.granary.example.org"; }
+                button type="submit" { "Save settings" }
             }
         }
     })
@@ -211,6 +246,7 @@ pub fn admin(viewer: &Viewer<'_>, s: &AdminStatus<'_>) -> Markup {
         div.card {
             p { "Address: " code { (s.base_url) } }
             p { "Data directory: " code { (s.data_dir) } }
+            p { a href="/admin/settings" { "Server settings" } }
         }
         div.card #users {
             h2 { "People" }

@@ -91,3 +91,35 @@ fn suspension_ends_sessions_at_once_and_refuses_login() {
     assert!(cy.get("/").body.contains("Your grains"));
     assert!(!page.body.split("data-user=\"root\"").nth(1).unwrap().split("</tr>").next().unwrap().contains("/suspend"));
 }
+
+#[test]
+fn server_settings_are_saved_and_take_effect() {
+    let s = TestServer::start();
+    let mut root = admin(&s);
+    let page = root.get("/admin/settings");
+    assert_eq!(page.status, 200);
+    let csrf = page.hidden("csrf");
+    let bad = root.post("/admin/settings", &[("csrf", &csrf), ("title", "x"), ("memory_mib", "2"), ("tasks", "100")]);
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("between 16 MiB"), "{}", bad.body);
+    let bad = root.post("/admin/settings", &[("csrf", &csrf), ("memory_mib", "300"), ("tasks", "100"), ("base_url", "ftp://nope")]);
+    assert_eq!(bad.status, 400);
+    let r = root.post(
+        "/admin/settings",
+        &[("csrf", &csrf), ("title", "Family <server>"), ("memory_mib", "300"), ("tasks", "100"), ("dev_accounts", "on")],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("Saved."));
+    assert!(root.get("/").body.contains("Family &lt;server&gt;"), "the title shows, escaped");
+    let login = Client::new(&s).get("/login");
+    assert!(login.body.contains("Development accounts are on"), "development accounts switched on live");
+    let again = root.get("/admin/settings");
+    assert!(again.body.contains("value=\"300\"") && again.body.contains("checked"), "the form shows what was saved");
+    // Ordinary users cannot see or change settings.
+    let link = invite(&mut root);
+    let mut bea = accept(&s, &link, "bea", "a long password");
+    assert_eq!(bea.get("/admin/settings").status, 403);
+    let csrf = bea.get("/").hidden("csrf");
+    assert_eq!(bea.post("/admin/settings", &[("csrf", &csrf), ("memory_mib", "16"), ("tasks", "8")]).status, 403);
+    assert!(root.get("/admin/settings").body.contains("value=\"300\""));
+}

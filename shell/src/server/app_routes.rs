@@ -35,7 +35,7 @@ fn details_with(server: &Server, s: &Session, package_id: &str, problem: Option<
     };
     let v = Viewer { user: &s.2, csrf: &s.1.csrf };
     let limits = server.db.get(&apps::APP_LIMITS, &app.app_id)?;
-    let page = ui_apps::Details { app: &app, has_icon: apps::icon(&server.db, package_id)?.is_some(), limits, defaults: server.runner.default_limits, problem };
+    let page = ui_apps::Details { app: &app, has_icon: apps::icon(&server.db, package_id)?.is_some(), limits, defaults: server.runner.default_limits.get(), problem };
     let status = if problem.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     Ok(html(status, ui_apps::details(&v, &page)))
 }

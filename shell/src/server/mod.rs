@@ -62,6 +62,16 @@ pub struct ServeArgs {
     grain_tasks: u64,
 }
 
+impl ServeArgs {
+    /// Which settings the command line fixed (they win over stored settings).
+    fn overrides(&self) -> crate::settings::Overrides {
+        crate::settings::Overrides {
+            dev_accounts: self.dev_accounts,
+            limits: self.grain_memory != 512 || self.grain_tasks != 256,
+        }
+    }
+}
+
 pub fn default_data_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("GRANARY_DATA_DIR") {
         return d.into();
@@ -113,6 +123,7 @@ pub struct Server {
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
+    let overrides = args.overrides();
     let data = args.data_dir.unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data).with_context(|| {
         format!("cannot create the data directory {}; pass --data-dir with a writable path", data.display())
@@ -126,13 +137,14 @@ pub fn run(args: ServeArgs) -> Result<()> {
     // loopback, and only a name with a registrable part makes the grain origins
     // `*.granary.localhost` same-site with the shell, so their framed cookies are not
     // third-party (Chromium refuses third-party cookies).
-    let base = BaseUrl::parse(&args.base_url.unwrap_or_else(|| format!("http://granary.localhost:{}", addr.port())))?;
+    let (stored_base, stored_wildcard) = crate::settings::stored_addresses(&db)?;
+    let base = BaseUrl::parse(&args.base_url.clone().or(stored_base).unwrap_or_else(|| format!("http://granary.localhost:{}", addr.port())))?;
     make_traversable(&data)?;
     crate::grains::clean_leftovers(&data).with_context(|| format!("cannot clean {}/grains", data.display()))?;
     let apps_root = data.join("apps");
     granary_grains::apps::AppsDir::open(&apps_root)
         .with_context(|| format!("cannot prepare the apps directory {}", apps_root.display()))?;
-    let wildcard = match args.wildcard_host {
+    let wildcard = match args.wildcard_host.clone().or(stored_wildcard) {
         Some(w) => w,
         None => default_wildcard(&base),
     };
@@ -151,7 +163,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     }
     let mut runner = crate::runner::Runner::new(&data, platform_dir);
     runner.idle_seconds = args.idle;
-    runner.default_limits = crate::apps::GrainLimits { memory_mib: args.grain_memory, tasks: args.grain_tasks };
+    runner.default_limits.set(crate::apps::GrainLimits { memory_mib: args.grain_memory, tasks: args.grain_tasks });
     let ex = Rc::new(LocalExecutor::new());
     let server = Rc::new(Server {
         ex: ex.clone(),
@@ -165,6 +177,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     });
     let control = control::bind(&data)?;
     install_samples(&server, args.sample_apps)?;
+    crate::settings::apply_stored(&server, &overrides)?;
     eprintln!("Grain sessions at {}://*{} ({bridge_note})", server.gateway.wildcard.scheme, server.gateway.wildcard.suffix);
 
     eprintln!("Granary {} is running at {} (listening on {addr}, data in {})", env!("CARGO_PKG_VERSION"), server.base.url, data.display());

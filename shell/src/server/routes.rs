@@ -92,6 +92,7 @@ async fn route(server: &Server, peer: SocketAddr, req: hyper::Request<Incoming>)
         (&Method::POST, "/dev-login") if crate::ui::DEV_ACCOUNTS.load(std::sync::atomic::Ordering::Relaxed) => dev_login(server, &req).await,
         (&Method::POST, "/logout") => logout(server, &req, session.as_ref()),
         (&Method::GET, "/admin") => admin(server, session.as_ref(), None),
+        (m, "/admin/settings") => admin_settings(server, session.as_ref(), &req, *m == Method::POST),
         (&Method::GET, "/account") => account(session.as_ref(), server, None),
         (&Method::POST, p) if p.starts_with("/account/tokens") => {
             let Some(s) = session.as_ref() else { return Ok(redirect("/login")) };
@@ -330,6 +331,33 @@ fn account(session: Option<&Session>, server: &Server, new_token: Option<&str>) 
     let Some(s) = session else { return Ok(redirect("/login")) };
     let list = crate::tokens::list(&server.db, &s.2.id)?;
     Ok(html(StatusCode::OK, ui::account(&viewer(s), &list, new_token, &server.base.url)))
+}
+
+/// `GET/POST /admin/settings` (admins).
+fn admin_settings(server: &Server, session: Option<&Session>, req: &Req, post: bool) -> anyhow::Result<Resp> {
+    let Some(s) = session else { return Ok(redirect("/login")) };
+    if !s.2.admin {
+        return Ok(error(StatusCode::FORBIDDEN, "Administrators only", "Only administrators can change server settings."));
+    }
+    let defaults = server.runner.default_limits.get();
+    if !post {
+        let current = crate::settings::load(&server.db)?;
+        return Ok(html(StatusCode::OK, ui::settings(&viewer(s), &current, defaults, None, false)));
+    }
+    let form = req.form();
+    if form.get("csrf") != Some(&s.1.csrf) {
+        return Ok(expired_form());
+    }
+    match crate::settings::save(server, &form) {
+        Ok(()) => {
+            let current = crate::settings::load(&server.db)?;
+            Ok(html(StatusCode::OK, ui::settings(&viewer(s), &current, server.runner.default_limits.get(), None, true)))
+        }
+        Err(why) => {
+            let current = crate::settings::load(&server.db)?;
+            Ok(html(StatusCode::BAD_REQUEST, ui::settings(&viewer(s), &current, defaults, Some(&why), false)))
+        }
+    }
 }
 
 /// `POST /admin/invite` and `POST /admin/users/<id>/suspend|reinstate`.

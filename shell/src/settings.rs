@@ -1,0 +1,96 @@
+//! Server settings an administrator changes on `/admin/settings`, kept in the store: the
+//! server's title, development accounts, default grain limits (live), and the base URL and
+//! wildcard host (used from the next start). Command-line flags given at start win.
+
+use crate::apps::GrainLimits;
+use crate::server::{Server, SETTINGS};
+use granary_store::Db;
+use std::sync::atomic::Ordering;
+
+/// Settings the command line fixed for this run.
+pub struct Overrides {
+    pub dev_accounts: bool,
+    pub limits: bool,
+}
+
+/// The settings as stored (absent keys: the defaults).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub title: String,
+    pub dev_accounts: bool,
+    pub limits: Option<GrainLimits>,
+    pub base_url: String,
+    pub wildcard_host: String,
+}
+
+fn get(db: &Db, key: &str) -> Result<Option<String>, granary_store::Error> {
+    db.get(&SETTINGS, key)
+}
+
+pub fn load(db: &Db) -> Result<Settings, granary_store::Error> {
+    let limits = get(db, "grain_limits")?.and_then(|v| serde_json::from_str(&v).ok());
+    Ok(Settings {
+        title: get(db, "title")?.unwrap_or_default(),
+        dev_accounts: get(db, "dev_accounts")?.as_deref() == Some("true"),
+        limits,
+        base_url: get(db, "base_url")?.unwrap_or_default(),
+        wildcard_host: get(db, "wildcard_host")?.unwrap_or_default(),
+    })
+}
+
+/// The stored base URL and wildcard host, for the start of `granary serve` (flags win).
+pub fn stored_addresses(db: &Db) -> Result<(Option<String>, Option<String>), granary_store::Error> {
+    let s = load(db)?;
+    Ok(((!s.base_url.is_empty()).then_some(s.base_url), (!s.wildcard_host.is_empty()).then_some(s.wildcard_host)))
+}
+
+/// Applies the stored live settings at start, unless a flag fixed them.
+pub fn apply_stored(server: &Server, o: &Overrides) -> anyhow::Result<()> {
+    let s = load(&server.db)?;
+    if s.dev_accounts && !o.dev_accounts {
+        crate::ui::DEV_ACCOUNTS.store(true, Ordering::Relaxed);
+        eprintln!("warning: development accounts are on (server settings): anyone can sign in as a test user.");
+    }
+    if let (Some(l), false) = (s.limits, o.limits) {
+        server.runner.default_limits.set(l);
+    }
+    crate::ui::set_title(&s.title);
+    Ok(())
+}
+
+/// Checks and saves the settings form; applies what is live. `Err` is shown to the admin.
+pub fn save(server: &Server, form: &std::collections::HashMap<String, String>) -> Result<(), String> {
+    let f = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
+    let title = f("title");
+    if title.chars().count() > 60 {
+        return Err("the title may be at most 60 characters".into());
+    }
+    let limits = GrainLimits::checked(
+        f("memory_mib").parse().map_err(|_| "enter a whole number of MiB for memory".to_owned())?,
+        f("tasks").parse().map_err(|_| "enter a whole number of processes and threads".to_owned())?,
+    )?;
+    let base_url = f("base_url");
+    if !base_url.is_empty() {
+        crate::server::BaseUrl::parse(&base_url).map_err(|e| e.to_string())?;
+    }
+    let wildcard = f("wildcard_host");
+    if !wildcard.is_empty() {
+        crate::gateway::WildcardHost::parse(&wildcard, base_url.starts_with("https://")).map_err(|e| e.to_string())?;
+    }
+    let dev = form.get("dev_accounts").is_some_and(|v| v == "on");
+    let limits_json = serde_json::to_string(&limits).map_err(|e| e.to_string())?;
+    server
+        .db
+        .transaction(|tx| {
+            tx.insert(&SETTINGS, "title", &title)?;
+            tx.insert(&SETTINGS, "dev_accounts", &dev.to_string())?;
+            tx.insert(&SETTINGS, "grain_limits", &limits_json)?;
+            tx.insert(&SETTINGS, "base_url", &base_url)?;
+            tx.insert(&SETTINGS, "wildcard_host", &wildcard)
+        })
+        .map_err(|e| e.to_string())?;
+    crate::ui::DEV_ACCOUNTS.store(dev, Ordering::Relaxed);
+    server.runner.default_limits.set(limits);
+    crate::ui::set_title(&title);
+    Ok(())
+}
