@@ -116,12 +116,20 @@ pub fn login(csrf: &str, error: Option<&str>, username: &str) -> Markup {
     })
 }
 
-pub fn setup(token: &str, csrf: &str, error: Option<&str>, username: &str, display_name: &str) -> Markup {
-    page("Create an administrator", None, "", true, html! {
+/// What a new-account form is for: its page title, lead text and where it posts.
+pub struct NewAccount<'a> {
+    pub title: &'a str,
+    pub lead: &'a str,
+    pub action: String,
+}
+
+/// The form that creates an account (admin setup, invitations); fields keep what was typed.
+pub fn new_account(f: &NewAccount<'_>, csrf: &str, error: Option<&str>, username: &str, display_name: &str) -> Markup {
+    page(f.title, None, "", true, html! {
         div.card {
-            h1 { "Create an administrator" }
-            p.muted { "This account can install apps, invite people and change server settings." }
-            form.stack method="post" action={ "/setup/" (token) } {
+            h1 { (f.title) }
+            p.muted { (f.lead) }
+            form.stack method="post" action=(f.action) {
                 @if let Some(e) = error { div.error role="alert" { (e) } }
                 input type="hidden" name="csrf" value=(csrf);
                 label { "Username" input type="text" name="username" value=(username) autocomplete="username" required autofocus; }
@@ -132,6 +140,15 @@ pub fn setup(token: &str, csrf: &str, error: Option<&str>, username: &str, displ
             }
         }
     })
+}
+
+pub fn setup(token: &str, csrf: &str, error: Option<&str>, username: &str, display_name: &str) -> Markup {
+    let f = NewAccount {
+        title: "Create an administrator",
+        lead: "This account can install apps, invite people and change server settings.",
+        action: format!("/setup/{token}"),
+    };
+    new_account(&f, csrf, error, username, display_name)
 }
 
 pub fn settings(v: &Viewer<'_>, s: &crate::settings::Settings, defaults: crate::apps::GrainLimits, problem: Option<&str>, saved: bool) -> Markup {
@@ -156,21 +173,8 @@ pub fn settings(v: &Viewer<'_>, s: &crate::settings::Settings, defaults: crate::
 }
 
 pub fn invite(token: &str, csrf: &str, error: Option<&str>, username: &str, display_name: &str) -> Markup {
-    page("Create your account", None, "", true, html! {
-        div.card {
-            h1 { "Create your account" }
-            p.muted { "You were invited to this Granary server." }
-            form.stack method="post" action={ "/invite/" (token) } {
-                @if let Some(e) = error { div.error role="alert" { (e) } }
-                input type="hidden" name="csrf" value=(csrf);
-                label { "Username" input type="text" name="username" value=(username) autocomplete="username" required autofocus; }
-                label { "Your name" input type="text" name="display_name" value=(display_name) autocomplete="name" required; }
-                label { "Password (at least 10 characters)" input type="password" name="password" autocomplete="new-password" required minlength="10"; }
-                label { "Password again" input type="password" name="password2" autocomplete="new-password" required minlength="10"; }
-                button type="submit" { "Create account and sign in" }
-            }
-        }
-    })
+    let f = NewAccount { title: "Create your account", lead: "You were invited to this Granary server.", action: format!("/invite/{token}") };
+    new_account(&f, csrf, error, username, display_name)
 }
 
 pub fn account(v: &Viewer<'_>, tokens: &[crate::tokens::ApiToken], new_token: Option<&str>, base: &str) -> Markup {

@@ -2,7 +2,7 @@
 //! the platform's request and response header policy.
 
 use super::{UiSession, PLATFORM_PREFIX, SESSION_COOKIE};
-use crate::server::http::{full, response, Body, BoxError, Resp};
+use crate::server::http::{cookie, full, response, Body, BoxError, Resp};
 use crate::server::Server;
 use granary_bridge::body::{pump_response, ReqBody, RequestBodySink};
 use granary_bridge::limits::{MAX_INLINE_BODY, UNKNOWN_LENGTH};
@@ -52,16 +52,6 @@ fn page(status: StatusCode, title: &str, text: &str) -> Resp {
     r
 }
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
 
 /// Handles a request whose Host is the session origin `label`.
 pub async fn handle(server: &Server, label: &str, req: Request<Incoming>) -> Resp {

@@ -108,11 +108,7 @@ pub fn icon(server: &Server, package_id: &str) -> anyhow::Result<Resp> {
 /// `POST /apps/upload`: the raw `.gpk` as the body, the session's CSRF token in
 /// `X-Granary-Csrf`. Streams to a temporary file, verifies, unpacks, records. Answers JSON.
 pub async fn upload(server: &Server, req: hyper::Request<Incoming>) -> anyhow::Result<Resp> {
-    let session = req
-        .headers()
-        .get(header::COOKIE)
-        .and_then(|c| c.to_str().ok())
-        .and_then(|c| c.split(';').filter_map(|p| p.trim().split_once('=')).find(|(k, _)| *k == super::routes::SESSION_COOKIE).map(|(_, v)| v.to_owned()));
+    let session = super::http::cookie(req.headers(), super::routes::SESSION_COOKIE).map(str::to_owned);
     let Some((session, user)) = session.map(|t| accounts::session_user(&server.db, &t)).transpose()?.flatten() else {
         return Ok(json(StatusCode::UNAUTHORIZED, serde_json::json!({"error": "Sign in first."})));
     };
