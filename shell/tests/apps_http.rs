@@ -116,6 +116,11 @@ fn refused_uploads_change_nothing() {
     assert_eq!(r.status, 400);
     assert!(r.body.contains("not a Granary package"), "{}", r.body);
 
+    // A good package from another site (or a grain's same-site origin) is refused too.
+    for (h, v) in [("Origin", "http://evil.example"), ("Sec-Fetch-Site", "same-site"), ("Sec-Fetch-Site", "cross-site")] {
+        let r = c.upload_with("/apps/upload", &good, &csrf, &[(h, v)]);
+        assert_eq!(r.status, 403, "{h}: {v}: {}", r.body);
+    }
     // Wrong CSRF token, and no session at all.
     assert_eq!(c.upload("/apps/upload", &good, "0123").status, 403);
     assert_eq!(Client::new(&s).upload("/apps/upload", &good, &csrf).status, 401);

@@ -494,7 +494,7 @@ fn every_route_refuses_every_wrong_caller_and_changes_nothing() {
     }
     // Eve's token: only her own view; other people's grains are 404 like missing ones.
     for (m, p, body) in &api_routes {
-        let want = match (m.as_ref(), p.as_str()) {
+        let want = match (*m, p.as_str()) {
             ("POST", "/grains") => continue, // her own business
             ("GET", "/me" | "/apps" | "/grains") => 200,
             ("GET", "/users") | ("POST", "/apps") => 403,

@@ -68,10 +68,6 @@ impl Req {
         Ok(Req { method: parts.method, path: parts.uri.path().to_owned(), headers: parts.headers, peer, body: buf.into() })
     }
 
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
     /// The value of cookie `name`.
     pub fn cookie(&self, name: &str) -> Option<&str> {
         cookie(&self.headers, name)

@@ -58,6 +58,9 @@ async fn route(server: &Server, peer: SocketAddr, req: hyper::Request<Incoming>)
         return super::api::handle(server, req).await;
     }
     if req.method() == Method::POST && req.uri().path() == "/apps/upload" {
+        if let Some(why) = cross_site(server, req.headers()) {
+            return Ok(app_routes::json(StatusCode::FORBIDDEN, serde_json::json!({ "error": why })));
+        }
         return app_routes::upload(server, req).await;
     }
     let req = match Req::read(req, peer).await {
@@ -68,7 +71,7 @@ async fn route(server: &Server, peer: SocketAddr, req: hyper::Request<Incoming>)
         Err(BodyError::Broken) => return Ok(error(StatusCode::BAD_REQUEST, "Broken request", "The request body could not be read; try again.")),
     };
     if req.method == Method::POST {
-        if let Some(why) = cross_site(server, &req) {
+        if let Some(why) = cross_site(server, &req.headers) {
             return Ok(error(StatusCode::FORBIDDEN, "Request refused", why));
         }
     }
@@ -180,13 +183,14 @@ async fn route(server: &Server, peer: SocketAddr, req: hyper::Request<Incoming>)
 }
 
 /// Why a `POST` is refused as cross-site, if it is.
-fn cross_site(server: &Server, req: &Req) -> Option<&'static str> {
-    if let Some(origin) = req.header("origin") {
+fn cross_site(server: &Server, headers: &HeaderMap) -> Option<&'static str> {
+    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    if let Some(origin) = header("origin") {
         if !origin.eq_ignore_ascii_case(&server.base.url) {
             return Some("This form was sent from another site.");
         }
     }
-    match req.header("sec-fetch-site") {
+    match header("sec-fetch-site") {
         Some("cross-site") | Some("same-site") => Some("This form was sent from another site."),
         _ => None,
     }

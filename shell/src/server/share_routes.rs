@@ -99,7 +99,7 @@ pub fn landing(server: &Server, session: Option<&Session>, req: &Req, token: &st
     let user = session.map(|s| &s.2);
     let mode = if req.method == hyper::Method::POST {
         let form = req.form();
-        if session.map(|s| &s.1.csrf) != form.get("csrf") {
+        if session.is_none() || session.map(|s| &s.1.csrf) != form.get("csrf") {
             return Ok(error(StatusCode::FORBIDDEN, "Form expired", "Go back, reload the page and try again."));
         }
         form.get("mode").cloned()

@@ -253,13 +253,21 @@ impl Client {
 
     /// POSTs raw bytes as a package upload with the CSRF header.
     pub fn upload(&mut self, path: &str, bytes: &[u8], csrf: &str) -> Reply {
-        let r = self
+        self.upload_with(path, bytes, csrf, &[])
+    }
+
+    /// Like [`upload`](Self::upload), with extra headers.
+    pub fn upload_with(&mut self, path: &str, bytes: &[u8], csrf: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut req = self
             .agent
             .post(format!("{}{path}", self.base))
             .header("Cookie", self.cookie_header())
             .header("Content-Type", "application/octet-stream")
-            .header("X-Granary-Csrf", csrf)
-            .send(bytes);
+            .header("X-Granary-Csrf", csrf);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let r = req.send(bytes);
         self.finish(r)
     }
 }
