@@ -196,6 +196,38 @@ export const scenarios = [
     },
   },
   {
+    name: "sharing: lowering a link's role ends the open session; reopening gives the new role",
+    timeout: TIMEOUT,
+    async run(t) {
+      const { server, owner, grainId } = await sharedGrain(t);
+      const url = await createLink(owner, server, grainId, ROLE.editor, "Demotable");
+      const editor = await invite(t, server, owner, cat);
+      expectStatus(await openLink(editor, url, "reveal"), 303, "opening the link");
+      await expectPath(editor, `/grains/${grainId}`);
+      const frame = await grainFrame(editor);
+      assert.equal((await identity(frame)).canEdit, "yes");
+
+      expectStatus(await owner.goto(server.url(`/grains/${grainId}/access`)), 200, "the access page");
+      const row = owner.locator("#links tr[data-link]", { hasText: "Demotable" });
+      const linkId = await row.getAttribute("data-link");
+      await row.locator('select[name="role"]').selectOption(ROLE.viewer);
+      const change = await submit(owner, row.getByRole("button", { name: "Change" }), `/grains/${grainId}/links/${linkId}/role`);
+      assert.ok([200, 303].includes(change.status()), `changing the role: HTTP ${change.status()}`);
+      assert.equal(await owner.locator(`#links tr[data-link="${linkId}"] select[name="role"]`).inputValue(), ROLE.viewer, "the link's role after changing it");
+
+      const shellUrl = editor.url();
+      await addNote(frame, "after demotion");
+      await expectText(frame.locator("body"), REFUSED, { what: "the frame after lowering the role" });
+      assert.equal(editor.url(), shellUrl, "the shell page was not reloaded");
+
+      // Reopening the grain gives a viewer's session.
+      expectStatus(await editor.goto(server.url(`/grains/${grainId}`)), 200, "reopening the grain");
+      const again = await identity(await grainFrame(editor));
+      assert.equal(again.canEdit, "no", "#can-edit after lowering the role");
+      assert.deepEqual(again.permissions, [], "the permissions after lowering the role");
+    },
+  },
+  {
     name: "sharing: anonymous visitors and people who do not reveal themselves stay anonymous",
     timeout: TIMEOUT,
     async run(t) {
