@@ -105,7 +105,15 @@ pub fn access(v: &Viewer<'_>, p: &AccessPage<'_>, m: &Manifest) -> Markup {
                         @for person in p.people {
                             tr {
                                 td { (person.name) " " span.muted { "@" (person.username) } }
-                                td.muted { @if person.active { "through link " code { (person.link_id) } } @else { "access revoked" } }
+                                td.muted {
+                                    @if person.active {
+                                        "through the link "
+                                        @match p.links.iter().find(|l| l.id == person.link_id).map(|l| l.label.as_str()).filter(|l| !l.is_empty()) {
+                                            Some(label) => { "“" (label) "”" }
+                                            None => { code { (person.link_id) } }
+                                        }
+                                    } @else { "access revoked" }
+                                }
                             }
                         }
                     }
