@@ -344,6 +344,17 @@ mod tests {
     }
 
     #[test]
+    fn expired_sessions_are_nobody_and_are_removed() {
+        let db = Db::memory(&[]).unwrap();
+        let u = create_user(&db, "old", "Old", "h".into(), false).unwrap();
+        let (token, mut s) = start_session(&db, &u).unwrap();
+        s.expires = now() - 1;
+        db.insert(&SESSIONS, &token_key(&token), &s).unwrap();
+        assert!(session_user(&db, &token).unwrap().is_none());
+        assert!(db.get(&SESSIONS, &token_key(&token)).unwrap().is_none(), "the expired record is deleted");
+    }
+
+    #[test]
     fn passwords_verify_only_against_their_hash() {
         let h = hash_password("correct horse battery");
         assert!(h.starts_with("$argon2id$"));

@@ -129,6 +129,20 @@ export const scenarios = [
     },
   },
   {
+    name: "grains: the owner's debug log shows the app's output live",
+    timeout: GRAIN_TIMEOUT,
+    async run(t) {
+      const { page, frame } = await echoGrain(t, "Log check");
+      await addNote(frame, "first line of work");
+      const panel = page.locator("#grain-log");
+      await panel.locator("summary").click();
+      // Echo prints where it listens when it starts; the platform logs the app's start.
+      await expectText(page.locator("#grain-log-text"), "listening on 127.0.0.1:8000", { what: "the grain's debug log", timeout: 20_000 });
+      await expectText(page.locator("#grain-log-text"), "app started (sandbox pid", { what: "the supervisor's lifecycle lines in the log" });
+      await t.screenshot(page, "17-grain-log");
+    },
+  },
+  {
     name: "grains: a made-up grain address shows grain not found",
     async run(t) {
       const server = await t.startServer();
