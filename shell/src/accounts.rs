@@ -43,7 +43,12 @@ pub const USER_SESSIONS: Table<(String, String), ()> = Table::new("user_sessions
 pub const SESSIONS: Table<String, LoginSession> = Table::new("sessions");
 pub const SETUP_TOKENS: Table<String, SetupToken> = Table::new("setup_tokens");
 
-pub const SESSION_SECONDS: u64 = 30 * 24 * 3600;
+/// How long a login session lasts (`granary serve --session-lifetime`; default 30 days).
+pub static SESSION_SECONDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(30 * 24 * 3600);
+
+pub fn session_seconds() -> u64 {
+    SESSION_SECONDS.load(std::sync::atomic::Ordering::Relaxed)
+}
 pub const SETUP_TOKEN_SECONDS: u64 = 3600;
 
 /// Why an account operation failed; the message is shown to the user.
@@ -188,7 +193,7 @@ pub fn start_session(db: &Db, user: &User) -> Result<(String, LoginSession), gra
     let session = LoginSession {
         user_id: user.id.clone(),
         created: now(),
-        expires: now() + SESSION_SECONDS,
+        expires: now() + session_seconds(),
         csrf: random_hex(16),
     };
     db.transaction(|tx| {

@@ -235,6 +235,8 @@ pub struct AdminStatus<'a> {
     pub data_dir: &'a str,
     pub users: &'a [User],
     pub running_grains: usize,
+    /// Bytes used by every grain's storage.
+    pub storage_bytes: u64,
     /// A just-created invitation link, shown once.
     pub invite_url: Option<&'a str>,
 }
@@ -246,6 +248,7 @@ pub fn admin(viewer: &Viewer<'_>, s: &AdminStatus<'_>) -> Markup {
             div.card { div.muted { "Version" } div.n { (s.version) } }
             div.card { div.muted { "Accounts" } div.n { (s.users.len()) } }
             div.card { div.muted { "Running grains" } div.n #running-grains { (s.running_grains) } }
+            div.card { div.muted { "Grain storage" } div.n #storage { (crate::server::human_bytes(s.storage_bytes)) } }
         }
         div.card {
             p { "Address: " code { (s.base_url) } }

@@ -155,3 +155,25 @@ fn development_accounts_only_exist_when_switched_on() {
     assert_eq!(s.status()["admins"], 0, "test users are not administrators");
     assert_eq!(c.get("/admin").status, 403);
 }
+
+#[test]
+fn an_expired_session_cookie_is_nobody() {
+    // Sessions here last 1 s; the clock is the store's (whole seconds), so wait past 2 s.
+    let s = TestServer::start_with(&["--session-lifetime", "1"]);
+    let mut c = Client::new(&s);
+    let url = s.first_setup_url.clone();
+    let csrf = c.get(&url).hidden("csrf");
+    let pw = "long enough pw";
+    let r = c.post(&url, &[("csrf", &csrf), ("username", "ada"), ("display_name", "Ada"), ("password", pw), ("password2", pw)]);
+    assert_eq!(r.status, 303);
+    assert!(r.header("set-cookie").unwrap().contains("Max-Age=1"), "the cookie says how long it lasts");
+    let before = s.status();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let expired = c.get("/admin");
+    assert_eq!(expired.location(), "/login", "an expired session is nobody");
+    let page = c.get("/");
+    assert_eq!(page.location(), "/login");
+    let csrf = c.get("/login").hidden("csrf");
+    assert_eq!(c.post("/admin/invite", &[("csrf", &csrf)]).location(), "/login");
+    assert_eq!(s.status(), before, "nothing changed");
+}

@@ -50,6 +50,9 @@ pub struct ServeArgs {
     /// scripts/build-sample-apps.sh].
     #[arg(long, value_name = "DIR")]
     sample_apps: Option<PathBuf>,
+    /// How long a login session lasts, in seconds (default 30 days).
+    #[arg(long, value_name = "SECS", default_value_t = 30 * 24 * 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    session_lifetime: u64,
     /// Offer click-to-sign-in test users on the sign-in page (development only; every page
     /// then shows a warning banner).
     #[arg(long)]
@@ -157,6 +160,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             "no bridge: grains cannot be opened".into()
         }
     };
+    accounts::SESSION_SECONDS.store(args.session_lifetime, std::sync::atomic::Ordering::Relaxed);
     if args.dev_accounts {
         crate::ui::DEV_ACCOUNTS.store(true, std::sync::atomic::Ordering::Relaxed);
         eprintln!("warning: --dev-accounts is on: anyone can sign in as a test user. Never use this for real data.");

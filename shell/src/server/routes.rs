@@ -297,7 +297,7 @@ async fn dev_login(server: &Server, req: &Req) -> anyhow::Result<Resp> {
 fn signed_in(server: &Server, user: &User) -> anyhow::Result<Resp> {
     let (token, _) = accounts::start_session(&server.db, user)?;
     let mut r = redirect("/");
-    set_cookie(&mut r, SESSION_COOKIE, &token, Some(accounts::SESSION_SECONDS), server.base.secure, "Lax");
+    set_cookie(&mut r, SESSION_COOKIE, &token, Some(accounts::session_seconds()), server.base.secure, "Lax");
     Ok(r)
 }
 
@@ -326,6 +326,7 @@ fn admin(server: &Server, session: Option<&Session>, invite_url: Option<&str>) -
         data_dir: &data_dir,
         users: &users,
         running_grains: server.runner.running_count(),
+        storage_bytes: granary_supervisor::disk_usage(&server.data_dir.join("grains")).unwrap_or(0),
         invite_url,
     };
     Ok(html(StatusCode::OK, ui::admin(&viewer(s), &status)))
