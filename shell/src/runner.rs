@@ -233,8 +233,9 @@ pub struct GrainCoreImpl {
     pub gateway: crate::gateway::GrainReset,
 }
 
-fn no_powerbox() -> capnp::Error {
-    capnp::Error::unimplemented("saving and restoring capabilities needs the powerbox, which this server does not have yet".into())
+/// What every capability operation answers until the powerbox exists (issue 6).
+pub fn no_powerbox() -> capnp::Error {
+    capnp::Error::unimplemented("saving, restoring and requesting capabilities needs the powerbox, which this server does not have yet".into())
 }
 
 impl grain_core::Server for GrainCoreImpl {

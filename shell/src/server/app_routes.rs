@@ -1,10 +1,9 @@
 //! App routes: the list, details, icons, and the streamed package upload.
 
 use super::http::{self, html, response, Resp};
-use super::routes::{error, Session};
+use super::routes::{error, viewer, Session};
 use super::Server;
 use crate::apps::{self, Installed};
-use crate::ui::Viewer;
 use crate::{accounts, ui_apps};
 use granary_grains::package::Limits;
 use http_body_util::BodyExt;
@@ -21,7 +20,7 @@ pub fn json(status: StatusCode, v: serde_json::Value) -> Resp {
 
 pub fn list(server: &Server, s: &Session) -> anyhow::Result<Resp> {
     let apps = apps::list(&server.db)?;
-    let v = Viewer { user: &s.2, csrf: &s.1.csrf };
+    let v = viewer(s);
     Ok(html(StatusCode::OK, ui_apps::list(&v, &apps)))
 }
 
@@ -33,7 +32,7 @@ fn details_with(server: &Server, s: &Session, package_id: &str, problem: Option<
     let Some(app) = apps::get(&server.db, package_id)? else {
         return Ok(error(StatusCode::NOT_FOUND, "App not found", "No installed app has this address. It may have been uninstalled."));
     };
-    let v = Viewer { user: &s.2, csrf: &s.1.csrf };
+    let v = viewer(s);
     let limits = server.db.get(&apps::APP_LIMITS, &app.app_id)?;
     let page = ui_apps::Details { app: &app, has_icon: apps::icon(&server.db, package_id)?.is_some(), limits, defaults: server.runner.default_limits.get(), problem };
     let status = if problem.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };

@@ -2,21 +2,16 @@
 //! sharing actions are in `share_routes`.
 
 use super::http::{html, redirect, Req, Resp};
-use super::routes::{error, Session};
+use super::routes::{error, viewer, Session};
 use super::Server;
 use crate::apps::{self, InstalledApp};
 use super::share_routes;
 use crate::gateway::Access;
 use crate::grains::{self, Grain, GrainError};
 use crate::sharing;
-use crate::ui::Viewer;
 use crate::ui_grains;
 use hyper::StatusCode;
 use std::collections::HashMap;
-
-fn viewer(s: &Session) -> Viewer<'_> {
-    Viewer { user: &s.2, csrf: &s.1.csrf }
-}
 
 fn not_found() -> Resp {
     error(StatusCode::NOT_FOUND, "Grain not found", "There is no grain at this address, or it is not shared with you.")

@@ -198,7 +198,8 @@ fn cross_site(server: &Server, headers: &HeaderMap) -> Option<&'static str> {
 
 pub(super) type Session = (String, LoginSession, User);
 
-fn viewer(s: &Session) -> Viewer<'_> {
+/// The header's view of a signed-in session.
+pub(super) fn viewer(s: &Session) -> Viewer<'_> {
     Viewer { user: &s.2, csrf: &s.1.csrf }
 }
 

@@ -3,7 +3,7 @@
 
 use super::Server;
 use crate::gateway::UiSession;
-use crate::runner::GrainCoreImpl;
+use crate::runner::{no_powerbox, GrainCoreImpl};
 use crate::{accounts, apps, grains, sharing};
 use granary_schema::grain_capnp::{session_context, session_params};
 use granary_schema::web_session_capnp::web_session;
@@ -164,10 +164,6 @@ pub fn stable_user_id(grain_id: &str, user_id: &str) -> String {
 
 /// The session context until the powerbox exists: every request is refused clearly.
 struct NoPowerbox;
-
-fn no_powerbox() -> capnp::Error {
-    capnp::Error::unimplemented("the powerbox is not available on this server yet".into())
-}
 
 impl session_context::Server for NoPowerbox {
     async fn claim_request(self: capnp::capability::Rc<Self>, _: session_context::ClaimRequestParams, _: session_context::ClaimRequestResults) -> Result<(), capnp::Error> {

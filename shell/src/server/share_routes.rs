@@ -3,20 +3,15 @@
 
 use super::grain_routes::frame_csp;
 use super::http::{html, redirect, Req, Resp};
-use super::routes::{error, Session};
+use super::routes::{error, viewer, Session};
 use super::Server;
 use crate::apps::{self, InstalledApp};
 use crate::gateway::Access;
 use crate::grains::{self, Grain};
 use crate::sharing::{self, LinkChange, ShareError};
-use crate::ui::Viewer;
 use crate::{accounts, ui_sharing};
 use hyper::StatusCode;
 use std::collections::HashMap;
-
-fn viewer(s: &Session) -> Viewer<'_> {
-    Viewer { user: &s.2, csrf: &s.1.csrf }
-}
 
 /// `GET /grains/<id>/access`, and `POST /grains/<id>/share` (`role`, `label`).
 #[allow(clippy::too_many_arguments)]
