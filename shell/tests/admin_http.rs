@@ -5,16 +5,6 @@ mod server;
 
 use server::{Client, TestServer};
 
-fn admin(s: &TestServer) -> Client {
-    let mut c = Client::new(s);
-    let url = s.admin_token();
-    let csrf = c.get(&url).hidden("csrf");
-    let pw = "correct horse battery";
-    let r = c.post(&url, &[("csrf", &csrf), ("username", "root"), ("display_name", "Root"), ("password", pw), ("password2", pw)]);
-    assert_eq!(r.status, 303);
-    c
-}
-
 fn invite(admin: &mut Client) -> String {
     let csrf = admin.get("/admin").hidden("csrf");
     let page = admin.post("/admin/invite", &[("csrf", &csrf)]);
@@ -42,7 +32,7 @@ fn login(s: &TestServer, username: &str, pw: &str) -> (Client, u16, String) {
 #[test]
 fn invitations_make_ordinary_users_who_cannot_administer() {
     let s = TestServer::start();
-    let mut root = admin(&s);
+    let mut root = s.new_admin("root", "Root");
     let link = invite(&mut root);
     let mut bea = accept(&s, &link, "bea", "a long password");
     assert_eq!(s.status()["users"], 2);
@@ -66,7 +56,7 @@ fn invitations_make_ordinary_users_who_cannot_administer() {
 #[test]
 fn suspension_ends_sessions_at_once_and_refuses_login() {
     let s = TestServer::start();
-    let mut root = admin(&s);
+    let mut root = s.new_admin("root", "Root");
     let link = invite(&mut root);
     let mut cy = accept(&s, &link, "cy", "a long password");
     let page = root.get("/admin");
@@ -95,7 +85,7 @@ fn suspension_ends_sessions_at_once_and_refuses_login() {
 #[test]
 fn server_settings_are_saved_and_take_effect() {
     let s = TestServer::start();
-    let mut root = admin(&s);
+    let mut root = s.new_admin("root", "Root");
     let page = root.get("/admin/settings");
     assert_eq!(page.status, 200);
     let csrf = page.hidden("csrf");

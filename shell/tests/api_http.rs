@@ -6,8 +6,6 @@ mod server;
 
 use server::{Client, TestServer};
 use serde_json::{json, Value};
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
 
 fn api(s: &TestServer, method: &str, path: &str, token: Option<&str>, body: Option<&[u8]>) -> (u16, Value) {
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
@@ -36,16 +34,6 @@ fn api(s: &TestServer, method: &str, path: &str, token: Option<&str>, body: Opti
     (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}")))
 }
 
-fn signed_in_admin(s: &TestServer, name: &str) -> Client {
-    let mut c = Client::new(s);
-    let url = s.admin_token();
-    let csrf = c.get(&url).hidden("csrf");
-    let pw = "correct horse battery";
-    let r = c.post(&url, &[("csrf", &csrf), ("username", name), ("display_name", name), ("password", pw), ("password2", pw)]);
-    assert_eq!(r.status, 303);
-    c
-}
-
 fn new_token(c: &mut Client, label: &str) -> String {
     let csrf = c.get("/account").hidden("csrf");
     let page = c.post("/account/tokens", &[("csrf", &csrf), ("label", label)]);
@@ -53,23 +41,10 @@ fn new_token(c: &mut Client, label: &str) -> String {
     page.hidden_attr("id=\"new-token\" type=\"text\" readonly value")
 }
 
-fn package() -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    let keyring = dir.path().join("keyring");
-    let app_id = common::granary_ok(&keyring, &["keygen"]).trim().to_owned();
-    fs::create_dir_all(dir.path().join("src")).unwrap();
-    fs::write(dir.path().join("src/run"), b"x").unwrap();
-    fs::set_permissions(dir.path().join("src/run"), fs::Permissions::from_mode(0o755)).unwrap();
-    common::write_toml(dir.path(), &app_id);
-    let gpk = dir.path().join("app.gpk");
-    common::granary_ok(&keyring, &["pack", dir.path().to_str().unwrap(), "-o", gpk.to_str().unwrap()]);
-    fs::read(gpk).unwrap()
-}
-
 #[test]
 fn tokens_drive_the_api_and_nothing_else_does() {
     let s = TestServer::start();
-    let mut ann = signed_in_admin(&s, "ann");
+    let mut ann = s.new_admin("ann", "ann");
     let token = new_token(&mut ann, "script");
     assert!(token.starts_with("gt_"));
 
@@ -82,7 +57,7 @@ fn tokens_drive_the_api_and_nothing_else_does() {
     let cookie = format!("granary_sid={}", ann.cookie("granary_sid").unwrap());
     assert_eq!(agent.get(format!("{}/api/v1/me", s.base_url)).header("Cookie", &cookie).call().unwrap().status().as_u16(), 401);
 
-    let (st, app) = api(&s, "POST", "/apps", Some(&token), Some(&package()));
+    let (st, app) = api(&s, "POST", "/apps", Some(&token), Some(&common::minimal_package("Round trip")));
     assert_eq!(st, 200, "{app}");
     let pkg = app["package_id"].as_str().unwrap().to_owned();
     let (_, apps) = api(&s, "GET", "/apps", Some(&token), None);
@@ -102,7 +77,7 @@ fn tokens_drive_the_api_and_nothing_else_does() {
     assert!(share["url"].as_str().unwrap().contains("/share/"));
 
     // Another user's token sees nothing of Ann's grain and changes nothing.
-    let mut bob = signed_in_admin(&s, "bob");
+    let mut bob = s.new_admin("bob", "bob");
     let bob_token = new_token(&mut bob, "");
     assert_eq!(api(&s, "GET", &format!("/grains/{id}"), Some(&bob_token), None).0, 404);
     assert_eq!(api(&s, "DELETE", &format!("/grains/{id}"), Some(&bob_token), None).0, 404);

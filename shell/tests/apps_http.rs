@@ -46,16 +46,6 @@ author = "Tess"
     gpk
 }
 
-fn admin_client(s: &TestServer) -> Client {
-    let mut c = Client::new(s);
-    let url = s.admin_token();
-    let csrf = c.get(&url).hidden("csrf");
-    let pw = "correct horse battery";
-    let r = c.post(&url, &[("csrf", &csrf), ("username", "root"), ("display_name", "Root"), ("password", pw), ("password2", pw)]);
-    assert_eq!(r.status, 303);
-    c
-}
-
 fn installed(s: &TestServer) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(s.data.path().join("apps")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     v.sort();
@@ -65,7 +55,7 @@ fn installed(s: &TestServer) -> Vec<String> {
 #[test]
 fn an_admin_uploads_installs_and_inspects_an_app() {
     let s = TestServer::start();
-    let mut c = admin_client(&s);
+    let mut c = s.new_admin("root", "Root");
     let apps = c.get("/apps");
     assert!(apps.body.contains("No apps installed"), "{}", apps.body);
     let csrf = apps.hidden_attr("data-csrf");
@@ -101,7 +91,7 @@ fn an_admin_uploads_installs_and_inspects_an_app() {
 #[test]
 fn refused_uploads_change_nothing() {
     let s = TestServer::start();
-    let mut c = admin_client(&s);
+    let mut c = s.new_admin("root", "Root");
     let csrf = c.get("/apps").hidden_attr("data-csrf");
     let pkg_dir = tempfile::tempdir().unwrap();
     let good = fs::read(make_package(pkg_dir.path())).unwrap();
@@ -141,7 +131,7 @@ fn sample_apps_are_installed_on_first_run() {
     fs::copy(&gpk, samples.path().join("sample.gpk")).unwrap();
     fs::write(samples.path().join("notes.txt"), "not a package, ignored").unwrap();
     let s = TestServer::start_with(&["--sample-apps", samples.path().to_str().unwrap()]);
-    let mut c = admin_client(&s);
+    let mut c = s.new_admin("root", "Root");
     let list = c.get("/apps");
     assert!(list.body.contains("Round trip"), "the sample is installed before anyone uploads: {}", list.body);
     assert_eq!(installed(&s).len(), 1);

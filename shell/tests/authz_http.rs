@@ -16,18 +16,8 @@ mod server;
 use serde_json::{json, Value};
 use server::{Client, Reply, TestServer};
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 
 const PW: &str = "correct horse battery";
-
-fn admin(s: &TestServer, name: &str) -> Client {
-    let mut c = Client::new(s);
-    let url = s.admin_token();
-    let csrf = c.get(&url).hidden("csrf");
-    let r = c.post(&url, &[("csrf", &csrf), ("username", name), ("display_name", name), ("password", PW), ("password2", PW)]);
-    assert_eq!(r.status, 303, "{}", r.body);
-    c
-}
 
 fn invite(s: &TestServer, admin: &mut Client, name: &str) -> Client {
     let csrf = admin.get("/admin").hidden("csrf");
@@ -63,28 +53,6 @@ fn token_ids(c: &mut Client) -> Vec<String> {
     let page = c.get("/account");
     assert_eq!(page.status, 200);
     page.body.split("data-token=\"").skip(1).map(|r| r.split('"').next().unwrap().to_owned()).collect()
-}
-
-fn package(title: &str) -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    let keyring = dir.path().join("keyring");
-    let app_id = common::granary_ok(&keyring, &["keygen"]).trim().to_owned();
-    fs::create_dir_all(dir.path().join("src")).unwrap();
-    fs::write(dir.path().join("src/run"), b"x").unwrap();
-    fs::set_permissions(dir.path().join("src/run"), fs::Permissions::from_mode(0o755)).unwrap();
-    common::write_toml(dir.path(), &app_id);
-    let toml = fs::read_to_string(dir.path().join("granary.toml")).unwrap().replace("Round trip", title);
-    fs::write(dir.path().join("granary.toml"), toml).unwrap();
-    let gpk = dir.path().join("app.gpk");
-    common::granary_ok(&keyring, &["pack", dir.path().to_str().unwrap(), "-o", gpk.to_str().unwrap()]);
-    fs::read(gpk).unwrap()
-}
-
-fn install(c: &mut Client, gpk: &[u8]) -> String {
-    let csrf = c.get("/apps").hidden_attr("data-csrf");
-    let r = c.upload("/apps/upload", gpk, &csrf);
-    assert_eq!(r.status, 200, "{}", r.body);
-    serde_json::from_str::<Value>(&r.body).unwrap()["package_id"].as_str().unwrap().to_owned()
 }
 
 /// One API request; `cookie` is sent as a `Cookie` header. Returns status and raw body.
@@ -239,14 +207,14 @@ fn send(c: &mut Client, r: &Route, path: &str, csrf: Option<&str>, extra: &[(&st
 fn every_route_refuses_every_wrong_caller_and_changes_nothing() {
     let started = std::time::Instant::now();
     let s = TestServer::start();
-    let mut ann = admin(&s, "ann");
+    let mut ann = s.new_admin("ann", "ann");
     let ann_token = new_token(&mut ann, "owner script");
     let ann_id = api_json(&s, "GET", "/me", &ann_token)["id"].as_str().unwrap().to_owned();
-    let pkg = install(&mut ann, &package("Used app"));
+    let pkg = ann.install(&common::minimal_package("Used app"));
     // An app no grain uses, so an unauthorized uninstall would succeed if allowed.
-    let spare = install(&mut ann, &package("Spare app"));
+    let spare = ann.install(&common::minimal_package("Spare app"));
     // A package that is not installed, as the body of refused uploads.
-    let gpk = package("Smuggled app");
+    let gpk = common::minimal_package("Smuggled app");
 
     let csrf = ann.get(&format!("/apps/{pkg}")).hidden("csrf");
     let live = ann.post("/grains", &[("csrf", &csrf), ("package_id", &pkg), ("action", "0"), ("title", "Secret plans")]).location();

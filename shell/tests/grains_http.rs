@@ -6,35 +6,6 @@ mod server;
 
 use server::{Client, TestServer};
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-
-fn admin(s: &TestServer, name: &str) -> Client {
-    let mut c = Client::new(s);
-    let url = s.admin_token();
-    let csrf = c.get(&url).hidden("csrf");
-    let pw = "correct horse battery";
-    let r = c.post(&url, &[("csrf", &csrf), ("username", name), ("display_name", name), ("password", pw), ("password2", pw)]);
-    assert_eq!(r.status, 303, "{}", r.body);
-    c
-}
-
-/// Installs a minimal app through the upload route; returns its package id.
-fn install_app(s: &TestServer, c: &mut Client) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let keyring = dir.path().join("keyring");
-    let app_id = common::granary_ok(&keyring, &["keygen"]).trim().to_owned();
-    fs::create_dir_all(dir.path().join("src")).unwrap();
-    fs::write(dir.path().join("src/run"), b"x").unwrap();
-    fs::set_permissions(dir.path().join("src/run"), fs::Permissions::from_mode(0o755)).unwrap();
-    common::write_toml(dir.path(), &app_id);
-    let gpk = dir.path().join("app.gpk");
-    common::granary_ok(&keyring, &["pack", dir.path().to_str().unwrap(), "-o", gpk.to_str().unwrap()]);
-    let csrf = c.get("/apps").hidden_attr("data-csrf");
-    let r = c.upload("/apps/upload", &fs::read(&gpk).unwrap(), &csrf);
-    assert_eq!(r.status, 200, "{}", r.body);
-    let _ = s;
-    serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["package_id"].as_str().unwrap().to_owned()
-}
 
 fn grain_dirs(s: &TestServer) -> Vec<String> {
     match fs::read_dir(s.data.path().join("grains")) {
@@ -46,8 +17,8 @@ fn grain_dirs(s: &TestServer) -> Vec<String> {
 #[test]
 fn a_grain_is_created_renamed_trashed_restored_and_deleted() {
     let s = TestServer::start();
-    let mut c = admin(&s, "ann");
-    let pkg = install_app(&s, &mut c);
+    let mut c = s.new_admin("ann", "ann");
+    let pkg = c.install(&common::minimal_package("Round trip"));
     assert!(c.get("/").body.contains("No grains yet"));
 
     let details = c.get(&format!("/apps/{pkg}"));
@@ -101,13 +72,13 @@ fn a_grain_is_created_renamed_trashed_restored_and_deleted() {
 #[test]
 fn another_users_grain_is_not_found_and_untouched() {
     let s = TestServer::start();
-    let mut ann = admin(&s, "ann");
-    let pkg = install_app(&s, &mut ann);
+    let mut ann = s.new_admin("ann", "ann");
+    let pkg = ann.install(&common::minimal_package("Round trip"));
     let csrf = ann.get(&format!("/apps/{pkg}")).hidden("csrf");
     let url = ann.post("/grains", &[("csrf", &csrf), ("package_id", &pkg), ("action", "0"), ("title", "Private")]).location();
     ann.post(&format!("{url}/trash"), &[("csrf", &csrf)]);
 
-    let mut bob = admin(&s, "bob");
+    let mut bob = s.new_admin("bob", "bob");
     let missing = bob.get("/grains/000000000000000000000000");
     let theirs = bob.get(&url);
     assert_eq!((theirs.status, missing.status), (404, 404));

@@ -67,7 +67,7 @@ fn links_grant_roles_resharing_never_grants_more_and_revocation_is_immediate() {
 
     // Bob opens a viewer link as himself: the grain knows him, he may not edit.
     let viewer_link = share(&mut ann, &grain, "0", "Bob");
-    let mut bob = admin_named(&s, "bob", "Bob");
+    let mut bob = s.new_admin("bob", "Bob");
     let mut bob_o = open_as_self(&s, &mut bob, &viewer_link);
     let who = bob_o.json("/whoami", &[]);
     assert_eq!(who["headers"]["x-granary-username"], "Bob");
@@ -92,7 +92,7 @@ fn links_grant_roles_resharing_never_grants_more_and_revocation_is_immediate() {
 
     // Dave gets an editor link; lowering its role ends his open session, a reopen has less.
     let editor_link = share(&mut ann, &grain, "1", "Dave");
-    let mut dave = admin_named(&s, "dave", "Dave");
+    let mut dave = s.new_admin("dave", "Dave");
     let mut dave_o = open_as_self(&s, &mut dave, &editor_link);
     assert_eq!(perms(&mut dave_o), "edit");
     let access = ann.get(&format!("/grains/{grain}/access"));

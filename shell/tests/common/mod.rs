@@ -92,3 +92,20 @@ include = ["/app"]
     );
     fs::write(dir.join("granary.toml"), toml).unwrap();
 }
+
+/// A signed package of a minimal app titled `title` (from [`write_toml`], with a fresh key),
+/// as bytes.
+pub fn minimal_package(title: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let keyring = dir.path().join("keyring");
+    let app_id = granary_ok(&keyring, &["keygen"]).trim().to_owned();
+    fs::create_dir_all(dir.path().join("src")).unwrap();
+    fs::write(dir.path().join("src/run"), b"x").unwrap();
+    fs::set_permissions(dir.path().join("src/run"), fs::Permissions::from_mode(0o755)).unwrap();
+    write_toml(dir.path(), &app_id);
+    let toml = fs::read_to_string(dir.path().join("granary.toml")).unwrap().replace("Round trip", title);
+    fs::write(dir.path().join("granary.toml"), toml).unwrap();
+    let gpk = dir.path().join("app.gpk");
+    granary_ok(&keyring, &["pack", dir.path().to_str().unwrap(), "-o", gpk.to_str().unwrap()]);
+    fs::read(gpk).unwrap()
+}

@@ -13,18 +13,7 @@ pub fn require_root() {
 }
 
 pub fn admin(s: &TestServer) -> Client {
-    admin_named(s, "ann", "Ann Émile")
-}
-
-/// A new administrator account, signed in.
-pub fn admin_named(s: &TestServer, username: &str, display: &str) -> Client {
-    let mut c = Client::new(s);
-    let url = s.admin_token();
-    let csrf = c.get(&url).hidden("csrf");
-    let pw = "correct horse battery";
-    let r = c.post(&url, &[("csrf", &csrf), ("username", username), ("display_name", display), ("password", pw), ("password2", pw)]);
-    assert_eq!(r.status, 303, "{}", r.body);
-    c
+    s.new_admin("ann", "Ann Émile")
 }
 
 /// Packs the python echo app (with Debian's python3 and its standard library) and installs it.

@@ -105,6 +105,18 @@ impl TestServer {
         self.base_url.rsplit(':').next().unwrap().parse().unwrap()
     }
 
+    /// A new administrator account made through a fresh setup link, signed in (password
+    /// "correct horse battery").
+    pub fn new_admin(&self, username: &str, display_name: &str) -> Client {
+        let mut c = Client::new(self);
+        let url = self.admin_token();
+        let csrf = c.get(&url).hidden("csrf");
+        let pw = "correct horse battery";
+        let r = c.post(&url, &[("csrf", &csrf), ("username", username), ("display_name", display_name), ("password", pw), ("password2", pw)]);
+        assert_eq!(r.status, 303, "{}", r.body);
+        c
+    }
+
     /// `granary status --json`.
     pub fn status(&self) -> serde_json::Value {
         serde_json::from_str(&self.cli(&["status", "--json"])).unwrap()
@@ -249,6 +261,14 @@ impl Client {
             }
         }
         text
+    }
+
+    /// Installs a package through the upload form's route; returns its package id.
+    pub fn install(&mut self, gpk: &[u8]) -> String {
+        let csrf = self.get("/apps").hidden_attr("data-csrf");
+        let r = self.upload("/apps/upload", gpk, &csrf);
+        assert_eq!(r.status, 200, "{}", r.body);
+        serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["package_id"].as_str().unwrap().to_owned()
     }
 
     /// POSTs raw bytes as a package upload with the CSRF header.
