@@ -6,6 +6,7 @@
 using Util = import "util.capnp";
 using Powerbox = import "powerbox.capnp";
 using WebSession = import "web-session.capnp".WebSession;
+using Mail = import "mail.capnp";
 
 interface GrainApi {
   # The supervisor's bootstrap capability for the app. Everything a grain can do outside its
@@ -37,6 +38,11 @@ interface MainView {
   # Restore a capability the app itself implements and previously handed out.
 
   drop @2 (objectId :Data);
+
+  deliverMail @3 (message :Mail.MailMessage);
+  # Mail sent to the grain's address (`<grain id>@<mail domain>`). Returning means the grain
+  # stored it; an error makes the platform's SMTP listener answer 451 (try again later).
+  # granary-bridge writes it as a Maildir file under `/var/mail/new`.
 }
 
 struct SessionParams {

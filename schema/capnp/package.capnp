@@ -51,6 +51,8 @@ struct Manifest {
   # A permission's id is its index in this list; never reorder, mark `obsolete` instead.
   roles @10 :List(RoleDef);
   metadata @11 :Metadata;
+  provides @12 :List(ApiProvide);
+  # HTTP APIs this app offers other grains through the powerbox.
 
   struct Action {
     title @0 :Text;
@@ -103,6 +105,19 @@ struct Manifest {
     obsolete @4 :Bool;
     default @5 :Bool;
     # Exactly one role is the default for new shares.
+  }
+
+  struct ApiProvide {
+    # One HTTP API a grain of this app can give another grain (SPEC.md, "Grain-to-grain").
+    api @0 :Text;
+    # The name requests use (`HttpApi.apiName`): lowercase letters, digits and `-`.
+    title @1 :Text;
+    # Shown in the picker, e.g. "Notes".
+    pathPrefix @2 :Text;
+    # Every request through the capability is sent below this path of the app ("/api/").
+    permissions @3 :List(Bool);
+    # Indexed like Manifest.permissions: what the choosing user must hold on the provider
+    # grain, checked when granting and for as long as the grant lives.
   }
 
   struct Metadata {

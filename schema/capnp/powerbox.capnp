@@ -36,3 +36,30 @@ struct PowerboxDisplayInfo {
   # e.g. "may send mail as alice@example.com".
   description @2 :Text;
 }
+
+struct HttpApi {
+  # Tag value for a request or offer of a `WebSession` (tag id = WebSession's interface id):
+  # which HTTP API. A request names either an outside origin (answered by the HTTP driver) or
+  # an API a grain's app provides (answered by grains whose manifest declares it).
+
+  origin @0 :Text;
+  # "https://api.example.com" or "http://host:8080": scheme, host and port, no path.
+
+  pathPrefix @1 :Text;
+  # Optional: requests through the capability must start with this path ("/v1/").
+
+  apiName @2 :Text;
+  # An API named in a provider app's manifest (`[[powerbox.provides]] api = "notes"`).
+}
+
+struct MailAddress {
+  # Tag value for a request of a `Mail.MailSender`: which From address. Null: any address the
+  # user may grant (their verified account address or the grain's own address).
+  address @0 :Text;
+}
+
+struct SavedCapabilityInfo {
+  # What the platform tells an app about a capability it claimed.
+  title @0 :Text;
+  verbPhrase @1 :Text;
+}

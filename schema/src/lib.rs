@@ -30,6 +30,7 @@ generated! {
     web_session_capnp => "web_session_capnp.rs",
     supervisor_capnp => "supervisor_capnp.rs",
     control_capnp => "control_capnp.rs",
+    mail_capnp => "mail_capnp.rs",
 }
 
 /// Bytes of `-> stream` calls (`ByteStream.write`, `WebSocketPeer.send`) each Granary
@@ -47,4 +48,5 @@ pub const SCHEMA_FILES: &[&str] = &[
     "web-session.capnp",
     "supervisor.capnp",
     "control.capnp",
+    "mail.capnp",
 ];
