@@ -13,6 +13,9 @@ mod cli_supervisor;
 mod control;
 mod gateway;
 mod grains;
+mod powerbox_host;
+mod powerbox_provider;
+mod powerbox_rpc;
 mod ratelimit;
 mod runner;
 mod server;
@@ -22,6 +25,7 @@ mod tokens;
 mod ui;
 mod ui_apps;
 mod ui_grains;
+mod ui_powerbox;
 mod ui_sharing;
 
 use anyhow::Result;

@@ -11,7 +11,6 @@ use capnp_rpc::{rpc_twoparty_capnp::Side, twoparty, RpcSystem};
 use futures::AsyncReadExt;
 use granary_schema::grain_capnp::main_view;
 use granary_schema::supervisor_capnp::{grain_core, supervisor};
-use granary_schema::util_capnp::handle;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -223,69 +222,4 @@ fn connect(ex: &Rc<LocalExecutor<'static>>, stream: UnixStream, alive: Rc<Cell<b
     })
     .detach();
     Ok(Running { supervisor, alive, last_keep_alive: Cell::new(Instant::now() - KEEP_ALIVE_EVERY) })
-}
-
-/// The server's per-grain object handed to its supervisor (`keepAlive`).
-pub struct GrainCoreImpl {
-    pub grain_id: String,
-    pub db: Rc<granary_store::Db>,
-    /// Told when the app exits, so the gateway stops using the grain's dead sessions.
-    pub gateway: crate::gateway::GrainReset,
-}
-
-/// What every capability operation answers until the powerbox exists (issue 6).
-pub fn no_powerbox() -> capnp::Error {
-    capnp::Error::unimplemented("saving, restoring and requesting capabilities needs the powerbox, which this server does not have yet".into())
-}
-
-impl grain_core::Server for GrainCoreImpl {
-    async fn save(self: capnp::capability::Rc<Self>, _: grain_core::SaveParams, _: grain_core::SaveResults) -> Result<(), capnp::Error> {
-        Err(no_powerbox())
-    }
-
-    async fn restore(self: capnp::capability::Rc<Self>, _: grain_core::RestoreParams, _: grain_core::RestoreResults) -> Result<(), capnp::Error> {
-        Err(no_powerbox())
-    }
-
-    async fn drop(self: capnp::capability::Rc<Self>, _: grain_core::DropParams, _: grain_core::DropResults) -> Result<(), capnp::Error> {
-        Err(no_powerbox())
-    }
-
-    async fn report_storage(self: capnp::capability::Rc<Self>, params: grain_core::ReportStorageParams, _: grain_core::ReportStorageResults) -> Result<(), capnp::Error> {
-        let bytes = params.get()?.get_bytes();
-        crate::grains::update(&self.db, &self.grain_id, |g| {
-            g.storage_bytes = Some(bytes);
-            Ok(())
-        })
-        .map_err(|e| capnp::Error::failed(e.to_string()))?;
-        Ok(())
-    }
-
-    async fn app_exited(self: capnp::capability::Rc<Self>, params: grain_core::AppExitedParams, _: grain_core::AppExitedResults) -> Result<(), capnp::Error> {
-        let info = params.get()?.get_info()?;
-        tracing::info!(grain = %self.grain_id, code = info.get_code(), signal = info.get_signal(), "grain app exited");
-        self.gateway.reset_grain(&self.grain_id);
-        Ok(())
-    }
-
-    async fn wake_lock(self: capnp::capability::Rc<Self>, params: grain_core::WakeLockParams, mut results: grain_core::WakeLockResults) -> Result<(), capnp::Error> {
-        let reason = params.get()?.get_reason()?.to_string()?;
-        tracing::info!(grain = %self.grain_id, %reason, "grain holds a wake lock");
-        results.get().set_handle(capnp_rpc::new_client(WakeLock { grain_id: self.grain_id.clone(), reason }));
-        Ok(())
-    }
-}
-
-/// A held wake lock; dropping the capability releases it.
-struct WakeLock {
-    grain_id: String,
-    reason: String,
-}
-
-impl handle::Server for WakeLock {}
-
-impl Drop for WakeLock {
-    fn drop(&mut self) {
-        tracing::info!(grain = %self.grain_id, reason = %self.reason, "grain released a wake lock");
-    }
 }

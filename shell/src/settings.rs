@@ -1,6 +1,8 @@
 //! Server settings an administrator changes on `/admin/settings`, kept in the store: the
 //! server's title, development accounts, default grain limits (live), and the base URL and
-//! wildcard host (used from the next start). Command-line flags given at start win.
+//! wildcard host (used from the next start), and the powerbox drivers' outgoing mail relay,
+//! mail domain and the hosts on private addresses the HTTP driver may reach (all live).
+//! Command-line flags given at start win.
 
 use crate::apps::GrainLimits;
 use crate::server::{Server, SETTINGS};
@@ -21,6 +23,13 @@ pub struct Settings {
     pub limits: Option<GrainLimits>,
     pub base_url: String,
     pub wildcard_host: String,
+    /// `host:port` of the SMTP relay the send-mail driver uses ("" = no outgoing mail).
+    pub smtp_relay: String,
+    /// The domain of grain mail addresses (`<grain id>@<domain>`; "" = the base URL's host).
+    pub mail_domain: String,
+    /// Host names the HTTP driver may reach although they resolve to private, loopback or
+    /// link-local addresses.
+    pub http_allowlist: Vec<String>,
 }
 
 fn get(db: &Db, key: &str) -> Result<Option<String>, granary_store::Error> {
@@ -35,7 +44,23 @@ pub fn load(db: &Db) -> Result<Settings, granary_store::Error> {
         limits,
         base_url: get(db, "base_url")?.unwrap_or_default(),
         wildcard_host: get(db, "wildcard_host")?.unwrap_or_default(),
+        smtp_relay: get(db, "smtp_relay")?.unwrap_or_default(),
+        mail_domain: get(db, "mail_domain")?.unwrap_or_default(),
+        http_allowlist: get(db, "http_allowlist")?.map(|v| split_hosts(&v)).unwrap_or_default(),
     })
+}
+
+/// Host names from a comma- or space-separated list, lowercased.
+pub fn split_hosts(v: &str) -> Vec<String> {
+    v.split([',', ' ', '\n', '\r', '\t']).map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect()
+}
+
+/// `host:port` with a port, or a message saying what to enter.
+fn check_relay(v: &str) -> Result<(), String> {
+    match v.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && !h.contains(['/', ' ', '@']) && p.parse::<u16>().is_ok_and(|p| p > 0) => Ok(()),
+        _ => Err(format!("the SMTP relay `{v}` must be host:port, e.g. mail.example.org:25")),
+    }
 }
 
 /// The stored base URL and wildcard host, for the start of `granary serve` (flags win).
@@ -77,6 +102,18 @@ pub fn save(server: &Server, form: &std::collections::HashMap<String, String>) -
     if !wildcard.is_empty() {
         crate::gateway::WildcardHost::parse(&wildcard, base_url.starts_with("https://")).map_err(|e| e.to_string())?;
     }
+    let smtp_relay = f("smtp_relay");
+    if !smtp_relay.is_empty() {
+        check_relay(&smtp_relay)?;
+    }
+    let mail_domain = f("mail_domain").to_ascii_lowercase();
+    if !mail_domain.is_empty() && !mail_domain.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-') {
+        return Err(format!("the mail domain `{mail_domain}` may contain only letters, digits, dots and dashes"));
+    }
+    let allowlist = split_hosts(&f("http_allowlist"));
+    if let Some(bad) = allowlist.iter().find(|h| h.len() > 253 || !h.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')) {
+        return Err(format!("`{bad}` is not a host name; list host names only, without scheme or port"));
+    }
     let dev = form.get("dev_accounts").is_some_and(|v| v == "on");
     let limits_json = serde_json::to_string(&limits).map_err(|e| e.to_string())?;
     server
@@ -86,7 +123,10 @@ pub fn save(server: &Server, form: &std::collections::HashMap<String, String>) -
             tx.insert(&SETTINGS, "dev_accounts", &dev.to_string())?;
             tx.insert(&SETTINGS, "grain_limits", &limits_json)?;
             tx.insert(&SETTINGS, "base_url", &base_url)?;
-            tx.insert(&SETTINGS, "wildcard_host", &wildcard)
+            tx.insert(&SETTINGS, "wildcard_host", &wildcard)?;
+            tx.insert(&SETTINGS, "smtp_relay", &smtp_relay)?;
+            tx.insert(&SETTINGS, "mail_domain", &mail_domain)?;
+            tx.insert(&SETTINGS, "http_allowlist", &allowlist.join(" "))
         })
         .map_err(|e| e.to_string())?;
     crate::ui::DEV_ACCOUNTS.store(dev, Ordering::Relaxed);

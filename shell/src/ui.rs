@@ -166,6 +166,9 @@ pub fn settings(v: &Viewer<'_>, s: &crate::settings::Settings, defaults: crate::
                 label.check { input type="checkbox" name="dev_accounts" checked[s.dev_accounts]; " Development accounts (anyone can sign in as a test user — never on a real server)" }
                 label { "Base URL (from the next start; empty = the command line's or the default)" input type="text" name="base_url" value=(s.base_url) placeholder="https://granary.example.org"; }
                 label { "Wildcard host for grains (from the next start; empty = derived from the base URL)" input type="text" name="wildcard_host" value=(s.wildcard_host) placeholder="*.granary.example.org"; }
+                label { "Outgoing mail relay for “send mail as” grants (host:port; empty = grains cannot send mail)" input type="text" name="smtp_relay" value=(s.smtp_relay) placeholder="mail.example.org:25"; }
+                label { "Mail domain of grain addresses (empty = the base URL's host)" input type="text" name="mail_domain" value=(s.mail_domain) placeholder="granary.example.org"; }
+                label { "Hosts on private addresses that grains may be granted HTTP access to (space-separated; normally empty)" input type="text" name="http_allowlist" value=(s.http_allowlist.join(" ")) placeholder="intranet.example.lan"; }
                 button type="submit" { "Save settings" }
             }
         }

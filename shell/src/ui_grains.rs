@@ -122,6 +122,7 @@ pub fn grain(v: &Viewer<'_>, p: &GrainPage<'_>) -> Markup {
                 }
                 a.button.secondary href={ "/grains/" (g.id) "/access" } { "Share" }
                 @if p.is_owner {
+                    a.button.secondary #reach-link href={ "/grains/" (g.id) "/reach" } { "What can this reach" }
                     form method="post" action={ "/grains/" (g.id) "/restart" } { (csrf(v)) button.secondary type="submit" { "Restart" } }
                     form method="post" action={ "/grains/" (g.id) "/trash" } { (csrf(v)) button.secondary type="submit" { "Move to trash" } }
                 }
@@ -136,6 +137,8 @@ pub fn grain(v: &Viewer<'_>, p: &GrainPage<'_>) -> Markup {
             }
         } @else if let Some(src) = p.frame {
             iframe.grain #grain-frame src=(src) title=(g.title) {}
+            dialog #powerbox data-grain=(g.id) data-csrf=(v.csrf) data-title=(g.title) aria-label="Grant access" {}
+            script src="/static/powerbox.js" {}
             @if p.is_owner {
                 details.log #grain-log data-src={ "/grains/" (g.id) "/log" } {
                     summary { "Debug log" }

@@ -8,6 +8,7 @@ pub use http::human_bytes;
 mod grain_routes;
 pub mod http;
 mod log_route;
+mod powerbox_routes;
 mod routes;
 mod session_wiring;
 mod share_routes;
@@ -63,6 +64,25 @@ pub struct ServeArgs {
     /// Default limit of processes and threads in every grain.
     #[arg(long, value_name = "N", default_value_t = 256)]
     grain_tasks: u64,
+    /// Resolve HOST to IP for the powerbox's HTTP driver instead of asking DNS (repeatable;
+    /// for tests and split-horizon setups). Private addresses still need the allowlist.
+    #[arg(long, value_name = "HOST=IP")]
+    resolve: Vec<String>,
+    /// Accept mail for grains (`<grain id>@<mail domain>`) by SMTP on this address, e.g.
+    /// 0.0.0.0:25 [default: off].
+    #[arg(long, value_name = "ADDR")]
+    smtp_listen: Option<String>,
+}
+
+/// The HTTP driver's resolver overrides from `--resolve HOST=IP`.
+fn net_policy(resolve: &[String]) -> Result<granary_powerbox::drivers::NetPolicy> {
+    let mut policy = granary_powerbox::drivers::NetPolicy::default();
+    for r in resolve {
+        let Some((host, ip)) = r.split_once('=') else { bail!("--resolve `{r}` must be HOST=IP, e.g. api.test=127.0.0.1") };
+        let ip: std::net::IpAddr = ip.parse().with_context(|| format!("--resolve `{r}`: `{ip}` is not an IP address"))?;
+        policy.resolve_override.entry(host.to_ascii_lowercase()).or_default().push(ip);
+    }
+    Ok(policy)
 }
 
 impl ServeArgs {
@@ -123,6 +143,10 @@ pub struct Server {
     /// Installed app images (`<data>/apps`).
     pub apps_root: PathBuf,
     pub limiter: RefCell<LoginLimiter>,
+    /// Grants, claims, live membranes and the drivers' network policy.
+    pub powerbox: crate::powerbox_host::PowerboxHost,
+    /// A weak handle on this server, set once it is in its `Rc`.
+    pub me: std::cell::OnceCell<std::rc::Weak<Server>>,
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -169,16 +193,24 @@ pub fn run(args: ServeArgs) -> Result<()> {
     runner.idle_seconds = args.idle;
     runner.default_limits.set(crate::apps::GrainLimits { memory_mib: args.grain_memory, tasks: args.grain_tasks });
     let ex = Rc::new(LocalExecutor::new());
+    let db = Rc::new(db);
     let server = Rc::new(Server {
         ex: ex.clone(),
         gateway: crate::gateway::Gateway::new(wildcard),
         runner,
-        db: Rc::new(db),
+        db: db.clone(),
         base,
         data_dir: data.clone(),
         apps_root,
         limiter: Default::default(),
+        powerbox: crate::powerbox_host::PowerboxHost::new(db.clone(), net_policy(&args.resolve)?),
+        me: Default::default(),
     });
+    let _ = server.me.set(Rc::downgrade(&server));
+    crate::powerbox_host::start_recheck(&server);
+    if let Some(addr) = &args.smtp_listen {
+        crate::powerbox_host::start_smtp(&server, addr)?;
+    }
     let control = control::bind(&data)?;
     install_samples(&server, args.sample_apps)?;
     crate::settings::apply_stored(&server, &overrides)?;

@@ -2,7 +2,7 @@
 //! body limit and, for `POST`, the cross-site checks before it reaches a handler.
 
 use super::http::{self, add_security_headers, html, redirect, set_cookie, BodyError, Req, Resp};
-use super::{app_routes, grain_routes, share_routes, Server};
+use super::{app_routes, grain_routes, powerbox_routes, share_routes, Server};
 use crate::accounts::{self, LoginSession, User};
 use crate::ui::{self, Viewer};
 use hyper::body::Incoming;
@@ -127,6 +127,11 @@ async fn route(server: &Server, peer: SocketAddr, req: hyper::Request<Incoming>)
             r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("public, max-age=3600"));
             Ok(r)
         }
+        (&Method::GET, "/static/powerbox.js") => {
+            let mut r = http::response(StatusCode::OK, "text/javascript; charset=utf-8", include_str!("../../static/powerbox.js"));
+            r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("public, max-age=3600"));
+            Ok(r)
+        }
         (&Method::GET, "/static/confirm.js") => {
             let mut r = http::response(StatusCode::OK, "text/javascript; charset=utf-8", include_str!("../../static/confirm.js"));
             r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("public, max-age=3600"));
@@ -142,6 +147,12 @@ async fn route(server: &Server, peer: SocketAddr, req: hyper::Request<Incoming>)
                 (&Method::POST, None) if rest.is_empty() => grain_routes::create(server, s, &req),
                 (&Method::GET, None) => grain_routes::grain(server, s, &req, rest, None).await,
                 (&Method::GET, Some((id, "access"))) => grain_routes::grain(server, s, &req, id, Some("access")).await,
+                (&Method::POST, Some((id, a))) if a.starts_with("powerbox/") => powerbox_routes::dialog(server, s, &req, id, &a["powerbox/".len()..]),
+                (&Method::GET, Some((id, "reach"))) => match grain_routes::accessible(server, &s.2.id, id)? {
+                    Some((g, _, _, true)) => powerbox_routes::grain_reach(server, s, &g),
+                    Some(_) => Ok(error(StatusCode::FORBIDDEN, "Only the owner can see this", "What a grain can reach is shown to its owner.")),
+                    None => Ok(error(StatusCode::NOT_FOUND, "Grain not found", "There is no grain at this address, or it is not shared with you.")),
+                },
                 (&Method::GET, Some((id, "log"))) => match grain_routes::accessible(server, &s.2.id, id)? {
                     Some((g, _, _, true)) => super::log_route::log(server, &g.id).await,
                     Some(_) => Ok(error(StatusCode::FORBIDDEN, "Only the owner can do this", "The grain's log is for its owner.")),
@@ -150,6 +161,19 @@ async fn route(server: &Server, peer: SocketAddr, req: hyper::Request<Incoming>)
                 (&Method::POST, Some((id, action))) => grain_routes::grain(server, s, &req, id, Some(action)).await,
                 _ => Ok(error(StatusCode::NOT_FOUND, "Page not found", "There is nothing at this address.")),
             }
+        }
+        (&Method::GET, "/reach") => {
+            let Some(s) = session.as_ref() else { return Ok(redirect("/login")) };
+            powerbox_routes::user_reach(server, s)
+        }
+        (&Method::POST, p) if p.starts_with("/grants/") && p.ends_with("/revoke") => {
+            let Some(s) = session.as_ref() else { return Ok(redirect("/login")) };
+            let form = req.form();
+            if form.get("csrf") != Some(&s.1.csrf) {
+                return Ok(expired_form());
+            }
+            let id = p.trim_start_matches("/grants/").trim_end_matches("/revoke");
+            powerbox_routes::revoke(server, s, id, form.get("back").map(String::as_str))
         }
         (&Method::POST, p) if p.starts_with("/apps/") => {
             let Some(s) = session.as_ref() else { return Ok(redirect("/login")) };

@@ -3,9 +3,10 @@
 
 use super::Server;
 use crate::gateway::UiSession;
-use crate::runner::{no_powerbox, GrainCoreImpl};
+use crate::powerbox_rpc::{GrainCoreImpl, SessionContextImpl};
 use crate::{accounts, apps, grains, sharing};
 use granary_schema::grain_capnp::{session_context, session_params};
+use granary_schema::supervisor_capnp::grain_core;
 use granary_schema::web_session_capnp::web_session;
 use sha2::{Digest, Sha256};
 
@@ -13,6 +14,22 @@ impl Server {
     /// Runs `fut` on the server's executor.
     pub fn spawn(&self, fut: impl std::future::Future<Output = ()> + 'static) {
         self.ex.spawn(fut).detach();
+    }
+
+    /// This server, for objects that outlive a request (capabilities handed to grains).
+    pub fn me(&self) -> std::rc::Weak<Server> {
+        self.me.get().cloned().unwrap_or_default()
+    }
+
+    /// The `GrainCore` handed to a grain's supervisor.
+    pub fn grain_core(&self, grain_id: &str) -> grain_core::Client {
+        capnp_rpc::new_client(GrainCoreImpl { grain_id: grain_id.to_owned(), server: self.me() })
+    }
+
+    /// The `SessionContext` of a session of `grain_id` (`session` = the gateway session's id,
+    /// or "" for sessions that cannot redeem powerbox claims).
+    pub fn session_context(&self, grain_id: &str, session: &str) -> session_context::Client {
+        capnp_rpc::new_client(SessionContextImpl { server: self.me(), grain_id: grain_id.to_owned(), session: session.to_owned() })
     }
 
     /// `Err(why)` if the session may no longer be used: its user is gone or suspended, the
@@ -73,11 +90,7 @@ impl Server {
     /// The session's `WebSession`, made on first use.
     pub async fn web_session(&self, s: &UiSession) -> Result<web_session::Client, String> {
         let grain = self.db.get(&grains::GRAINS, &s.grain_id).map_err(|e| e.to_string())?.ok_or("This grain no longer exists.")?;
-        let core: granary_schema::supervisor_capnp::grain_core::Client = capnp_rpc::new_client(GrainCoreImpl {
-            grain_id: grain.id.clone(),
-            db: self.db.clone(),
-            gateway: self.gateway.grain_reset(),
-        });
+        let core = self.grain_core(&grain.id);
         if let Some(ws) = s.web_session.borrow().clone() {
             self.runner.keep_alive(&self.ex, &grain.id, core);
             return Ok(ws);
@@ -125,7 +138,7 @@ impl Server {
         let mut req = view.new_session_request();
         {
             let mut p = req.get();
-            p.set_context(capnp_rpc::new_client(NoPowerbox));
+            p.set_context(self.session_context(&grain.id, &s.label));
             let mut params: session_params::Builder<'_> = p.init_params();
             let mut u = params.reborrow().init_user();
             match &user {
@@ -160,19 +173,4 @@ impl Server {
 pub fn stable_user_id(grain_id: &str, user_id: &str) -> String {
     let digest = Sha256::digest(format!("granary user id\0{grain_id}\0{user_id}").as_bytes());
     accounts::hex(&digest[..16])
-}
-
-/// The session context until the powerbox exists: every request is refused clearly.
-struct NoPowerbox;
-
-impl session_context::Server for NoPowerbox {
-    async fn claim_request(self: capnp::capability::Rc<Self>, _: session_context::ClaimRequestParams, _: session_context::ClaimRequestResults) -> Result<(), capnp::Error> {
-        Err(no_powerbox())
-    }
-    async fn fulfill_request(self: capnp::capability::Rc<Self>, _: session_context::FulfillRequestParams, _: session_context::FulfillRequestResults) -> Result<(), capnp::Error> {
-        Err(no_powerbox())
-    }
-    async fn offer(self: capnp::capability::Rc<Self>, _: session_context::OfferParams, _: session_context::OfferResults) -> Result<(), capnp::Error> {
-        Err(no_powerbox())
-    }
 }

@@ -1,0 +1,265 @@
+//! The server's side of the powerbox (SPEC.md, "Powerbox"): the [`World`] requirements are
+//! checked against, the options a request can be answered with, claims, and turning a
+//! [`Target`] into the live capability a grain receives — always inside a membrane.
+//!
+//! May touch: the store's grant tables (through `granary_powerbox::GrantStore`), the sharing
+//! model (read only), the runner (to reach a provider grain), and the drivers.
+//! Must never: hand a grain a capability that is not wrapped in a membrane, or answer a claim
+//! for another session.
+
+use crate::accounts::{self, User};
+use crate::grains::{self, Grain};
+use crate::server::Server;
+use crate::{apps, sharing, tokens};
+use granary_powerbox::matching::{self, OwnedDescriptor};
+use granary_powerbox::{ClaimBook, GrantStore, LiveGrant, MembraneRegistry, Requirement, SystemClock, Target, World};
+use granary_store::Db;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// A claim waiting to be redeemed by the requesting grain's session.
+#[derive(Clone, Debug)]
+pub struct Pending {
+    pub target: Target,
+    pub display: String,
+    pub requirements: Vec<Requirement>,
+    /// The person who picked it.
+    pub granted_by: String,
+}
+
+/// Everything the server keeps for the powerbox.
+pub struct PowerboxHost {
+    pub grants: GrantStore,
+    pub claims: RefCell<ClaimBook<Pending>>,
+    pub membranes: MembraneRegistry,
+    pub net: Rc<granary_powerbox::drivers::NetPolicy>,
+    pub clock: SystemClock,
+}
+
+impl PowerboxHost {
+    pub fn new(db: Rc<Db>, net: granary_powerbox::drivers::NetPolicy) -> PowerboxHost {
+        PowerboxHost {
+            grants: GrantStore::new(db),
+            claims: RefCell::new(ClaimBook::new()),
+            membranes: MembraneRegistry::new(),
+            net: Rc::new(net),
+            clock: SystemClock,
+        }
+    }
+}
+
+/// The requirements' view of the server's accounts, grains, sharing and tokens.
+pub struct ShellWorld<'a> {
+    pub db: &'a Db,
+}
+
+impl World for ShellWorld<'_> {
+    fn user_permissions(&self, user: &str, grain: &str) -> Option<Vec<bool>> {
+        let u = self.db.get(&accounts::USERS, user).ok()??;
+        if u.suspended {
+            return None;
+        }
+        let g = self.db.get(&grains::GRAINS, grain).ok()??;
+        if g.trashed.is_some() {
+            return None;
+        }
+        let app = apps::get(self.db, &g.package_id).ok()??;
+        if g.owner == user {
+            return Some(vec![true; app.manifest.permissions.len()]);
+        }
+        sharing::user_permissions(self.db, &g, &app.manifest, user).ok()?
+    }
+
+    fn user_is_admin(&self, user: &str) -> bool {
+        matches!(self.db.get(&accounts::USERS, user), Ok(Some(u)) if u.admin && !u.suspended)
+    }
+
+    fn token_valid(&self, token: &str) -> bool {
+        let Ok(iter) = self.db.iter(&tokens::TOKENS) else { return false };
+        iter.filter_map(Result::ok).any(|(_, t)| t.id == token && matches!(self.db.get(&accounts::USERS, &t.user_id), Ok(Some(u)) if !u.suspended))
+    }
+}
+
+/// One way to answer a request, as the picker shows it.
+#[derive(Clone, Debug)]
+pub struct PbOption {
+    pub id: String,
+    pub title: String,
+    pub verb_phrase: String,
+    pub description: String,
+    /// Which request descriptor it answers.
+    pub answers: usize,
+    pub pending: Pending,
+}
+
+/// `holds ⊇ needs`, flag by flag.
+pub fn holds_all(holds: &[bool], needs: &[bool]) -> bool {
+    needs.iter().enumerate().all(|(i, n)| !*n || holds.get(i).copied().unwrap_or(false))
+}
+
+/// The grain's own mail address.
+pub fn grain_address(server: &Server, grain_id: &str) -> String {
+    let s = crate::settings::load(&server.db).unwrap_or_default();
+    let domain = if s.mail_domain.is_empty() { server.base.host.split(':').next().unwrap_or("localhost").to_owned() } else { s.mail_domain };
+    format!("{grain_id}@{domain}")
+}
+
+/// What a request asks for, in words.
+pub fn describe_request(query: &[OwnedDescriptor]) -> String {
+    let parts: Vec<String> = query
+        .iter()
+        .map(|q| {
+            if let Some(h) = matching::http_api_of(q.reader()) {
+                if !h.origin.is_empty() {
+                    return format!("access to the web API at {}{}", h.origin, h.path_prefix);
+                }
+                if !h.api_name.is_empty() {
+                    return format!("access to a “{}” API of one of your grains", h.api_name);
+                }
+                return "access to a web API".into();
+            }
+            if matching::is_mail_request(q.reader()) {
+                return "permission to send mail".into();
+            }
+            "a kind of capability no installed app describes".into()
+        })
+        .collect();
+    if parts.is_empty() {
+        return "The grain asked for nothing recognisable.".into();
+    }
+    format!("It asks for {}.", parts.join(", or "))
+}
+
+/// Every option that answers one of `query`'s descriptors for `user` in `grain`.
+pub fn options(server: &Server, user: &User, grain: &Grain, query: &[OwnedDescriptor]) -> anyhow::Result<Vec<PbOption>> {
+    let mut out = Vec::new();
+    let http_offer = matching::http_api_descriptor(None, None, None);
+    let mail_offer = matching::mail_descriptor(None);
+    let candidates = provider_grains(server, user, grain)?;
+    for (i, q) in query.iter().enumerate() {
+        let req = q.reader();
+        if matching::offer_matches(req, http_offer.reader()).is_some() {
+            if let Some(h) = matching::http_api_of(req).filter(|h| !h.origin.is_empty()) {
+                if let Ok(origin) = granary_powerbox::drivers::parse_origin(&h.origin) {
+                    let origin = origin.to_string();
+                    let prefix = if h.path_prefix.is_empty() { String::new() } else { h.path_prefix.clone() };
+                    out.push(PbOption {
+                        id: format!("http:{i}"),
+                        title: "Web API".into(),
+                        verb_phrase: format!("may send HTTP requests to {origin}{prefix}"),
+                        description: "Requests leave from this server, never from the grain; nothing else on the internet becomes reachable.".into(),
+                        answers: i,
+                        pending: Pending {
+                            target: Target::HttpOrigin { origin: origin.clone(), path_prefix: prefix.clone() },
+                            display: format!("may send HTTP requests to {origin}{prefix}"),
+                            requirements: vec![],
+                            granted_by: user.id.clone(),
+                        },
+                    });
+                }
+            }
+        }
+        if matching::offer_matches(req, mail_offer.reader()).is_some() {
+            let own = grain_address(server, &grain.id);
+            let wanted = matching::mail_address_of(req).unwrap_or_default();
+            if wanted.is_empty() || wanted.eq_ignore_ascii_case(&own) {
+                out.push(PbOption {
+                    id: format!("mail:{i}"),
+                    title: "Send mail".into(),
+                    verb_phrase: format!("may send mail as {own}"),
+                    description: "Through this server's mail relay, with the sender forced to this address, at most 30 messages a minute.".into(),
+                    answers: i,
+                    pending: Pending {
+                        target: Target::SendMail { address: own.clone() },
+                        display: format!("may send mail as {own}"),
+                        requirements: vec![],
+                        granted_by: user.id.clone(),
+                    },
+                });
+            }
+        }
+        for (g, app, perms) in &candidates {
+            for api in &app.manifest.provides {
+                let offer = matching::http_api_descriptor(None, None, Some(&api.api));
+                if matching::offer_matches(req, offer.reader()).is_none() || !holds_all(perms, &api.permissions) {
+                    continue;
+                }
+                let display = format!("may use {} in “{}”", api.title, g.title);
+                out.push(PbOption {
+                    id: format!("grain:{}:{}:{i}", g.id, api.api),
+                    title: g.title.clone(),
+                    verb_phrase: format!("{} ({})", api.title, app.manifest.app_title),
+                    description: format!("The grain gets this API of “{}” for as long as you keep your access to it.", g.title),
+                    answers: i,
+                    pending: Pending {
+                        target: Target::GrainApi { grain: g.id.clone(), api: api.api.clone(), path_prefix: api.path_prefix.clone(), permissions: api.permissions.clone() },
+                        display,
+                        requirements: vec![Requirement::UserHasPermissions { user: user.id.clone(), grain: g.id.clone(), permissions: api.permissions.clone() }],
+                        granted_by: user.id.clone(),
+                    },
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The user's grains (own and shared, not in the trash, not `except`) whose app provides APIs,
+/// with the user's permissions there.
+fn provider_grains(server: &Server, user: &User, except: &Grain) -> anyhow::Result<Vec<(Grain, apps::InstalledApp, Vec<bool>)>> {
+    let world = ShellWorld { db: &server.db };
+    let mut ids: Vec<String> = grains::list_owned(&server.db, &user.id)?.into_iter().map(|g| g.id).collect();
+    ids.extend(sharing::shared_with(&server.db, &user.id)?);
+    ids.sort();
+    ids.dedup();
+    let mut out = Vec::new();
+    for id in ids.into_iter().filter(|id| *id != except.id) {
+        let Some(g) = server.db.get(&grains::GRAINS, &id)? else { continue };
+        let Some(app) = apps::get(&server.db, &g.package_id)? else { continue };
+        if app.manifest.provides.is_empty() {
+            continue;
+        }
+        if let Some(perms) = world.user_permissions(&user.id, &g.id) {
+            out.push((g, app, perms));
+        }
+    }
+    Ok(out)
+}
+
+/// Decodes the JSON list of base64url descriptors the dialog sends.
+pub fn parse_query(json: &str) -> Result<Vec<OwnedDescriptor>, String> {
+    let list: Vec<String> = serde_json::from_str(json).map_err(|_| "the request's query must be a list of descriptors".to_owned())?;
+    if list.is_empty() || list.len() > 16 {
+        return Err("a powerbox request carries 1 to 16 descriptors".into());
+    }
+    list.iter().map(|d| matching::decode_query(d).map_err(|e| e.to_string())).collect()
+}
+
+/// The live capability for `target`, wrapped in a membrane for `live`.
+pub fn live_capability(server: &Rc<Server>, live: LiveGrant) -> capnp::capability::Client {
+    let inner: capnp::capability::Client = match &live.target {
+        Target::HttpOrigin { origin, path_prefix } => match granary_powerbox::drivers::parse_origin(origin) {
+            Ok(o) => granary_powerbox::drivers::http_session(o, path_prefix.clone(), server.powerbox.net.clone(), server.ex.clone()).client,
+            Err(e) => broken(format!("{e}")),
+        },
+        Target::SendMail { address } => {
+            let db = server.db.clone();
+            let relay = Rc::new(move || {
+                let s = crate::settings::load(&db).ok()?;
+                granary_powerbox::drivers::SmtpRelay::parse(&s.smtp_relay).ok()
+            });
+            granary_powerbox::drivers::mail_sender(address.clone(), relay, server.ex.clone()).client
+        }
+        Target::GrainApi { grain, path_prefix, permissions, .. } => {
+            let provider = crate::powerbox_provider::ProviderSession::new(server, grain.clone(), path_prefix.clone(), permissions.clone(), live.granted_by.clone());
+            let client: granary_schema::web_session_capnp::web_session::Client = capnp_rpc::new_client(provider);
+            client.client
+        }
+    };
+    server.powerbox.membranes.wrap(inner, live)
+}
+
+/// A capability whose every call fails with `why`.
+fn broken(why: String) -> capnp::capability::Client {
+    capnp::capability::Client::new(capnp_rpc::broken::new_cap(capnp::Error::failed(why)))
+}

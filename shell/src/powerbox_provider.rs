@@ -1,0 +1,123 @@
+//! A grain-to-grain capability's far end: an `api` `WebSession` of the provider grain, opened
+//! on first use for the person who granted it, below the API's path prefix (SPEC.md,
+//! "Grain-to-grain"). The membrane around it (not this type) decides whether calls may pass.
+//!
+//! May touch: the runner (to start the provider grain), the store (read only).
+//! Must never: let a path leave the API's prefix.
+
+use crate::server::Server;
+use crate::{accounts, apps, grains};
+use capnp::capability::Rc as CapRc;
+use capnp::Error;
+use granary_schema::grain_capnp::session_params;
+use granary_schema::web_session_capnp::{request, web_session};
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+
+pub struct ProviderSession {
+    server: Weak<Server>,
+    grain: String,
+    path_prefix: String,
+    user: String,
+    session: RefCell<Option<web_session::Client>>,
+}
+
+impl ProviderSession {
+    pub fn new(server: &Rc<Server>, grain: String, path_prefix: String, _permissions: Vec<bool>, user: String) -> ProviderSession {
+        ProviderSession { server: Rc::downgrade(server), grain, path_prefix, user, session: RefCell::new(None) }
+    }
+
+    /// The provider's path for `path` (which starts with `/`), or why it is refused.
+    fn full_path(&self, path: &str) -> Result<String, Error> {
+        if !path.starts_with('/') {
+            return Err(Error::failed("the path must start with /".into()));
+        }
+        let only_path = path.split(['?', '#']).next().unwrap_or("");
+        let decoded = only_path.to_ascii_lowercase().replace("%2e", ".");
+        if decoded.split('/').any(|seg| seg == "." || seg == "..") {
+            return Err(Error::failed("a path through a grain's API may not contain . or .. segments".into()));
+        }
+        Ok(format!("{}{}", self.path_prefix.trim_end_matches('/'), path))
+    }
+
+    /// The provider grain's API session, opened (and the grain started) on first use.
+    async fn session(&self) -> Result<web_session::Client, Error> {
+        if let Some(s) = self.session.borrow().clone() {
+            return Ok(s);
+        }
+        let server = self.server.upgrade().ok_or_else(|| Error::disconnected("the server is stopping".into()))?;
+        let fail = |e: String| Error::failed(e);
+        let grain = server.db.get(&grains::GRAINS, &self.grain).map_err(|e| fail(e.to_string()))?.ok_or_else(|| fail("the grain that provided this API was deleted".into()))?;
+        let app = apps::get(&server.db, &grain.package_id).map_err(|e| fail(e.to_string()))?.ok_or_else(|| fail("the providing grain's app is not installed any more".into()))?;
+        let user = server.db.get(&accounts::USERS, &self.user).map_err(|e| fail(e.to_string()))?.ok_or_else(|| fail("the person who granted this API no longer exists".into()))?;
+        let world = crate::powerbox_host::ShellWorld { db: &server.db };
+        let permissions = granary_powerbox::World::user_permissions(&world, &self.user, &self.grain).ok_or_else(|| fail("revoked: the person who granted this API lost their access to the grain providing it".into()))?;
+        let limits = server.db.get(&apps::APP_LIMITS, &app.app_id).map_err(|e| fail(e.to_string()))?;
+        let view = server.runner.main_view(&server.ex, &grain, &app, limits).await.map_err(|e| fail(format!("the providing grain did not start: {e:#}")))?;
+        server.runner.keep_alive(&server.ex, &grain.id, server.grain_core(&grain.id));
+        let mut req = view.new_session_request();
+        {
+            let mut p = req.get();
+            p.set_context(server.session_context(&grain.id, ""));
+            let mut params = p.init_params();
+            let mut u = params.reborrow().init_user();
+            u.set_id(crate::server::stable_user_id(&grain.id, &user.id).as_str());
+            u.set_display_name(user.display_name.as_str());
+            u.set_handle(user.username.as_str());
+            let mut perms = params.reborrow().init_permissions(permissions.len() as u32);
+            for (i, b) in permissions.iter().enumerate() {
+                perms.set(i as u32, *b);
+            }
+            let id = format!("api-{}", accounts::random_hex(12));
+            params.set_session_id(id.as_str());
+            params.set_tab_id(id.as_str());
+            params.set_base_path("");
+            params.set_kind(session_params::Kind::Api);
+        }
+        let reply = req.send().promise.await?;
+        let session = reply.get()?.get_session()?;
+        *self.session.borrow_mut() = Some(session.clone());
+        Ok(session)
+    }
+
+    fn forget_on_disconnect(&self, e: &Error) {
+        if e.kind == capnp::ErrorKind::Disconnected {
+            *self.session.borrow_mut() = None;
+        }
+    }
+}
+
+impl web_session::Server for ProviderSession {
+    async fn request(self: CapRc<Self>, params: web_session::RequestParams, mut results: web_session::RequestResults) -> Result<(), Error> {
+        let p = params.get()?;
+        let full = self.full_path(p.get_request()?.get_path()?.to_str()?)?;
+        let session = self.session().await?;
+        if let Some(server) = self.server.upgrade() {
+            server.runner.keep_alive(&server.ex, &self.grain, server.grain_core(&self.grain));
+        }
+        let mut req = session.request_request();
+        req.set(p)?;
+        req.get().get_request()?.set_path(full.as_str());
+        let streamed = matches!(p.get_request()?.get_body().which(), Ok(request::body::Streamed(_)));
+        let call = req.send();
+        if streamed {
+            // Pass the upload on by pipelining (see supervisor::session for why).
+            results.get().set_request_body(call.pipeline.get_request_body());
+            results.set_pipeline()?;
+        }
+        let reply = call.promise.await.inspect_err(|e| self.forget_on_disconnect(e))?;
+        results.get().set_response(reply.get()?.get_response()?)?;
+        Ok(())
+    }
+
+    async fn open_web_socket(self: CapRc<Self>, params: web_session::OpenWebSocketParams, mut results: web_session::OpenWebSocketResults) -> Result<(), Error> {
+        let p = params.get()?;
+        let full = self.full_path(p.get_request()?.get_path()?.to_str()?)?;
+        let session = self.session().await?;
+        let mut req = session.open_web_socket_request();
+        req.set(p)?;
+        req.get().get_request()?.set_path(full.as_str());
+        let reply = req.send().promise.await.inspect_err(|e| self.forget_on_disconnect(e))?;
+        results.set(reply.get()?)
+    }
+}

@@ -1,0 +1,168 @@
+//! The server's Cap'n Proto objects for one grain: `GrainCore` (handed to its supervisor:
+//! save, restore and drop of capabilities, storage reports, exits, wake locks) and
+//! `SessionContext` (handed to the app with each session: redeeming powerbox claims).
+//!
+//! May touch: the powerbox host (grants, claims, membranes), the grain record (storage).
+//! Must never: let one grain name another's grants (every call is scoped to `grain_id`), or
+//! redeem a claim for a session other than the one it was issued to.
+
+use crate::powerbox_host::{live_capability, ShellWorld};
+use crate::server::Server;
+use capnp::capability::Rc as CapRc;
+use capnp::Error;
+use granary_powerbox::{LiveGrant, LiveKey, Owner, OwnerMatch, Requirement, SturdyRef};
+use granary_schema::grain_capnp::session_context;
+use granary_schema::supervisor_capnp::grain_core;
+use granary_schema::util_capnp::handle;
+use std::rc::{Rc, Weak};
+
+/// What a grain is told when a token does not restore, whatever the reason: unknown, another
+/// grain's, dropped, revoked, expired, or a requirement that no longer holds.
+pub const NOT_RESTORABLE: &str = "revoked: this saved capability is unknown, was revoked, or a requirement of its grant no longer holds; ask the user to grant it again";
+
+fn server(w: &Weak<Server>) -> Result<Rc<Server>, Error> {
+    w.upgrade().ok_or_else(|| Error::disconnected("the server is stopping".into()))
+}
+
+fn now() -> u64 {
+    crate::accounts::now()
+}
+
+/// The server's per-grain object handed to its supervisor (`keepAlive`).
+pub struct GrainCoreImpl {
+    pub grain_id: String,
+    pub server: Weak<Server>,
+}
+
+impl grain_core::Server for GrainCoreImpl {
+    async fn save(self: CapRc<Self>, params: grain_core::SaveParams, mut results: grain_core::SaveResults) -> Result<(), Error> {
+        let p = params.get()?;
+        let label: String = p.get_label()?.to_str()?.chars().take(200).collect();
+        let cap: capnp::capability::Client = p.get_cap().get_as_capability()?;
+        let server = server(&self.server)?;
+        let Some(live) = server.powerbox.membranes.identify(&cap).await else {
+            return Err(Error::failed("only capabilities obtained from the powerbox (a claim or a restore) can be saved".into()));
+        };
+        if live.is_revoked() {
+            return Err(Error::failed(NOT_RESTORABLE.into()));
+        }
+        let parent = match &live.key {
+            LiveKey::Grant(id) => Some(id.clone()),
+            LiveKey::Claim(_) => None,
+        };
+        let owner = Owner::Grain { grain: self.grain_id.clone(), label };
+        let token = server
+            .powerbox
+            .grants
+            .save(owner, live.target.clone(), live.display.clone(), live.requirements.clone(), parent, live.granted_by.clone(), None, now())
+            .map_err(|e| Error::failed(format!("saving the capability failed: {e}")))?;
+        results.get().set_token(token.as_bytes());
+        Ok(())
+    }
+
+    async fn restore(self: CapRc<Self>, params: grain_core::RestoreParams, mut results: grain_core::RestoreResults) -> Result<(), Error> {
+        let bytes = params.get()?.get_token()?;
+        let token: [u8; 32] = bytes.try_into().map_err(|_| Error::failed(NOT_RESTORABLE.into()))?;
+        let token = SturdyRef::from_bytes(token);
+        let server = server(&self.server)?;
+        let restored = server.powerbox.grants.restore(&token, &OwnerMatch::Grain(self.grain_id.clone()), now()).map_err(|_| Error::failed(NOT_RESTORABLE.into()))?;
+        if granary_powerbox::check(&restored.requirements, &ShellWorld { db: &server.db }).is_err() {
+            return Err(Error::failed(NOT_RESTORABLE.into()));
+        }
+        let _ = server.powerbox.grants.touch_last_used(&restored.id, now());
+        let live = LiveGrant::new(LiveKey::Grant(restored.id.clone()), restored.ancestry.clone(), restored.requirements.clone(), restored.target.clone(), restored.display.clone(), Some(self.grain_id.clone()), restored.granted_by.clone());
+        let cap = live_capability(&server, live);
+        results.get().init_cap().set_as_capability(cap.hook);
+        Ok(())
+    }
+
+    async fn drop(self: CapRc<Self>, params: grain_core::DropParams, _: grain_core::DropResults) -> Result<(), Error> {
+        let bytes = params.get()?.get_token()?;
+        let token: [u8; 32] = bytes.try_into().map_err(|_| Error::failed(NOT_RESTORABLE.into()))?;
+        let token = SturdyRef::from_bytes(token);
+        let server = server(&self.server)?;
+        let id = token.grant_id();
+        server.powerbox.grants.drop(&token, &OwnerMatch::Grain(self.grain_id.clone())).map_err(|_| Error::failed(NOT_RESTORABLE.into()))?;
+        server.powerbox.membranes.revoke_grant(&id);
+        Ok(())
+    }
+
+    async fn report_storage(self: CapRc<Self>, params: grain_core::ReportStorageParams, _: grain_core::ReportStorageResults) -> Result<(), Error> {
+        let bytes = params.get()?.get_bytes();
+        let server = server(&self.server)?;
+        crate::grains::update(&server.db, &self.grain_id, |g| {
+            g.storage_bytes = Some(bytes);
+            Ok(())
+        })
+        .map_err(|e| Error::failed(e.to_string()))?;
+        Ok(())
+    }
+
+    async fn app_exited(self: CapRc<Self>, params: grain_core::AppExitedParams, _: grain_core::AppExitedResults) -> Result<(), Error> {
+        let info = params.get()?.get_info()?;
+        tracing::info!(grain = %self.grain_id, code = info.get_code(), signal = info.get_signal(), "grain app exited");
+        if let Some(server) = self.server.upgrade() {
+            server.gateway.reset_grain(&self.grain_id);
+        }
+        Ok(())
+    }
+
+    async fn wake_lock(self: CapRc<Self>, params: grain_core::WakeLockParams, mut results: grain_core::WakeLockResults) -> Result<(), Error> {
+        let reason = params.get()?.get_reason()?.to_string()?;
+        tracing::info!(grain = %self.grain_id, %reason, "grain holds a wake lock");
+        results.get().set_handle(capnp_rpc::new_client(WakeLock { grain_id: self.grain_id.clone(), reason }));
+        Ok(())
+    }
+}
+
+/// A held wake lock; dropping the capability releases it.
+struct WakeLock {
+    grain_id: String,
+    reason: String,
+}
+
+impl handle::Server for WakeLock {}
+
+impl Drop for WakeLock {
+    fn drop(&mut self) {
+        tracing::info!(grain = %self.grain_id, reason = %self.reason, "grain released a wake lock");
+    }
+}
+
+/// The per-session link back to the server, passed with each `newSession`.
+pub struct SessionContextImpl {
+    pub server: Weak<Server>,
+    pub grain_id: String,
+    /// The gateway session's id ("" for sessions that cannot redeem claims, e.g. API sessions).
+    pub session: String,
+}
+
+impl session_context::Server for SessionContextImpl {
+    async fn claim_request(self: CapRc<Self>, params: session_context::ClaimRequestParams, mut results: session_context::ClaimRequestResults) -> Result<(), Error> {
+        let p = params.get()?;
+        let token = p.get_claim_token()?.to_str()?.to_owned();
+        let required: Vec<bool> = p.get_required_permissions()?.iter().collect();
+        let server = server(&self.server)?;
+        if self.session.is_empty() {
+            return Err(Error::failed("this session cannot redeem powerbox claims (only a grain's UI sessions can)".into()));
+        }
+        let pending = server.powerbox.claims.borrow_mut().redeem(&token, &self.session, now()).map_err(|e| Error::failed(e.to_string()))?;
+        let mut requirements = pending.requirements.clone();
+        requirements.push(Requirement::UserHasPermissions { user: pending.granted_by.clone(), grain: self.grain_id.clone(), permissions: required });
+        if let Err(unmet) = granary_powerbox::check(&requirements, &ShellWorld { db: &server.db }) {
+            return Err(Error::failed(format!("the claim cannot be granted: {unmet}")));
+        }
+        let live = LiveGrant::new(LiveKey::Claim(server.powerbox.membranes.next_claim_key()), vec![], requirements, pending.target.clone(), pending.display.clone(), Some(self.grain_id.clone()), Some(pending.granted_by.clone()));
+        let cap = live_capability(&server, live);
+        results.get().init_cap().set_as_capability(cap.hook);
+        Ok(())
+    }
+
+    async fn fulfill_request(self: CapRc<Self>, _: session_context::FulfillRequestParams, _: session_context::FulfillRequestResults) -> Result<(), Error> {
+        Err(Error::unimplemented("fulfillRequest: provider chooser UIs are not supported yet; declare the API in the manifest's [[powerbox.provides]] instead".into()))
+    }
+
+    async fn offer(self: CapRc<Self>, _: session_context::OfferParams, _: session_context::OfferResults) -> Result<(), Error> {
+        Err(Error::unimplemented("offer: offering capabilities to the user is not supported yet".into()))
+    }
+}

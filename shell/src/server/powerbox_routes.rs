@@ -1,0 +1,131 @@
+//! The powerbox's HTTP routes on the base host: the dialog's `options` and `pick`
+//! (`POST /grains/<id>/powerbox/…`, JSON answers), the "What can this reach" pages and
+//! revoking a grant.
+
+use super::app_routes::json;
+use super::http::{html, redirect, Req, Resp};
+use super::routes::{error, viewer, Session};
+use super::Server;
+use crate::grains;
+use crate::powerbox_host::{self, Pending};
+use crate::ui_powerbox::{self, GrantRow};
+use granary_powerbox::{matching, Grant, GrantId, Owner, Requirement};
+use hyper::StatusCode;
+use serde_json::json as j;
+
+fn json_error(status: StatusCode, msg: &str) -> Resp {
+    json(status, j!({ "error": msg }))
+}
+
+/// `POST /grains/<id>/powerbox/options|pick`, from the grain page's dialog. The form carries
+/// `session` (the frame's session id), `query` (JSON list of base64url descriptors) and, for
+/// `pick`, `option`.
+pub fn dialog(server: &Server, s: &Session, req: &Req, grain_id: &str, what: &str) -> anyhow::Result<Resp> {
+    let form = req.form();
+    let Some(session) = server.gateway.get(form.get("session").map(String::as_str).unwrap_or("")) else {
+        return Ok(json_error(StatusCode::NOT_FOUND, "This grain session has ended; reload the page and ask again."));
+    };
+    if session.grain_id != grain_id || session.user_id.as_deref() != Some(s.2.id.as_str()) {
+        return Ok(json_error(StatusCode::FORBIDDEN, "That session is not yours or not this grain's; reload the page."));
+    }
+    let Some(grain) = server.db.get(&grains::GRAINS, grain_id)? else {
+        return Ok(json_error(StatusCode::NOT_FOUND, "This grain no longer exists."));
+    };
+    let query = match powerbox_host::parse_query(form.get("query").map(String::as_str).unwrap_or("")) {
+        Ok(q) => q,
+        Err(e) => return Ok(json_error(StatusCode::BAD_REQUEST, &format!("The grain's request is malformed: {e}. Tell the app's developer."))),
+    };
+    let options = powerbox_host::options(server, &s.2, &grain, &query)?;
+    match what {
+        "options" => {
+            let list: Vec<_> = options.iter().map(|o| j!({ "id": o.id, "title": o.title, "verbPhrase": o.verb_phrase, "description": o.description })).collect();
+            let hint = "Nothing installed here answers it: for another grain's API, create a grain of an app that provides it; for outside services, the grain must name the web address it needs.";
+            Ok(json(StatusCode::OK, j!({ "asked": powerbox_host::describe_request(&query), "options": list, "hint": hint })))
+        }
+        "pick" => {
+            let wanted = form.get("option").map(String::as_str).unwrap_or("");
+            let Some(o) = options.into_iter().find(|o| o.id == wanted) else {
+                return Ok(json_error(StatusCode::CONFLICT, "That choice is no longer available (your access may have changed); ask again."));
+            };
+            let descriptor = matching::encode_descriptor(query[o.answers].reader());
+            let pending: Pending = o.pending;
+            let token = server.powerbox.claims.borrow_mut().issue(&session.label, &s.2.id, pending, crate::accounts::now());
+            Ok(json(StatusCode::OK, j!({ "token": token.to_string(), "descriptor": descriptor })))
+        }
+        _ => Ok(json_error(StatusCode::NOT_FOUND, "There is nothing at this address.")),
+    }
+}
+
+fn row(server: &Server, g: Grant) -> GrantRow {
+    let username = |id: &str| server.db.get(&crate::accounts::USERS, id).ok().flatten().map(|u| u.username).unwrap_or_else(|| "(deleted)".into());
+    let grain_title = |id: &str| server.db.get(&grains::GRAINS, id).ok().flatten().map(|g| g.title).unwrap_or_else(|| "(deleted grain)".into());
+    let (held_by, label) = match &g.owner {
+        Owner::Grain { grain, label } => (format!("grain “{}”", grain_title(grain)), label.clone()),
+        Owner::User { user } => (format!("user {}", username(user)), String::new()),
+        Owner::ApiToken { token } => (format!("API token {token}"), String::new()),
+    };
+    let holder = match &g.owner {
+        Owner::Grain { grain, .. } => Some(grain.as_str()),
+        _ => None,
+    };
+    // A grain-to-grain grant requires the granting person's permissions on the provider.
+    let reaches = g.requirements.iter().find_map(|r| match r {
+        Requirement::UserHasPermissions { grain, .. } if Some(grain.as_str()) != holder => Some(grain.clone()),
+        _ => None,
+    });
+    GrantRow {
+        id: g.id.0.clone(),
+        what: g.display.clone(),
+        held_by,
+        label,
+        granted_by: g.granted_by.as_deref().map(username).unwrap_or_else(|| "—".into()),
+        created: g.created,
+        last_used: g.last_used,
+        revoked: g.revoked,
+        child: g.parent.is_some(),
+        reaches_grain: reaches,
+    }
+}
+
+/// `GET /grains/<id>/reach`: what the grain holds, and which grains hold something of it.
+pub fn grain_reach(server: &Server, s: &Session, grain: &grains::Grain) -> anyhow::Result<Resp> {
+    let held: Vec<GrantRow> = server.powerbox.grants.list_for_grain(&grain.id)?.into_iter().map(|g| row(server, g)).collect();
+    let into: Vec<GrantRow> = server
+        .powerbox
+        .grants
+        .list_all()?
+        .into_iter()
+        .map(|g| row(server, g))
+        .filter(|r| r.reaches_grain.as_deref() == Some(grain.id.as_str()))
+        .collect();
+    Ok(html(StatusCode::OK, ui_powerbox::grain_reach(&viewer(s), grain, &held, &into)))
+}
+
+/// `GET /reach`: every grant the person made; for administrators, every grant on the server.
+pub fn user_reach(server: &Server, s: &Session) -> anyhow::Result<Resp> {
+    let mine: Vec<GrantRow> = server.powerbox.grants.list_granted_by(&s.2.id)?.into_iter().map(|g| row(server, g)).collect();
+    let all: Option<Vec<GrantRow>> = if s.2.admin { Some(server.powerbox.grants.list_all()?.into_iter().map(|g| row(server, g)).collect()) } else { None };
+    Ok(html(StatusCode::OK, ui_powerbox::user_reach(&viewer(s), &mine, all.as_deref())))
+}
+
+/// `POST /grants/<id>/revoke`: by the person who granted it, the owner of the grain holding
+/// it, or an administrator. Live references end at once.
+pub fn revoke(server: &Server, s: &Session, id: &str, back: Option<&str>) -> anyhow::Result<Resp> {
+    let id = GrantId(id.to_owned());
+    let Some(g) = server.powerbox.grants.get(&id)? else {
+        return Ok(error(StatusCode::NOT_FOUND, "No such grant", "It may have been dropped by the grain already."));
+    };
+    let holder_owner = match &g.owner {
+        Owner::Grain { grain, .. } => server.db.get(&grains::GRAINS, grain)?.is_some_and(|gr| gr.owner == s.2.id),
+        Owner::User { user } => *user == s.2.id,
+        Owner::ApiToken { .. } => false,
+    };
+    if !(s.2.admin || holder_owner || g.granted_by.as_deref() == Some(s.2.id.as_str())) {
+        return Ok(error(StatusCode::FORBIDDEN, "Not yours to revoke", "Only the person who granted it, the owner of the grain holding it, or an administrator can revoke it."));
+    }
+    server.powerbox.grants.revoke(&id)?;
+    server.powerbox.membranes.revoke_grant(&id);
+    tracing::info!(grant = %id, by = %s.2.username, "grant revoked");
+    let back = back.filter(|b| b.starts_with('/') && !b.starts_with("//")).unwrap_or("/reach");
+    Ok(redirect(back))
+}

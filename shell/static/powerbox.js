@@ -1,0 +1,114 @@
+// The shell's side of the grain frame's postMessage API (SPEC.md, "The shell's side:
+// postMessage API and the dialog"). Messages are accepted only from this page's grain frame
+// and only from its session origin; answers go back to that origin only.
+"use strict";
+(() => {
+  const frame = document.getElementById("grain-frame");
+  const dialog = document.getElementById("powerbox");
+  if (!frame || !dialog) return;
+  const grain = dialog.dataset.grain;
+  const csrf = dialog.dataset.csrf;
+  const frameUrl = new URL(frame.src);
+  const frameOrigin = frameUrl.origin;
+  const session = frameUrl.hostname.split(".")[0];
+  let pending = null; // the rpcId of the open request, answered exactly once
+
+  const reply = (msg) => frame.contentWindow.postMessage(msg, frameOrigin);
+
+  async function post(path, fields) {
+    const body = new URLSearchParams({ csrf, session, ...fields });
+    const r = await fetch(path, { method: "POST", body, credentials: "same-origin" });
+    let j = null;
+    try { j = await r.json(); } catch (_) { /* not JSON */ }
+    if (!r.ok || !j) throw new Error((j && j.error) || `The server answered ${r.status}. Reload the page and try again.`);
+    return j;
+  }
+
+  function el(tag, attrs, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "class") e.className = v; else if (k.startsWith("on")) e.addEventListener(k.slice(2), v); else e.setAttribute(k, v);
+    }
+    for (const c of children) e.append(c);
+    return e;
+  }
+
+  function finish(answer) {
+    if (pending !== null) reply({ rpcId: pending, ...answer });
+    pending = null;
+    if (dialog.open) dialog.close();
+  }
+
+  function show(...children) {
+    dialog.replaceChildren(...children);
+    if (!dialog.open) dialog.showModal();
+  }
+
+  const cancelButton = () => el("button", { type: "button", class: "secondary", id: "powerbox-cancel", onclick: () => finish({ canceled: true }) }, "Cancel");
+
+  async function request(req) {
+    if (pending !== null) finish({ canceled: true });
+    pending = req.rpcId === undefined ? null : req.rpcId;
+    const query = JSON.stringify(Array.isArray(req.query) ? req.query.map(String) : []);
+    const label = typeof req.saveLabel === "string" ? req.saveLabel.slice(0, 200) : "";
+    show(el("h2", {}, "Grant access"), el("p", { class: "muted" }, "Looking for what can answer this request…"), el("div", { class: "actions" }, cancelButton()));
+    let found;
+    try {
+      found = await post(`/grains/${grain}/powerbox/options`, { query });
+    } catch (e) {
+      show(el("h2", {}, "Grant access"), el("div", { class: "error", role: "alert" }, e.message), el("div", { class: "actions" }, cancelButton()));
+      return;
+    }
+    const heading = el("h2", {}, "This grain asks for access");
+    const asked = el("p", { id: "powerbox-asked" }, found.asked);
+    if (!found.options.length) {
+      show(heading, asked, el("div", { class: "card empty", id: "powerbox-empty" },
+        el("p", {}, "Nothing on this server can provide that."),
+        el("p", { class: "muted" }, found.hint || "An administrator can install an app that provides it.")),
+        el("div", { class: "actions" }, cancelButton()));
+      return;
+    }
+    const status = el("div", { role: "status" });
+    const list = el("ul", { class: "pb-options", id: "powerbox-options" });
+    for (const o of found.options) {
+      const button = el("button", { type: "button", class: "pb-option", "data-option": o.id }, el("strong", {}, o.title), el("span", { class: "muted" }, ` ${o.verbPhrase}`));
+      if (o.description) button.append(el("small", { class: "muted" }, o.description));
+      button.addEventListener("click", async () => {
+        for (const b of list.querySelectorAll("button")) b.disabled = true;
+        status.replaceChildren(el("p", { class: "muted" }, "Granting…"));
+        try {
+          const r = await post(`/grains/${grain}/powerbox/pick`, { option: o.id, query, label });
+          finish({ token: r.token, descriptor: r.descriptor });
+        } catch (e) {
+          status.replaceChildren(el("div", { class: "error", role: "alert" }, e.message));
+          for (const b of list.querySelectorAll("button")) b.disabled = false;
+        }
+      });
+      list.append(el("li", {}, button));
+    }
+    show(heading, asked, el("p", { class: "muted" }, "Choose what to give it. You can revoke this later on the grain's “What can this reach” page."), list, status, el("div", { class: "actions" }, cancelButton()));
+  }
+
+  dialog.addEventListener("cancel", (e) => { e.preventDefault(); finish({ canceled: true }); });
+
+  window.addEventListener("message", (event) => {
+    if (event.source !== frame.contentWindow || event.origin !== frameOrigin) return;
+    const m = event.data;
+    if (!m || typeof m !== "object") return;
+    if (m.powerboxRequest && typeof m.powerboxRequest === "object") {
+      request(m.powerboxRequest);
+    } else if (typeof m.setPath === "string" && m.setPath.startsWith("/")) {
+      const url = new URL(location.href);
+      url.hash = m.setPath.length > 1 ? m.setPath : "";
+      history.replaceState(null, "", url);
+    } else if (typeof m.setTitle === "string") {
+      document.title = `${m.setTitle.slice(0, 200)} · ${dialog.dataset.title}`;
+    } else if (m.startSharing) {
+      location.assign(`/grains/${grain}/access`);
+    } else if (m.showConnectionGraph) {
+      location.assign(`/grains/${grain}/reach`);
+    } else if (m.renderTemplate && typeof m.renderTemplate === "object") {
+      reply({ rpcId: m.renderTemplate.rpcId, error: "renderTemplate is not available on this server yet: grains have no API tokens of their own." });
+    }
+  });
+})();
