@@ -17,7 +17,7 @@
 
 pub mod claims;
 pub mod grants;
-
+pub mod matching;
 
 pub mod model;
 pub mod requirements;
@@ -25,5 +25,9 @@ pub mod seal;
 
 pub use claims::{ClaimBook, ClaimError, ClaimToken, Clock, ManualClock, Redeemed, SystemClock};
 pub use grants::{GrantError, GrantStore, NewGrant, Restored, GRANTS};
+pub use matching::{
+    decode_query, decode_request, encode_descriptor, http_api_descriptor, http_api_of, mail_address_of, mail_descriptor,
+    offer_matches, request_matches, HttpApiRequest, OwnedDescriptor, QueryError,
+};
 pub use model::{BadSturdyRef, Grant, GrantId, Owner, OwnerMatch, Requirement, SturdyRef, Target};
 pub use requirements::{check, FakeWorld, Unmet, World};
