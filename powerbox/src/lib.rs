@@ -18,7 +18,7 @@
 pub mod claims;
 pub mod grants;
 pub mod matching;
-
+pub mod membrane;
 pub mod model;
 pub mod requirements;
 pub mod seal;
@@ -29,5 +29,6 @@ pub use matching::{
     decode_query, decode_request, encode_descriptor, http_api_descriptor, http_api_of, mail_address_of, mail_descriptor,
     offer_matches, request_matches, HttpApiRequest, OwnedDescriptor, QueryError,
 };
+pub use membrane::{LiveGrant, LiveKey, MembraneRegistry};
 pub use model::{BadSturdyRef, Grant, GrantId, Owner, OwnerMatch, Requirement, SturdyRef, Target};
 pub use requirements::{check, FakeWorld, Unmet, World};

@@ -2,8 +2,11 @@ use super::*;
 use capnp::any_pointer;
 use granary_schema::powerbox_capnp::powerbox_display_info;
 
+/// Builds a tag's value.
+type ValueBuilder<'a> = &'a dyn Fn(any_pointer::Builder);
+
 /// A descriptor with the given tags, each built by its closure (`None`: null value).
-fn descriptor(tags: &[(u64, Option<&dyn Fn(any_pointer::Builder)>)]) -> OwnedDescriptor {
+fn descriptor(tags: &[(u64, Option<ValueBuilder>)]) -> OwnedDescriptor {
     let mut message = Builder::new_default();
     let root = message.init_root::<powerbox_descriptor::Builder>();
     let mut list = root.init_tags(tags.len() as u32);
