@@ -33,6 +33,9 @@ pub struct Restored {
     pub display: String,
     /// The grant's id, then its parent's, and so on to the root.
     pub ancestry: Vec<GrantId>,
+    /// The earliest expiry of the grant and its ancestors (unix seconds): the live capability
+    /// must end then too (see `MembraneRegistry::revoke_expired`).
+    pub expires: Option<u64>,
 }
 
 /// What [`GrantStore::save`] records.
@@ -97,6 +100,7 @@ impl<'a> GrantStore<'a> {
             target,
             requirements: chain.iter().flat_map(|g| g.requirements.iter().cloned()).collect(),
             display: grant.display,
+            expires: chain.iter().filter_map(|g| g.expires).min(),
             ancestry: chain.into_iter().map(|g| g.id).collect(),
         })
     }

@@ -37,6 +37,7 @@ fn save_then_restore_by_its_owner() {
     assert_eq!(r.id, token.grant_id());
     assert_eq!(r.target, http("https://a.example"));
     assert_eq!(r.ancestry, vec![token.grant_id()]);
+    assert_eq!(r.expires, None);
     assert_eq!(r.requirements, vec![Requirement::UserIsAdmin { user: "r1".into() }]);
     let g = store.get(&r.id).unwrap().unwrap();
     assert_eq!((g.created, g.granted_by.as_deref(), g.revoked), (100, Some("alice"), false));
@@ -122,9 +123,19 @@ fn children_carry_ancestor_requirements_and_die_with_them() {
         .collect();
     assert_eq!(users, ["grandchild", "child", "root"]);
 
+    assert_eq!(r.expires, None);
+    let mut soon = new_grant(grain("g5"), http("https://a.example"), Some(grandchild.grant_id()), "x");
+    soon.expires = Some(40);
+    let soon = store.save(soon, 1).unwrap();
+    let mut later = new_grant(grain("g6"), http("https://a.example"), Some(soon.grant_id()), "x");
+    later.expires = Some(90);
+    let later = store.save(later, 1).unwrap();
+    assert_eq!(store.restore(&later, &in_grain("g6"), 2).unwrap().expires, Some(40), "the earliest in the chain");
+    assert!(is_unknown(store.restore(&later, &in_grain("g6"), 40)), "an expired ancestor");
+
     let mut revoked = store.revoke(&child.grant_id()).unwrap();
     revoked.sort();
-    let mut expected = vec![child.grant_id(), grandchild.grant_id()];
+    let mut expected = vec![child.grant_id(), grandchild.grant_id(), soon.grant_id(), later.grant_id()];
     expected.sort();
     assert_eq!(revoked, expected, "revoke lists the subtree, not the parent or strangers");
     assert!(is_unknown(store.restore(&grandchild, &in_grain("g3"), 2)), "revoked ancestor");

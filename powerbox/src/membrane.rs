@@ -36,6 +36,8 @@ pub struct LiveGrant {
     pub display: String,
     /// The grain it was handed to, if any.
     pub owner_grain: Option<String>,
+    /// When it ends regardless (unix seconds; [`Restored::expires`](crate::grants::Restored)).
+    pub expires: Option<u64>,
 }
 
 struct Membrane {
@@ -222,6 +224,11 @@ impl MembraneRegistry {
     /// Revokes each live membrane whose requirements no longer hold; returns how many.
     pub fn recheck(&self, world: &dyn World) -> usize {
         self.revoke_where(|l| check(&l.requirements, world).is_err())
+    }
+
+    /// Revokes each live membrane whose grant (or an ancestor) expired by `now`; returns how many.
+    pub fn revoke_expired(&self, now: u64) -> usize {
+        self.revoke_where(|l| l.expires.is_some_and(|e| now >= e))
     }
 
     /// The membrane `client` is (once resolved), if this registry made it and it is live.

@@ -73,6 +73,7 @@ fn live(id: &str, ancestry: &[&str], requirements: Vec<Requirement>) -> LiveGran
         target: Target::SendMail { address: "g1@example.com".into() },
         display: format!("may send mail as g1@example.com ({id})"),
         owner_grain: Some("g1".into()),
+        expires: None,
     }
 }
 
@@ -201,6 +202,22 @@ fn revoking_an_ancestor_revokes_the_descendant() {
             assert_eq!(send(&sender, "a").await.unwrap(), "a@x,b@y:1");
             assert_eq!(h.registry.revoke_grant(&GrantId("parent".into())), 1);
             assert_revoked(send(&sender, "a").await.unwrap_err(), "child");
+        })
+    });
+}
+
+#[test]
+fn expiry_revokes() {
+    run(|ex| {
+        Box::pin(async move {
+            let mut grant = live("expiring", &["expiring"], vec![]);
+            grant.expires = Some(100);
+            let h = harness(ex, grant);
+            let sender = restore(&h.remote).await;
+            assert_eq!(h.registry.revoke_expired(99), 0);
+            assert_eq!(send(&sender, "a").await.unwrap(), "a@x,b@y:1");
+            assert_eq!(h.registry.revoke_expired(100), 1);
+            assert_revoked(send(&sender, "a").await.unwrap_err(), "expiring");
         })
     });
 }
