@@ -296,3 +296,45 @@ fn identify_waits_for_a_promise_to_resolve() {
         })
     });
 }
+
+/// A `GrainApi` whose `save` calls the capability it is given and answers what it said, and
+/// whose `restore` hands out a `FakeSender`: capabilities crossing the membrane both ways.
+struct CapabilityEcho;
+
+impl grain_api::Server for CapabilityEcho {
+    async fn save(self: CapRc<Self>, params: grain_api::SaveParams, mut results: grain_api::SaveResults) -> Result<(), Error> {
+        let sender: mail_sender::Client = params.get()?.get_cap().get_as_capability()?;
+        let said = send(&sender, "via param").await?;
+        results.get().set_token(said.as_bytes());
+        Ok(())
+    }
+
+    async fn restore(self: CapRc<Self>, _: grain_api::RestoreParams, mut results: grain_api::RestoreResults) -> Result<(), Error> {
+        let (tx, _rx) = mpsc::unbounded();
+        let sender: mail_sender::Client = capnp_rpc::new_client(FakeSender { started: tx, cancelled: Rc::new(Cell::new(0)) });
+        results.get().init_cap().set_as_capability(sender.client.hook);
+        Ok(())
+    }
+}
+
+#[test]
+fn capabilities_in_params_and_results_cross_the_membrane() {
+    run(|_| {
+        Box::pin(async move {
+            let registry = MembraneRegistry::new();
+            let echo: grain_api::Client = capnp_rpc::new_client(CapabilityEcho);
+            let wrapped: grain_api::Client = FromClientHook::new(registry.wrap(echo.client, live("h", &["h"], vec![])).hook);
+
+            let (tx, _rx) = mpsc::unbounded();
+            let ours: mail_sender::Client = capnp_rpc::new_client(FakeSender { started: tx, cancelled: Rc::new(Cell::new(0)) });
+            let mut req = wrapped.save_request();
+            req.get().init_cap().set_as_capability(ours.client.hook);
+            let token = req.send().promise.await.unwrap().get().unwrap().get_token().unwrap().to_vec();
+            assert_eq!(token, b"a@x,b@y:9");
+
+            let response = wrapped.restore_request().send().promise.await.unwrap();
+            let returned: mail_sender::Client = response.get().unwrap().get_cap().get_as_capability().unwrap();
+            assert_eq!(send(&returned, "back").await.unwrap(), "a@x,b@y:4");
+        })
+    });
+}

@@ -168,7 +168,7 @@ pub struct Grant {
     pub owner: Owner,
     /// The [`Target`] as JSON, sealed under a key only the token gives (see `seal`).
     pub sealed_target: Vec<u8>,
-    /// "may send HTTP requests to https://api.example.com", kept in clear for pages.
+    /// "may send HTTP requests to `https://api.example.com`", kept in clear for pages.
     pub display: String,
     pub requirements: Vec<Requirement>,
     pub parent: Option<GrantId>,
