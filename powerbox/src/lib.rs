@@ -27,7 +27,8 @@ pub use claims::{ClaimBook, ClaimError, ClaimToken, Clock, ManualClock, Redeemed
 pub use grants::{GrantError, GrantStore, NewGrant, Restored, GRANTS};
 pub use matching::{
     decode_query, decode_request, encode_descriptor, http_api_descriptor, http_api_of, mail_address_of, mail_descriptor,
-    offer_matches, request_matches, HttpApiRequest, OwnedDescriptor, QueryError,
+    offer_matches, quality_rank, request_matches, HttpApiRequest, OwnedDescriptor, QueryError, MAIL_SENDER_ID,
+    WEB_SESSION_ID,
 };
 pub use membrane::{LiveGrant, LiveKey, MembraneRegistry};
 pub use model::{BadSturdyRef, Grant, GrantId, Owner, OwnerMatch, Requirement, SturdyRef, Target};

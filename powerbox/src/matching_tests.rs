@@ -248,4 +248,5 @@ fn malformed_oversized_and_deep_queries_are_rejected() {
     let err = decode_query(&B64.encode(&bytes)).unwrap_err();
     assert!(matches!(err, QueryError::Malformed(_)), "{err:?}");
     assert!(err.to_string().contains("build it with the powerbox schema"));
+    assert!(err.to_string().contains("deeply-nested"), "{err}");
 }

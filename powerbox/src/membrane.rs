@@ -4,7 +4,8 @@
 //! releases the real object. [`MembraneRegistry::identify`] maps a capability that came back
 //! (for `save`) to the membrane this registry made.
 
-use crate::model::{GrantId, Requirement, Target};
+use crate::grants::{NewGrant, Restored};
+use crate::model::{GrantId, Owner, Requirement, Target};
 use crate::requirements::{check, World};
 use capnp::any_pointer;
 use capnp::capability::{DispatchCallResult, FromClientHook, FromServer, Params, Promise, Results};
@@ -38,6 +39,41 @@ pub struct LiveGrant {
     pub owner_grain: Option<String>,
     /// When it ends regardless (unix seconds; [`Restored::expires`](crate::grants::Restored)).
     pub expires: Option<u64>,
+}
+
+impl LiveGrant {
+    /// The live form of a restored grant, handed to `owner_grain`.
+    pub fn from_restored(restored: Restored, owner_grain: Option<String>) -> LiveGrant {
+        LiveGrant {
+            key: LiveKey::Grant(restored.id),
+            ancestry: restored.ancestry,
+            requirements: restored.requirements,
+            target: restored.target,
+            display: restored.display,
+            owner_grain,
+            expires: restored.expires,
+        }
+    }
+
+    /// What saving this capability records: the same target and display; under a grant, that
+    /// grant as parent (whose requirements and expiry then apply through the ancestry check,
+    /// so none are copied); from a claim, the claim's requirements and expiry.
+    pub fn to_new_grant(&self, owner: Owner, granted_by: Option<String>) -> NewGrant {
+        let parent = match &self.key {
+            LiveKey::Grant(id) => Some(id.clone()),
+            LiveKey::Claim(_) => None,
+        };
+        let inherited = parent.is_some();
+        NewGrant {
+            owner,
+            target: self.target.clone(),
+            display: self.display.clone(),
+            requirements: if inherited { Vec::new() } else { self.requirements.clone() },
+            parent,
+            granted_by,
+            expires: if inherited { None } else { self.expires },
+        }
+    }
 }
 
 struct Membrane {

@@ -338,3 +338,38 @@ fn capabilities_in_params_and_results_cross_the_membrane() {
         })
     });
 }
+
+#[test]
+fn saving_a_restored_capability_makes_a_child_that_inherits() {
+    use crate::grants::GrantStore;
+    use crate::model::{Owner, OwnerMatch};
+    let db = granary_store::Db::memory(&[]).unwrap();
+    let store = GrantStore::new(&db);
+    let needs = vec![Requirement::UserIsAdmin { user: "ada".into() }];
+    let mut root = live("root", &[], needs.clone()).to_new_grant(Owner::Grain { grain: "g1".into(), label: "l".into() }, Some("ada".into()));
+    assert_eq!((root.parent.clone(), &root.requirements), (Some(GrantId("root".into())), &Vec::new()), "a Grant key becomes the parent");
+    root.parent = None;
+    root.requirements = needs.clone();
+    root.expires = Some(500);
+    let root_token = store.save(root, 1).unwrap();
+    let restored = store.restore(&root_token, &OwnerMatch::Grain("g1".into()), 2).unwrap();
+    let live_root = LiveGrant::from_restored(restored.clone(), Some("g1".into()));
+    assert_eq!(live_root.key, LiveKey::Grant(root_token.grant_id()));
+    assert_eq!((live_root.expires, &live_root.requirements), (Some(500), &needs));
+
+    let child = live_root.to_new_grant(Owner::Grain { grain: "g2".into(), label: "c".into() }, None);
+    assert_eq!(child.parent, Some(root_token.grant_id()));
+    let child_token = store.save(child, 3).unwrap();
+    let restored_child = store.restore(&child_token, &OwnerMatch::Grain("g2".into()), 4).unwrap();
+    assert_eq!(restored_child.target, restored.target);
+    assert_eq!(restored_child.requirements, needs, "inherited once, not copied");
+    assert_eq!(restored_child.expires, Some(500));
+    assert_eq!(restored_child.ancestry, vec![child_token.grant_id(), root_token.grant_id()]);
+
+    // From a claim: no parent, the claim's own requirements and expiry are recorded.
+    let mut claimed = live("x", &[], needs.clone());
+    claimed.key = LiveKey::Claim(1);
+    claimed.expires = Some(9);
+    let from_claim = claimed.to_new_grant(Owner::User { user: "ada".into() }, Some("ada".into()));
+    assert_eq!((from_claim.parent, from_claim.requirements, from_claim.expires), (None, needs, Some(9)));
+}
