@@ -139,29 +139,30 @@ impl<'a> GrantStore<'a> {
         Ok(dropped.then_some(id))
     }
 
-    /// Marks `id` revoked. Returns it and every descendant (now unrestorable through the
-    /// ancestry check), so the caller can revoke their live capabilities; empty if unknown.
+    /// Marks `id` and every descendant revoked, in one transaction. Returns their ids (the
+    /// grant first) so the caller can revoke their live capabilities; empty if `id` is unknown.
     pub fn revoke(&self, id: &GrantId) -> Result<Vec<GrantId>, GrantError> {
-        let found = self.db.transaction(|tx| {
-            let Some(mut g) = tx.get(&GRANTS, &id.0)? else { return Ok::<_, GrantError>(false) };
-            if !g.revoked {
-                g.revoked = true;
-                tx.insert(&GRANTS, &id.0, &g)?;
+        self.db.transaction(|tx| {
+            let mut all = Vec::new();
+            for e in tx.iter(&GRANTS)? {
+                all.push(e?.1);
             }
-            Ok(true)
-        })?;
-        if !found {
-            return Ok(Vec::new());
-        }
-        let all = self.list_all()?;
-        let mut subtree = vec![id.clone()];
-        let mut i = 0;
-        while i < subtree.len() {
-            let parent = subtree[i].clone();
-            subtree.extend(all.iter().filter(|g| g.parent.as_ref() == Some(&parent)).map(|g| g.id.clone()));
-            i += 1;
-        }
-        Ok(subtree)
+            if !all.iter().any(|g: &Grant| &g.id == id) {
+                return Ok(Vec::new());
+            }
+            let mut subtree = vec![id.clone()];
+            let mut i = 0;
+            while i < subtree.len() {
+                let parent = subtree[i].clone();
+                subtree.extend(all.iter().filter(|g| g.parent.as_ref() == Some(&parent)).map(|g| g.id.clone()));
+                i += 1;
+            }
+            for g in all.iter_mut().filter(|g| subtree.contains(&g.id) && !g.revoked) {
+                g.revoked = true;
+                tx.insert(&GRANTS, &g.id.0, g)?;
+            }
+            Ok(subtree)
+        })
     }
 
     /// One grant by id.

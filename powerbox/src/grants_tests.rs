@@ -138,6 +138,12 @@ fn children_carry_ancestor_requirements_and_die_with_them() {
     let mut expected = vec![child.grant_id(), grandchild.grant_id(), soon.grant_id(), later.grant_id()];
     expected.sort();
     assert_eq!(revoked, expected, "revoke lists the subtree, not the parent or strangers");
+    for id in &expected {
+        assert!(store.get(id).unwrap().unwrap().revoked, "descendants are marked revoked for the pages");
+    }
+    assert!(!store.get(&root.grant_id()).unwrap().unwrap().revoked);
+    assert!(!store.get(&other.grant_id()).unwrap().unwrap().revoked);
+    assert_eq!(store.revoke(&GrantId("unknown".into())).unwrap(), Vec::<GrantId>::new());
     assert!(is_unknown(store.restore(&grandchild, &in_grain("g3"), 2)), "revoked ancestor");
     assert!(store.restore(&root, &in_grain("g1"), 2).is_ok());
     assert!(store.restore(&other, &in_grain("g3"), 2).is_ok());

@@ -257,6 +257,11 @@ impl MembraneRegistry {
         self.revoke_where(|l| &l.key == key)
     }
 
+    /// Revokes the live membranes handed to `grain` (it was trashed or deleted).
+    pub fn revoke_owned_by(&self, grain: &str) -> usize {
+        self.revoke_where(|l| l.owner_grain.as_deref() == Some(grain))
+    }
+
     /// Revokes each live membrane whose requirements no longer hold; returns how many.
     pub fn recheck(&self, world: &dyn World) -> usize {
         self.revoke_where(|l| check(&l.requirements, world).is_err())

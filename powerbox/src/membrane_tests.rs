@@ -207,6 +207,20 @@ fn revoking_an_ancestor_revokes_the_descendant() {
 }
 
 #[test]
+fn revoke_owned_by_revokes_what_a_grain_holds() {
+    run(|ex| {
+        Box::pin(async move {
+            let h = harness(ex, live("held", &["held"], vec![]));
+            let sender = restore(&h.remote).await;
+            assert_eq!(h.registry.revoke_owned_by("g2"), 0);
+            assert_eq!(send(&sender, "a").await.unwrap(), "a@x,b@y:1");
+            assert_eq!(h.registry.revoke_owned_by("g1"), 1);
+            assert_revoked(send(&sender, "a").await.unwrap_err(), "held");
+        })
+    });
+}
+
+#[test]
 fn expiry_revokes() {
     run(|ex| {
         Box::pin(async move {
@@ -233,6 +247,7 @@ fn revoke_key_revokes_a_claim() {
             assert_eq!(send(&sender, "a").await.unwrap(), "a@x,b@y:1");
             assert_eq!(h.registry.take_used(), vec![], "claims have no grant to touch");
             assert_eq!(h.registry.revoke_key(&LiveKey::Claim(8)), 0);
+            assert_eq!(h.registry.revoke_owned_by("g2"), 0);
             assert_eq!(h.registry.revoke_key(&LiveKey::Claim(7)), 1);
             assert_revoked(send(&sender, "a").await.unwrap_err(), "claimed");
         })
