@@ -15,7 +15,7 @@ pub struct UnsealError;
 
 fn cipher(token: &SturdyRef) -> ChaCha20Poly1305 {
     let key = domain_hash(b"granary grant key\0", token.as_bytes());
-    ChaCha20Poly1305::new(Key::from_slice(&key))
+    ChaCha20Poly1305::new(&Key::from(key))
 }
 
 /// nonce ‖ ciphertext+tag of `target` as JSON.
@@ -24,7 +24,7 @@ pub fn seal(token: &SturdyRef, id: &GrantId, target: &Target) -> Vec<u8> {
     let mut nonce = [0u8; NONCE_LEN];
     getrandom::fill(&mut nonce).expect("the operating system's random source failed");
     let sealed = cipher(token)
-        .encrypt(Nonce::from_slice(&nonce), Payload { msg: &plain, aad: id.as_str().as_bytes() })
+        .encrypt(&Nonce::from(nonce), Payload { msg: &plain, aad: id.as_str().as_bytes() })
         .expect("ChaCha20-Poly1305 encryption of a small message cannot fail");
     let mut out = nonce.to_vec();
     out.extend_from_slice(&sealed);
@@ -37,8 +37,9 @@ pub fn unseal(token: &SturdyRef, id: &GrantId, sealed: &[u8]) -> Result<Target, 
         return Err(UnsealError);
     }
     let (nonce, body) = sealed.split_at(NONCE_LEN);
+    let nonce = Nonce::try_from(nonce).map_err(|_| UnsealError)?;
     let plain = cipher(token)
-        .decrypt(Nonce::from_slice(nonce), Payload { msg: body, aad: id.as_str().as_bytes() })
+        .decrypt(&nonce, Payload { msg: body, aad: id.as_str().as_bytes() })
         .map_err(|_| UnsealError)?;
     serde_json::from_slice(&plain).map_err(|_| UnsealError)
 }
