@@ -95,6 +95,12 @@ fn harness(ex: &LocalExecutor<'static>, grant: LiveGrant) -> Harness {
     let handed_out = registry.wrap(sender.client, grant);
     let api: grain_api::Client = capnp_rpc::new_client(TestGrainApi { registry: registry.clone(), handed_out });
 
+    let remote = connect(ex, api);
+    Harness { registry, remote, started, cancelled }
+}
+
+/// `api` as seen from another vat over a Unix socket pair.
+fn connect(ex: &LocalExecutor<'static>, api: grain_api::Client) -> grain_api::Client {
     let (a, b) = UnixStream::pair().unwrap();
     let (ar, aw) = Async::new(a).unwrap().split();
     let server = RpcSystem::new(Box::new(twoparty::VatNetwork::new(ar, aw, Side::Server, Default::default())), Some(api.client));
@@ -103,7 +109,29 @@ fn harness(ex: &LocalExecutor<'static>, grant: LiveGrant) -> Harness {
     let mut client = RpcSystem::new(Box::new(twoparty::VatNetwork::new(br, bw, Side::Client, Default::default())), None);
     let remote: grain_api::Client = client.bootstrap(Side::Server);
     ex.spawn(client).detach();
-    Harness { registry, remote, started, cancelled }
+    remote
+}
+
+/// A vat in the middle (like the supervisor between the app and the server): forwards
+/// `restore` and `save` to the server's `GrainApi`, passing the capabilities along.
+struct Middle(grain_api::Client);
+
+impl grain_api::Server for Middle {
+    async fn restore(self: CapRc<Self>, _: grain_api::RestoreParams, mut results: grain_api::RestoreResults) -> Result<(), Error> {
+        let response = self.0.restore_request().send().promise.await?;
+        let cap: capnp::capability::Client = response.get()?.get_cap().get_as_capability()?;
+        results.get().init_cap().set_as_capability(cap.hook);
+        Ok(())
+    }
+
+    async fn save(self: CapRc<Self>, params: grain_api::SaveParams, mut results: grain_api::SaveResults) -> Result<(), Error> {
+        let cap: capnp::capability::Client = params.get()?.get_cap().get_as_capability()?;
+        let mut req = self.0.save_request();
+        req.get().init_cap().set_as_capability(cap.hook);
+        let response = req.send().promise.await?;
+        results.get().set_token(response.get()?.get_token()?);
+        Ok(())
+    }
 }
 
 async fn restore(remote: &grain_api::Client) -> mail_sender::Client {
@@ -290,6 +318,26 @@ fn a_membrane_nobody_holds_is_not_live() {
     assert_eq!(registry.live_count(), 1);
     drop(wrapped);
     assert_eq!(registry.live_count(), 0);
+}
+
+#[test]
+fn identify_finds_a_membrane_that_went_through_two_connections_and_back() {
+    run(|ex| {
+        Box::pin(async move {
+            let h = harness(ex, live("grant-g", &["grant-g"], vec![]));
+            // server <-> middle <-> app, like server <-> supervisor <-> grain.
+            let middle: grain_api::Client = capnp_rpc::new_client(Middle(h.remote.clone()));
+            let app_side = connect(ex, middle);
+            let sender = restore(&app_side).await;
+            assert_eq!(send(&sender, "far").await.unwrap(), "a@x,b@y:3");
+            let mut req = app_side.save_request();
+            req.get().init_cap().set_as_capability(sender.client.hook.add_ref());
+            let token = req.send().promise.await.unwrap().get().unwrap().get_token().unwrap().to_vec();
+            assert_eq!(token, b"may send mail as g1@example.com (grant-g)");
+            h.registry.revoke_grant(&GrantId("grant-g".into()));
+            assert_revoked(send(&sender, "far").await.unwrap_err(), "grant-g");
+        })
+    });
 }
 
 #[test]
