@@ -36,6 +36,8 @@ pub struct Restored {
     /// The earliest expiry of the grant and its ancestors (unix seconds): the live capability
     /// must end then too (see `MembraneRegistry::revoke_expired`).
     pub expires: Option<u64>,
+    /// The person who granted it (or, for a child, its root), if one did.
+    pub granted_by: Option<String>,
 }
 
 /// What [`GrantStore::save`] records.
@@ -100,6 +102,7 @@ impl<'a> GrantStore<'a> {
             target,
             requirements: chain.iter().flat_map(|g| g.requirements.iter().cloned()).collect(),
             display: grant.display,
+            granted_by: chain.iter().find_map(|g| g.granted_by.clone()),
             expires: chain.iter().filter_map(|g| g.expires).min(),
             ancestry: chain.into_iter().map(|g| g.id).collect(),
         })

@@ -39,6 +39,8 @@ pub struct LiveGrant {
     pub owner_grain: Option<String>,
     /// When it ends regardless (unix seconds; [`Restored::expires`](crate::grants::Restored)).
     pub expires: Option<u64>,
+    /// The person who granted it, if one did (a provider grain's API is opened for them).
+    pub granted_by: Option<String>,
 }
 
 impl LiveGrant {
@@ -52,13 +54,15 @@ impl LiveGrant {
             display: restored.display,
             owner_grain,
             expires: restored.expires,
+            granted_by: restored.granted_by,
         }
     }
 
     /// What saving this capability records: the same target and display; under a grant, that
     /// grant as parent (whose requirements and expiry then apply through the ancestry check,
     /// so none are copied); from a claim, the claim's requirements and expiry.
-    pub fn to_new_grant(&self, owner: Owner, granted_by: Option<String>) -> NewGrant {
+    pub fn to_new_grant(&self, owner: Owner) -> NewGrant {
+        let granted_by = self.granted_by.clone();
         let parent = match &self.key {
             LiveKey::Grant(id) => Some(id.clone()),
             LiveKey::Claim(_) => None,

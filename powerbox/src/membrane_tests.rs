@@ -74,6 +74,7 @@ fn live(id: &str, ancestry: &[&str], requirements: Vec<Requirement>) -> LiveGran
         display: format!("may send mail as g1@example.com ({id})"),
         owner_grain: Some("g1".into()),
         expires: None,
+        granted_by: Some("ada".into()),
     }
 }
 
@@ -409,7 +410,8 @@ fn saving_a_restored_capability_makes_a_child_that_inherits() {
     let db = granary_store::Db::memory(&[]).unwrap();
     let store = GrantStore::new(&db);
     let needs = vec![Requirement::UserIsAdmin { user: "ada".into() }];
-    let mut root = live("root", &[], needs.clone()).to_new_grant(Owner::Grain { grain: "g1".into(), label: "l".into() }, Some("ada".into()));
+    let mut root = live("root", &[], needs.clone()).to_new_grant(Owner::Grain { grain: "g1".into(), label: "l".into() });
+    assert_eq!(root.granted_by.as_deref(), Some("ada"));
     assert_eq!((root.parent.clone(), &root.requirements), (Some(GrantId("root".into())), &Vec::new()), "a Grant key becomes the parent");
     root.parent = None;
     root.requirements = needs.clone();
@@ -420,8 +422,9 @@ fn saving_a_restored_capability_makes_a_child_that_inherits() {
     assert_eq!(live_root.key, LiveKey::Grant(root_token.grant_id()));
     assert_eq!((live_root.expires, &live_root.requirements), (Some(500), &needs));
 
-    let child = live_root.to_new_grant(Owner::Grain { grain: "g2".into(), label: "c".into() }, None);
+    let child = live_root.to_new_grant(Owner::Grain { grain: "g2".into(), label: "c".into() });
     assert_eq!(child.parent, Some(root_token.grant_id()));
+    assert_eq!(child.granted_by.as_deref(), Some("ada"), "a child keeps who granted the root");
     let child_token = store.save(child, 3).unwrap();
     let restored_child = store.restore(&child_token, &OwnerMatch::Grain("g2".into()), 4).unwrap();
     assert_eq!(restored_child.target, restored.target);
@@ -433,6 +436,6 @@ fn saving_a_restored_capability_makes_a_child_that_inherits() {
     let mut claimed = live("x", &[], needs.clone());
     claimed.key = LiveKey::Claim(1);
     claimed.expires = Some(9);
-    let from_claim = claimed.to_new_grant(Owner::User { user: "ada".into() }, Some("ada".into()));
+    let from_claim = claimed.to_new_grant(Owner::User { user: "ada".into() });
     assert_eq!((from_claim.parent, from_claim.requirements, from_claim.expires), (None, needs, Some(9)));
 }

@@ -12,10 +12,11 @@ use crate::grains::{self, Grain};
 use crate::server::Server;
 use crate::{apps, sharing, tokens};
 use granary_powerbox::matching::{self, OwnedDescriptor};
-use granary_powerbox::{ClaimBook, GrantStore, LiveGrant, MembraneRegistry, Requirement, SystemClock, Target, World};
+use granary_powerbox::{ClaimBook, GrantStore, LiveGrant, MembraneRegistry, Requirement, Target, World};
 use granary_store::Db;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::time::Duration;
 
 /// A claim waiting to be redeemed by the requesting grain's session.
 #[derive(Clone, Debug)]
@@ -29,23 +30,69 @@ pub struct Pending {
 
 /// Everything the server keeps for the powerbox.
 pub struct PowerboxHost {
-    pub grants: GrantStore,
+    db: Rc<Db>,
     pub claims: RefCell<ClaimBook<Pending>>,
     pub membranes: MembraneRegistry,
-    pub net: Rc<granary_powerbox::drivers::NetPolicy>,
-    pub clock: SystemClock,
+    /// The HTTP driver's resolver overrides and allowlist (the allowlist follows the settings).
+    pub net: Rc<RefCell<granary_powerbox::drivers::NetPolicy>>,
+    /// One rate per send-mail grant... kept per address.
+    pub mail_rates: RefCell<std::collections::HashMap<String, Rc<granary_powerbox::drivers::mail_send::SendRate>>>,
+    next_claim: Cell<u64>,
 }
 
 impl PowerboxHost {
     pub fn new(db: Rc<Db>, net: granary_powerbox::drivers::NetPolicy) -> PowerboxHost {
         PowerboxHost {
-            grants: GrantStore::new(db),
+            db,
             claims: RefCell::new(ClaimBook::new()),
             membranes: MembraneRegistry::new(),
-            net: Rc::new(net),
-            clock: SystemClock,
+            net: Rc::new(RefCell::new(net)),
+            mail_rates: Default::default(),
+            next_claim: Cell::new(1),
         }
     }
+
+    /// The saved capabilities.
+    pub fn grants(&self) -> GrantStore<'_> {
+        GrantStore::new(&self.db)
+    }
+
+    /// A fresh key for the membrane of a claimed (not yet saved) capability.
+    pub fn next_claim_key(&self) -> u64 {
+        let n = self.next_claim.get();
+        self.next_claim.set(n + 1);
+        n
+    }
+
+    /// Makes the HTTP driver's allowlist the stored setting's.
+    pub fn sync_allowlist(&self, hosts: &[String]) {
+        self.net.borrow_mut().allow_private_hosts = hosts.iter().cloned().collect();
+    }
+}
+
+/// Every 500 ms: end live capabilities whose requirements no longer hold or that expired,
+/// and record which grants were used.
+pub fn start_recheck(server: &Rc<Server>) {
+    let weak = Rc::downgrade(server);
+    server
+        .ex
+        .spawn(async move {
+            loop {
+                async_io::Timer::after(Duration::from_millis(500)).await;
+                let Some(server) = weak.upgrade() else { break };
+                let pb = &server.powerbox;
+                let ended = pb.membranes.recheck(&ShellWorld { db: &server.db }) + pb.membranes.revoke_expired(accounts::now());
+                if ended > 0 {
+                    tracing::info!(ended, "live capabilities ended: a requirement no longer holds or they expired");
+                }
+                let now = accounts::now();
+                for id in pb.membranes.take_used() {
+                    let _ = pb.grants().touch_last_used(&id, now);
+                }
+                pb.claims.borrow_mut().prune(now);
+            }
+        })
+        .detach();
 }
 
 /// The requirements' view of the server's accounts, grains, sharing and tokens.
@@ -110,15 +157,15 @@ pub fn describe_request(query: &[OwnedDescriptor]) -> String {
         .iter()
         .map(|q| {
             if let Some(h) = matching::http_api_of(q.reader()) {
-                if !h.origin.is_empty() {
-                    return format!("access to the web API at {}{}", h.origin, h.path_prefix);
+                if let Some(origin) = h.origin.filter(|o| !o.is_empty()) {
+                    return format!("access to the web API at {origin}{}", h.path_prefix.unwrap_or_default());
                 }
-                if !h.api_name.is_empty() {
-                    return format!("access to a “{}” API of one of your grains", h.api_name);
+                if let Some(api) = h.api_name.filter(|a| !a.is_empty()) {
+                    return format!("access to a “{api}” API of one of your grains");
                 }
                 return "access to a web API".into();
             }
-            if matching::is_mail_request(q.reader()) {
+            if matching::mail_address_of(q.reader()).is_some() {
                 return "permission to send mail".into();
             }
             "a kind of capability no installed app describes".into()
@@ -139,10 +186,10 @@ pub fn options(server: &Server, user: &User, grain: &Grain, query: &[OwnedDescri
     for (i, q) in query.iter().enumerate() {
         let req = q.reader();
         if matching::offer_matches(req, http_offer.reader()).is_some() {
-            if let Some(h) = matching::http_api_of(req).filter(|h| !h.origin.is_empty()) {
-                if let Ok(origin) = granary_powerbox::drivers::parse_origin(&h.origin) {
+            if let Some(h) = matching::http_api_of(req).filter(|h| h.origin.as_deref().is_some_and(|o| !o.is_empty())) {
+                if let Ok(origin) = granary_powerbox::drivers::http::parse_origin(h.origin.as_deref().unwrap_or_default()) {
                     let origin = origin.to_string();
-                    let prefix = if h.path_prefix.is_empty() { String::new() } else { h.path_prefix.clone() };
+                    let prefix = h.path_prefix.clone().unwrap_or_default();
                     out.push(PbOption {
                         id: format!("http:{i}"),
                         title: "Web API".into(),
@@ -161,7 +208,7 @@ pub fn options(server: &Server, user: &User, grain: &Grain, query: &[OwnedDescri
         }
         if matching::offer_matches(req, mail_offer.reader()).is_some() {
             let own = grain_address(server, &grain.id);
-            let wanted = matching::mail_address_of(req).unwrap_or_default();
+            let wanted = matching::mail_address_of(req).flatten().unwrap_or_default();
             if wanted.is_empty() || wanted.eq_ignore_ascii_case(&own) {
                 out.push(PbOption {
                     id: format!("mail:{i}"),
@@ -229,10 +276,10 @@ fn provider_grains(server: &Server, user: &User, except: &Grain) -> anyhow::Resu
 /// Decodes the JSON list of base64url descriptors the dialog sends.
 pub fn parse_query(json: &str) -> Result<Vec<OwnedDescriptor>, String> {
     let list: Vec<String> = serde_json::from_str(json).map_err(|_| "the request's query must be a list of descriptors".to_owned())?;
-    if list.is_empty() || list.len() > 16 {
-        return Err("a powerbox request carries 1 to 16 descriptors".into());
+    if list.is_empty() {
+        return Err("a powerbox request carries at least one descriptor".into());
     }
-    list.iter().map(|d| matching::decode_query(d).map_err(|e| e.to_string())).collect()
+    matching::decode_request(&list).map_err(|e| e.to_string())
 }
 
 /// The live capability for `target`, wrapped in a membrane for `live`.

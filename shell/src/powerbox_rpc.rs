@@ -41,21 +41,10 @@ impl grain_core::Server for GrainCoreImpl {
         let cap: capnp::capability::Client = p.get_cap().get_as_capability()?;
         let server = server(&self.server)?;
         let Some(live) = server.powerbox.membranes.identify(&cap).await else {
-            return Err(Error::failed("only capabilities obtained from the powerbox (a claim or a restore) can be saved".into()));
-        };
-        if live.is_revoked() {
-            return Err(Error::failed(NOT_RESTORABLE.into()));
-        }
-        let parent = match &live.key {
-            LiveKey::Grant(id) => Some(id.clone()),
-            LiveKey::Claim(_) => None,
+            return Err(Error::failed("only live capabilities obtained from the powerbox (a claim or a restore) can be saved; this one is foreign or was revoked".into()));
         };
         let owner = Owner::Grain { grain: self.grain_id.clone(), label };
-        let token = server
-            .powerbox
-            .grants
-            .save(owner, live.target.clone(), live.display.clone(), live.requirements.clone(), parent, live.granted_by.clone(), None, now())
-            .map_err(|e| Error::failed(format!("saving the capability failed: {e}")))?;
+        let token = server.powerbox.grants().save(live.to_new_grant(owner), now()).map_err(|e| Error::failed(format!("saving the capability failed: {e}")))?;
         results.get().set_token(token.as_bytes());
         Ok(())
     }
@@ -65,12 +54,12 @@ impl grain_core::Server for GrainCoreImpl {
         let token: [u8; 32] = bytes.try_into().map_err(|_| Error::failed(NOT_RESTORABLE.into()))?;
         let token = SturdyRef::from_bytes(token);
         let server = server(&self.server)?;
-        let restored = server.powerbox.grants.restore(&token, &OwnerMatch::Grain(self.grain_id.clone()), now()).map_err(|_| Error::failed(NOT_RESTORABLE.into()))?;
+        let restored = server.powerbox.grants().restore(&token, &OwnerMatch::Grain(self.grain_id.clone()), now()).map_err(|_| Error::failed(NOT_RESTORABLE.into()))?;
         if granary_powerbox::check(&restored.requirements, &ShellWorld { db: &server.db }).is_err() {
             return Err(Error::failed(NOT_RESTORABLE.into()));
         }
-        let _ = server.powerbox.grants.touch_last_used(&restored.id, now());
-        let live = LiveGrant::new(LiveKey::Grant(restored.id.clone()), restored.ancestry.clone(), restored.requirements.clone(), restored.target.clone(), restored.display.clone(), Some(self.grain_id.clone()), restored.granted_by.clone());
+        let _ = server.powerbox.grants().touch_last_used(&restored.id, now());
+        let live = LiveGrant::from_restored(restored, Some(self.grain_id.clone()));
         let cap = live_capability(&server, live);
         results.get().init_cap().set_as_capability(cap.hook);
         Ok(())
@@ -81,9 +70,12 @@ impl grain_core::Server for GrainCoreImpl {
         let token: [u8; 32] = bytes.try_into().map_err(|_| Error::failed(NOT_RESTORABLE.into()))?;
         let token = SturdyRef::from_bytes(token);
         let server = server(&self.server)?;
-        let id = token.grant_id();
-        server.powerbox.grants.drop(&token, &OwnerMatch::Grain(self.grain_id.clone())).map_err(|_| Error::failed(NOT_RESTORABLE.into()))?;
-        server.powerbox.membranes.revoke_grant(&id);
+        match server.powerbox.grants().drop(&token, &OwnerMatch::Grain(self.grain_id.clone())) {
+            Ok(Some(id)) => {
+                server.powerbox.membranes.revoke_grant(&id);
+            }
+            _ => return Err(Error::failed(NOT_RESTORABLE.into())),
+        }
         Ok(())
     }
 
@@ -146,13 +138,22 @@ impl session_context::Server for SessionContextImpl {
         if self.session.is_empty() {
             return Err(Error::failed("this session cannot redeem powerbox claims (only a grain's UI sessions can)".into()));
         }
-        let pending = server.powerbox.claims.borrow_mut().redeem(&token, &self.session, now()).map_err(|e| Error::failed(e.to_string()))?;
+        let pending = server.powerbox.claims.borrow_mut().redeem(&token, &self.session, now()).map_err(|e| Error::failed(e.to_string()))?.pending;
         let mut requirements = pending.requirements.clone();
         requirements.push(Requirement::UserHasPermissions { user: pending.granted_by.clone(), grain: self.grain_id.clone(), permissions: required });
         if let Err(unmet) = granary_powerbox::check(&requirements, &ShellWorld { db: &server.db }) {
             return Err(Error::failed(format!("the claim cannot be granted: {unmet}")));
         }
-        let live = LiveGrant::new(LiveKey::Claim(server.powerbox.membranes.next_claim_key()), vec![], requirements, pending.target.clone(), pending.display.clone(), Some(self.grain_id.clone()), Some(pending.granted_by.clone()));
+        let live = LiveGrant {
+            key: LiveKey::Claim(server.powerbox.next_claim_key()),
+            ancestry: vec![],
+            requirements,
+            target: pending.target.clone(),
+            display: pending.display.clone(),
+            owner_grain: Some(self.grain_id.clone()),
+            expires: None,
+            granted_by: Some(pending.granted_by.clone()),
+        };
         let cap = live_capability(&server, live);
         results.get().init_cap().set_as_capability(cap.hook);
         Ok(())

@@ -47,10 +47,10 @@ pub fn dialog(server: &Server, s: &Session, req: &Req, grain_id: &str, what: &st
             let Some(o) = options.into_iter().find(|o| o.id == wanted) else {
                 return Ok(json_error(StatusCode::CONFLICT, "That choice is no longer available (your access may have changed); ask again."));
             };
-            let descriptor = matching::encode_descriptor(query[o.answers].reader());
+            let descriptor = matching::encode_descriptor(&query[o.answers]);
             let pending: Pending = o.pending;
             let token = server.powerbox.claims.borrow_mut().issue(&session.label, &s.2.id, pending, crate::accounts::now());
-            Ok(json(StatusCode::OK, j!({ "token": token.to_string(), "descriptor": descriptor })))
+            Ok(json(StatusCode::OK, j!({ "token": token.as_str(), "descriptor": descriptor })))
         }
         _ => Ok(json_error(StatusCode::NOT_FOUND, "There is nothing at this address.")),
     }
@@ -89,7 +89,7 @@ fn row(server: &Server, g: Grant) -> GrantRow {
 
 /// `GET /grains/<id>/reach`: what the grain holds, and which grains hold something of it.
 pub fn grain_reach(server: &Server, s: &Session, grain: &grains::Grain) -> anyhow::Result<Resp> {
-    let held: Vec<GrantRow> = server.powerbox.grants.list_for_grain(&grain.id)?.into_iter().map(|g| row(server, g)).collect();
+    let held: Vec<GrantRow> = server.powerbox.grants().list_for_grain(&grain.id)?.into_iter().map(|g| row(server, g)).collect();
     let into: Vec<GrantRow> = server
         .powerbox
         .grants
@@ -103,8 +103,8 @@ pub fn grain_reach(server: &Server, s: &Session, grain: &grains::Grain) -> anyho
 
 /// `GET /reach`: every grant the person made; for administrators, every grant on the server.
 pub fn user_reach(server: &Server, s: &Session) -> anyhow::Result<Resp> {
-    let mine: Vec<GrantRow> = server.powerbox.grants.list_granted_by(&s.2.id)?.into_iter().map(|g| row(server, g)).collect();
-    let all: Option<Vec<GrantRow>> = if s.2.admin { Some(server.powerbox.grants.list_all()?.into_iter().map(|g| row(server, g)).collect()) } else { None };
+    let mine: Vec<GrantRow> = server.powerbox.grants().list_granted_by(&s.2.id)?.into_iter().map(|g| row(server, g)).collect();
+    let all: Option<Vec<GrantRow>> = if s.2.admin { Some(server.powerbox.grants().list_all()?.into_iter().map(|g| row(server, g)).collect()) } else { None };
     Ok(html(StatusCode::OK, ui_powerbox::user_reach(&viewer(s), &mine, all.as_deref())))
 }
 
@@ -112,7 +112,7 @@ pub fn user_reach(server: &Server, s: &Session) -> anyhow::Result<Resp> {
 /// it, or an administrator. Live references end at once.
 pub fn revoke(server: &Server, s: &Session, id: &str, back: Option<&str>) -> anyhow::Result<Resp> {
     let id = GrantId(id.to_owned());
-    let Some(g) = server.powerbox.grants.get(&id)? else {
+    let Some(g) = server.powerbox.grants().get(&id)? else {
         return Ok(error(StatusCode::NOT_FOUND, "No such grant", "It may have been dropped by the grain already."));
     };
     let holder_owner = match &g.owner {
@@ -123,8 +123,9 @@ pub fn revoke(server: &Server, s: &Session, id: &str, back: Option<&str>) -> any
     if !(s.2.admin || holder_owner || g.granted_by.as_deref() == Some(s.2.id.as_str())) {
         return Ok(error(StatusCode::FORBIDDEN, "Not yours to revoke", "Only the person who granted it, the owner of the grain holding it, or an administrator can revoke it."));
     }
-    server.powerbox.grants.revoke(&id)?;
-    server.powerbox.membranes.revoke_grant(&id);
+    for gone in server.powerbox.grants().revoke(&id)? {
+        server.powerbox.membranes.revoke_grant(&gone);
+    }
     tracing::info!(grant = %id, by = %s.2.username, "grant revoked");
     let back = back.filter(|b| b.starts_with('/') && !b.starts_with("//")).unwrap_or("/reach");
     Ok(redirect(back))
