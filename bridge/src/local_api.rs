@@ -56,12 +56,18 @@ impl ApiError {
     }
 
     /// A failed platform call: `failed` errors (unknown or revoked tokens, claims the platform
-    /// refuses) are 403, the rest (lost connection, overload) 502; the platform's message is kept.
+    /// refuses) are 403, the rest (lost connection, overload) 502; the platform's message is
+    /// kept (without capnp-rpc's "remote exception: " prefix).
     pub fn from_platform(e: PlatformError) -> Self {
         match e {
             PlatformError::NotConnected => Self::new(502, e.to_string()),
-            PlatformError::Call(e) if e.kind == capnp::ErrorKind::Failed => Self::new(403, e.extra),
-            PlatformError::Call(e) => Self::new(502, format!("the platform did not answer: {}", e.extra)),
+            PlatformError::Call(e) => {
+                let message = e.extra.strip_prefix("remote exception: ").unwrap_or(&e.extra).to_string();
+                match e.kind {
+                    capnp::ErrorKind::Failed => Self::new(403, message),
+                    _ => Self::new(502, format!("the platform did not answer: {message}")),
+                }
+            }
         }
     }
 
