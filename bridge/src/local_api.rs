@@ -56,7 +56,8 @@ impl ApiError {
     }
 
     /// A failed platform call: `failed` errors (unknown or revoked tokens, claims the platform
-    /// refuses) are 403, the rest (lost connection, overload) 502; the platform's message is
+    /// refuses) are 403, `unimplemented` (a token of the wrong kind) 400, the rest (lost
+    /// connection, overload) 502; the platform's message is
     /// kept (without capnp-rpc's "remote exception: " prefix).
     pub fn from_platform(e: PlatformError) -> Self {
         match e {
@@ -65,6 +66,11 @@ impl ApiError {
                 let message = e.extra.strip_prefix("remote exception: ").unwrap_or(&e.extra).to_string();
                 match e.kind {
                     capnp::ErrorKind::Failed => Self::new(403, message),
+                    capnp::ErrorKind::Unimplemented => Self::new(
+                        400,
+                        "this token's capability does not offer that call: the proxy needs a web (HTTP) \
+                         capability and /mail/send a mail capability",
+                    ),
                     _ => Self::new(502, format!("the platform did not answer: {message}")),
                 }
             }

@@ -245,6 +245,9 @@ fn mail_sent_through_a_granted_sender_reaches_it_with_recipients_and_body() {
         assert!(a.error().contains("?to="), "{}", a.error());
         let a = http(&p, "POST", "/mail/send?to=a@x.org", &[], message.clone()).await;
         assert_eq!(a.status, 401);
+        let a = http(&p, "GET", "http://api.example.org/", &[("authorization", &auth)], Vec::new()).await;
+        assert_eq!(a.status, 400, "a mail capability is no web capability: {}", a.text());
+        assert!(a.error().contains("the proxy needs a web (HTTP) capability"), "{}", a.error());
         let a = http(&p, "POST", "/mail/send?to=a@x.org", &[("authorization", &auth)], vec![b'x'; 10 * 1024 * 1024 + 1]).await;
         assert_eq!(a.status, 413);
         assert_eq!(p.record.borrow().mail.len(), 1);
@@ -287,5 +290,39 @@ fn delivered_mail_is_one_file_in_new_and_nothing_in_tmp() {
         let name = new[0].file_name().unwrap().to_str().unwrap().to_string();
         assert!(name.ends_with(".granary") && name.contains(&format!(".{}_", std::process::id())), "{name}");
         assert_eq!(std::fs::read_dir(root.join("tmp")).unwrap().count(), 0);
+    });
+}
+
+#[test]
+fn a_chunked_upload_of_unknown_length_is_streamed_to_the_remote() {
+    use futures::{AsyncReadExt, AsyncWriteExt};
+    run(async |p| {
+        p.open_session("sess-1").await;
+        let token = granted(&p, "gc_web").await;
+        let mut tcp = Async::<TcpStream>::connect(p.api).await.unwrap();
+        let head = format!(
+            "POST http://api.example.org/echo HTTP/1.1\r\nHost: api.example.org\r\nAuthorization: Bearer {token}\r\n\
+             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        );
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        let mut sent = Vec::new();
+        for i in 0..40u8 {
+            let chunk = vec![i; 5000];
+            tcp.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await.unwrap();
+            tcp.write_all(&chunk).await.unwrap();
+            tcp.write_all(b"\r\n").await.unwrap();
+            sent.extend_from_slice(&chunk);
+        }
+        tcp.write_all(b"0\r\n\r\n").await.unwrap();
+        let mut answer = Vec::new();
+        tcp.read_to_end(&mut answer).await.unwrap();
+        let split = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8_lossy(&answer[..split]).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 201"), "{head}");
+        assert!(head.contains(&format!("content-length: {}", sent.len())), "{head}");
+        assert!(answer[split + 4..] == sent[..], "the echo came back whole");
+        let r = p.record.borrow();
+        assert_eq!(r.requests[0].body_kind, format!("streamed({})", u64::MAX), "unknown length");
+        assert!(r.requests[0].body == sent);
     });
 }
