@@ -29,6 +29,9 @@ enum Outgoing {
 /// Sends `req` (absolute form) through the capability its bearer token names.
 pub(crate) async fn forward(bridge: &Rc<Bridge>, req: Request<Incoming>) -> Result<ApiResponse, ApiError> {
     let (parts, body) = req.into_parts();
+    if parts.uri.scheme_str() != Some("http") {
+        return Err(ApiError::new(400, "use http:// URLs through the proxy; the platform makes the TLS connection"));
+    }
     let Some((token, from)) = bearer_token(&parts.headers)? else {
         return Err(ApiError::new(
             407,
@@ -36,9 +39,6 @@ pub(crate) async fn forward(bridge: &Rc<Bridge>, req: Request<Incoming>) -> Resu
              granted, as Authorization: Bearer gs_… (the token POST /claim returned)",
         ));
     };
-    if parts.uri.scheme_str() != Some("http") {
-        return Err(ApiError::new(400, "use http:// URLs through the proxy; the platform makes the TLS connection"));
-    }
     let authority = parts.uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
     let headers = outgoing_headers(&parts.headers, from, &authority)?;

@@ -211,6 +211,10 @@ fn the_proxy_refuses_what_a_grain_cannot_do() {
         assert_eq!(a.status, 405);
         assert!(a.error().contains("use http:// URLs through the proxy; the platform makes the TLS connection"), "{}", a.error());
 
+        let a = http(&p, "GET", "https://example.org/", &[], Vec::new()).await;
+        assert_eq!(a.status, 400);
+        assert!(a.error().starts_with("use http:// URLs"), "{}", a.error());
+
         let a = http(&p, "GET", "http://example.org/", &[("authorization", "Bearer gs_@@@")], Vec::new()).await;
         assert_eq!(a.status, 400);
 
@@ -324,5 +328,41 @@ fn a_chunked_upload_of_unknown_length_is_streamed_to_the_remote() {
         let r = p.record.borrow();
         assert_eq!(r.requests[0].body_kind, format!("streamed({})", u64::MAX), "unknown length");
         assert!(r.requests[0].body == sent);
+    });
+}
+
+#[test]
+fn a_streamed_request_through_a_revoked_capability_is_not_retried_but_the_next_request_restores() {
+    run(async |p| {
+        p.open_session("sess-1").await;
+        let token = granted(&p, "gc_web").await;
+        let auth = bearer(&token);
+        assert_eq!(http(&p, "GET", "http://api.example.org/", &[("authorization", &auth)], Vec::new()).await.status, 200);
+        p.record.borrow_mut().revoked_through = 1;
+        let a = http(&p, "POST", "http://api.example.org/echo", &[("authorization", &auth)], vec![7; 200_000]).await;
+        assert_eq!((a.status, a.error()), (403, REVOKED.to_string()));
+        assert_eq!(p.record.borrow().restores, 1, "a spent streamed body is not sent again");
+        let a = http(&p, "GET", "http://api.example.org/again", &[("authorization", &auth)], Vec::new()).await;
+        assert_eq!(a.status, 200);
+        assert_eq!(p.record.borrow().restores, 2, "the revoked reference was forgotten");
+    });
+}
+
+#[test]
+fn a_remote_body_cut_short_cuts_the_apps_connection() {
+    use futures::{AsyncReadExt, AsyncWriteExt};
+    run(async |p| {
+        p.open_session("sess-1").await;
+        let token = granted(&p, "gc_web").await;
+        let mut tcp = Async::<TcpStream>::connect(p.api).await.unwrap();
+        let req = format!("GET http://api.example.org/cut HTTP/1.1\r\nHost: api.example.org\r\nAuthorization: Bearer {token}\r\n\r\n");
+        tcp.write_all(req.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let _ = tcp.read_to_end(&mut answer).await; // ends when the bridge drops the connection
+        let split = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8_lossy(&answer[..split]).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200") && head.contains("content-length: 1048576"), "{head}");
+        let got = answer.len() - split - 4;
+        assert!(got < 1 << 20, "the app sees fewer bytes than declared, never a complete body ({got})");
     });
 }

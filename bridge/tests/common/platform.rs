@@ -66,8 +66,9 @@ pub struct Record {
 
 pub type Shared = Rc<RefCell<Record>>;
 
-/// A fake remote web server: `/echo` answers with the request body, streamed; anything else
-/// answers 200 with a small inline body naming the path.
+/// A fake remote web server: `/echo` answers with the request body, streamed; `/cut` declares
+/// 1 MiB and stops after 128 KiB; anything else answers 200 with a small inline body naming
+/// the path.
 pub struct FakeWebSession {
     record: Shared,
     generation: u32,
@@ -141,6 +142,7 @@ impl web_session::Server for FakeWebSession {
             }
         }
         let echo = seen.path.starts_with("/echo").then(|| seen.body.clone());
+        let cut = seen.path.starts_with("/cut");
         self.record.borrow_mut().requests.push(seen.clone());
         let mut r = results.get().init_response();
         let mut headers = r.reborrow().init_headers(3);
@@ -148,6 +150,21 @@ impl web_session::Server for FakeWebSession {
             let mut h = headers.reborrow().get(i as u32);
             h.set_name(n);
             h.set_value(v.as_bytes());
+        }
+        if cut {
+            // Declares 1 MiB, sends 128 KiB, then drops the stream without done().
+            r.set_status(200);
+            r.init_body().set_streamed(1 << 20);
+            self.ex
+                .spawn(async move {
+                    for _ in 0..2 {
+                        let mut w = response_body.write_request();
+                        w.get().set_data(&[b'c'; 64 * 1024]);
+                        w.send().await.unwrap();
+                    }
+                })
+                .detach();
+            return Ok(());
         }
         match echo {
             Some(body) => {
