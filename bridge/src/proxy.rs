@@ -19,10 +19,19 @@ use crate::limits::{MAX_INLINE_BODY, UNKNOWN_LENGTH};
 use crate::local_api::{bearer_token, with_capability, ApiError, ApiResponse, TokenHeader};
 use crate::Bridge;
 
+/// What the remote gets, apart from the body.
+struct RemoteRequest {
+    method: String,
+    /// Path and query, as in the URL.
+    path: String,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
 /// How the request body travels to the `WebSession`.
 enum Outgoing {
     None,
     Inline(Bytes),
+    /// Declared length (`UNKNOWN_LENGTH` if chunked) and the app's body, sent by pipelining.
     Streamed(u64, Incoming),
 }
 
@@ -40,8 +49,11 @@ pub(crate) async fn forward(bridge: &Rc<Bridge>, req: Request<Incoming>) -> Resu
         ));
     };
     let authority = parts.uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-    let headers = outgoing_headers(&parts.headers, from, &authority)?;
+    let remote = RemoteRequest {
+        method: parts.method.as_str().to_string(),
+        path: parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string(),
+        headers: outgoing_headers(&parts.headers, from, &authority)?,
+    };
     let outgoing = if body.is_end_stream() {
         Outgoing::None
     } else {
@@ -50,22 +62,19 @@ pub(crate) async fn forward(bridge: &Rc<Bridge>, req: Request<Incoming>) -> Resu
             n => Outgoing::Streamed(n.unwrap_or(UNKNOWN_LENGTH), body),
         }
     };
-    let method = parts.method.as_str();
     let platform = &bridge.platform;
     match outgoing {
         Outgoing::Streamed(length, body) => {
             // The body can be sent only once: no retry after a revoked capability.
             let body = std::cell::RefCell::new(Some(body));
             with_capability(platform, &token, false, |cap| {
-                let body = body.borrow_mut().take();
-                send(bridge, cap, method, &path, &headers, Some(length), None, body)
+                let body = body.borrow_mut().take().expect("with_capability calls only once when retry is off");
+                send(bridge, cap, &remote, None, Some((length, body)))
             })
             .await
         }
-        Outgoing::Inline(data) => {
-            with_capability(platform, &token, true, |cap| send(bridge, cap, method, &path, &headers, None, Some(&data), None)).await
-        }
-        Outgoing::None => with_capability(platform, &token, true, |cap| send(bridge, cap, method, &path, &headers, None, None, None)).await,
+        Outgoing::Inline(data) => with_capability(platform, &token, true, |cap| send(bridge, cap, &remote, Some(&data), None)).await,
+        Outgoing::None => with_capability(platform, &token, true, |cap| send(bridge, cap, &remote, None, None)).await,
     }
 }
 
@@ -91,41 +100,38 @@ fn outgoing_headers(map: &HeaderMap, token_header: TokenHeader, authority: &str)
     Ok(out)
 }
 
-/// One `WebSession.request` and its response as an HTTP response.
-#[allow(clippy::too_many_arguments)]
+/// One `WebSession.request` with an `inline` body, a `streamed` one (declared length and the
+/// app's body), or none, and its response as an HTTP response.
 async fn send(
     bridge: &Rc<Bridge>,
     cap: AnyClient,
-    method: &str,
-    path: &str,
-    headers: &[(HeaderName, HeaderValue)],
-    streamed: Option<u64>,
+    remote: &RemoteRequest,
     inline: Option<&Bytes>,
-    body: Option<Incoming>,
+    streamed: Option<(u64, Incoming)>,
 ) -> Result<ApiResponse, capnp::Error> {
     let session = web_session::Client { client: cap };
     let (response_sink, response_body) = RequestBodySink::new(None, u64::MAX);
     let mut call = session.request_request();
     {
         let mut r = call.get().init_request();
-        r.set_method(method);
-        r.set_path(path);
-        let mut list = r.reborrow().init_headers(headers.len() as u32);
-        for (i, (n, v)) in headers.iter().enumerate() {
+        r.set_method(&remote.method);
+        r.set_path(&remote.path);
+        let mut list = r.reborrow().init_headers(remote.headers.len() as u32);
+        for (i, (n, v)) in remote.headers.iter().enumerate() {
             let mut h = list.reborrow().get(i as u32);
             h.set_name(n.as_str());
             h.set_value(v.as_bytes());
         }
         let mut b = r.init_body();
-        match (streamed, inline) {
-            (Some(n), _) => b.set_streamed(n),
+        match (&streamed, inline) {
+            (Some((n, _)), _) => b.set_streamed(*n),
             (None, Some(data)) => b.set_inline(data),
             (None, None) => b.set_none(()),
         }
     }
     call.get().set_response_body(capnp_rpc::new_client(response_sink));
     let pending = call.send();
-    if let (Some(_), Some(body)) = (streamed, body) {
+    if let Some((_, body)) = streamed {
         let request_body = pending.pipeline.get_request_body();
         bridge
             .app
