@@ -161,15 +161,16 @@ impl byte_stream::Server for RequestBodySink {
 /// Why a body did not reach the other side completely.
 #[derive(Debug, thiserror::Error)]
 pub enum PumpError {
-    #[error("reading the body from the app: {0}")]
+    #[error("reading the HTTP body: {0}")]
     App(#[from] hyper::Error),
-    #[error("writing the body to the other side: {0}")]
+    #[error("writing the body to the ByteStream: {0}")]
     Caller(#[from] capnp::Error),
 }
 
-/// Copies a hyper body (the app's response, or a request body sent through the local API's
-/// proxy) to `stream` in writes of at most `MAX_WRITE` bytes, each awaited, then calls `done()`. On error the stream is dropped without `done()`.
-pub async fn pump_body(mut body: Incoming, stream: byte_stream::Client) -> Result<u64, PumpError> {
+/// Copies a hyper body (the app's response; also a request body, in the gateway and the local
+/// API's proxy) to `stream` in writes of at most `MAX_WRITE` bytes, each awaited, then calls
+/// `done()`. On error the stream is dropped without `done()`.
+pub async fn pump_response(mut body: Incoming, stream: byte_stream::Client) -> Result<u64, PumpError> {
     let mut sent = 0u64;
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame?.into_data() else { continue }; // trailers are not carried

@@ -13,7 +13,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, EXPECT, HOST};
 use hyper::{Request, Response, StatusCode};
 
-use crate::body::{pump_body, ReqBody, RequestBodySink};
+use crate::body::{pump_response, ReqBody, RequestBodySink};
 use crate::headers::{connection_tokens, is_hop_by_hop};
 use crate::limits::{MAX_INLINE_BODY, UNKNOWN_LENGTH};
 use crate::local_api::{bearer_token, with_capability, ApiError, ApiResponse, TokenHeader};
@@ -137,7 +137,7 @@ async fn send(
             .app
             .executor()
             .spawn(async move {
-                if let Err(e) = pump_body(body, request_body).await {
+                if let Err(e) = pump_response(body, request_body).await {
                     eprintln!("granary-bridge: proxy: request body cut short: {e}");
                 }
             })

@@ -9,7 +9,7 @@ use hyper::body::Bytes;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, HOST};
 use hyper::{Method, Uri};
 
-use crate::body::{pump_body, ReqBody, RequestBodySink};
+use crate::body::{pump_response, ReqBody, RequestBodySink};
 use crate::headers::{response_headers, SessionHeaders};
 use crate::limits::{MAX_INLINE_BODY, MAX_PATH, UNKNOWN_LENGTH};
 use crate::Bridge;
@@ -164,7 +164,7 @@ impl WebSessionImpl {
                 .app
                 .executor()
                 .spawn(async move {
-                    if let Err(e) = pump_body(body, response_body).await {
+                    if let Err(e) = pump_response(body, response_body).await {
                         eprintln!("granary-bridge: response body cut short: {e}");
                     }
                 })
