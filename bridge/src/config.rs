@@ -163,6 +163,9 @@ impl BridgeConfig {
             }
         }
         c.port = port.ok_or(ConfigError::MissingPort)?;
+        if c.port == c.api_port {
+            return Err(ConfigError::PortClash(c.port));
+        }
         if c.command.is_empty() {
             return Err(ConfigError::MissingCommand);
         }
@@ -184,6 +187,8 @@ pub enum ConfigError {
     NotUtf8(String),
     #[error("`--port` is required")]
     MissingPort,
+    #[error("the app's port {0} is also the local API's port: pass another --api-port (default 7870)")]
+    PortClash(u16),
     #[error("the app's command is missing after `--`")]
     MissingCommand,
 }
@@ -229,6 +234,10 @@ mod tests {
         );
         assert_eq!(err(&["--port", "1", "--api-path", "api", "--", "x"]), "invalid value `api` for `--api-path`");
         assert_eq!(err(&["--port", "1", "--api-port", "0", "--", "x"]), "invalid value `0` for `--api-port`");
+        assert_eq!(
+            err(&["--port", "7870", "--", "x"]),
+            "the app's port 7870 is also the local API's port: pass another --api-port (default 7870)"
+        );
         assert_eq!(err(&["--port", "1", "--maildir", "mail", "--", "x"]), "invalid value `mail` for `--maildir`");
         for reserved in ["X-Granary-User-Id=handle", "Host=handle", "X-Forwarded-Proto=user-id", "Connection=handle"] {
             assert_eq!(
