@@ -26,6 +26,21 @@ pub enum LaunchError {
     Timeout { addr: SocketAddr, secs: f64 },
 }
 
+/// What the app's environment gets so it finds the local API and sends HTTP through it:
+/// `GRANARY_API`, `HTTP_PROXY` and `http_proxy` = `http://127.0.0.1:PORT`, and `NO_PROXY` /
+/// `no_proxy` = loopback (the app's own and the API's addresses are not proxied).
+pub fn api_environment(api_port: u16) -> Vec<(&'static str, String)> {
+    let url = format!("http://127.0.0.1:{api_port}");
+    let loopback = "127.0.0.1,localhost,::1".to_string();
+    vec![
+        ("GRANARY_API", url.clone()),
+        ("HTTP_PROXY", url.clone()),
+        ("http_proxy", url),
+        ("NO_PROXY", loopback.clone()),
+        ("no_proxy", loopback),
+    ]
+}
+
 /// The running app.
 pub struct App {
     /// Its process id.
@@ -35,7 +50,8 @@ pub struct App {
 }
 
 impl App {
-    /// Starts `config.command` with the bridge's environment, stdin from /dev/null, and
+    /// Starts `config.command` with the bridge's environment plus [`api_environment`], stdin
+    /// from /dev/null, and
     /// stdout/stderr shared with the bridge (the grain log).
     pub fn spawn(config: &BridgeConfig) -> Result<Self, LaunchError> {
         let command = config.command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ");
@@ -46,6 +62,7 @@ impl App {
         let mut child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
+            .envs(api_environment(config.api_port))
             .spawn()
             .map_err(|error| LaunchError::Spawn { command, error })?;
         let pid = child.id();

@@ -82,7 +82,8 @@ struct SinkState {
     failure: RefCell<Option<String>>,
 }
 
-/// The `ByteStream` the caller writes a request body to (`requestBody`).
+/// The `ByteStream` the caller writes a request body to (`requestBody`); the local API's
+/// proxy also uses one as the `responseBody` a remote `WebSession` writes to.
 pub struct RequestBodySink {
     tx: RefCell<Option<mpsc::Sender<Bytes>>>,
     state: Rc<SinkState>,
@@ -157,17 +158,18 @@ impl byte_stream::Server for RequestBodySink {
     }
 }
 
-/// Why a response body did not reach the caller completely.
+/// Why a body did not reach the other side completely.
 #[derive(Debug, thiserror::Error)]
 pub enum PumpError {
-    #[error("reading the app's response body: {0}")]
+    #[error("reading the HTTP body: {0}")]
     App(#[from] hyper::Error),
-    #[error("writing the response body to the caller: {0}")]
+    #[error("writing the body to the ByteStream: {0}")]
     Caller(#[from] capnp::Error),
 }
 
-/// Copies the app's response body to `stream` in writes of at most `MAX_WRITE` bytes, each
-/// awaited, then calls `done()`. On error the stream is dropped without `done()`.
+/// Copies a hyper body (the app's response; also a request body, in the gateway and the local
+/// API's proxy) to `stream` in writes of at most `MAX_WRITE` bytes, each awaited, then calls
+/// `done()`. On error the stream is dropped without `done()`.
 pub async fn pump_response(mut body: Incoming, stream: byte_stream::Client) -> Result<u64, PumpError> {
     let mut sent = 0u64;
     while let Some(frame) = body.frame().await {

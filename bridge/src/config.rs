@@ -1,22 +1,29 @@
 //! What the bridge is told at startup: its command line (`granary-bridge --help`).
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use hyper::header::HeaderName;
 
 use crate::limits::DEFAULT_MAX_REQUEST_BODY;
 
+/// The local capability API's port unless `--api-port` says otherwise.
+pub const DEFAULT_API_PORT: u16 = 7870;
+
 /// The usage text, printed for `--help` and after a command-line error.
 pub const USAGE: &str = "\
 usage: granary-bridge --port PORT [--api-path PATH] [--permission NAME]...
                       [--identity-header HEADER=FIELD]... [--startup-timeout SECONDS]
-                      [--max-request-body BYTES] -- COMMAND [ARG]...
+                      [--max-request-body BYTES] [--api-port PORT] [--maildir DIR]
+                      -- COMMAND [ARG]...
 
 Runs COMMAND (the app) and serves its HTTP on 127.0.0.1:PORT to the platform as the grain's
 MainView on fd 3. --permission gives the manifest's permission names in manifest order.
 --identity-header fills a conventional reverse-proxy header; FIELD is one of user-id, handle,
-display-name, permissions.";
+display-name, permissions. The app's local capability API (claims, its HTTP proxy, mail) listens
+on 127.0.0.1:--api-port (default 7870); mail delivered to the grain goes to the Maildir
+--maildir (default /var/mail).";
 
 /// A piece of the session's identity that a conventional reverse-proxy header can carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +65,10 @@ pub struct BridgeConfig {
     pub startup_timeout: Duration,
     /// Largest request body forwarded to the app.
     pub max_request_body: u64,
+    /// The local capability API listens on `127.0.0.1:api_port`.
+    pub api_port: u16,
+    /// The Maildir delivered mail is written to.
+    pub maildir: PathBuf,
     /// The app's argv.
     pub command: Vec<OsString>,
 }
@@ -72,6 +83,8 @@ impl BridgeConfig {
             identity_headers: Vec::new(),
             startup_timeout: Duration::from_secs(60),
             max_request_body: DEFAULT_MAX_REQUEST_BODY,
+            api_port: DEFAULT_API_PORT,
+            maildir: PathBuf::from(crate::maildir::DEFAULT_MAILDIR),
             command: Vec::new(),
         }
     }
@@ -135,10 +148,24 @@ impl BridgeConfig {
                     let v = value()?;
                     c.max_request_body = v.parse().map_err(|_| ConfigError::Invalid { flag, value: v })?;
                 }
+                "--api-port" => {
+                    let v = value()?;
+                    c.api_port = v.parse().ok().filter(|p| *p != 0).ok_or(ConfigError::Invalid { flag, value: v })?;
+                }
+                "--maildir" => {
+                    let v = value()?;
+                    if !v.starts_with('/') {
+                        return Err(ConfigError::Invalid { flag, value: v });
+                    }
+                    c.maildir = PathBuf::from(v);
+                }
                 _ => return Err(ConfigError::Unknown(arg)),
             }
         }
         c.port = port.ok_or(ConfigError::MissingPort)?;
+        if c.port == c.api_port {
+            return Err(ConfigError::PortClash(c.port));
+        }
         if c.command.is_empty() {
             return Err(ConfigError::MissingCommand);
         }
@@ -160,6 +187,8 @@ pub enum ConfigError {
     NotUtf8(String),
     #[error("`--port` is required")]
     MissingPort,
+    #[error("the app's port {0} is also the local API's port: pass another --api-port (default 7870)")]
+    PortClash(u16),
     #[error("the app's command is missing after `--`")]
     MissingCommand,
 }
@@ -176,7 +205,7 @@ mod tests {
     fn parses_a_full_command_line() {
         let c = BridgeConfig::from_args(args(&[
             "--port", "8000", "--api-path=/api", "--permission", "read", "--permission", "write",
-            "--identity-header", "X-Remote-User=handle", "--startup-timeout", "2.5", "--",
+            "--identity-header", "X-Remote-User=handle", "--startup-timeout", "2.5", "--api-port", "7999", "--maildir", "/tmp/m", "--",
             "/app/server", "--port", "8000",
         ]))
         .unwrap();
@@ -186,6 +215,9 @@ mod tests {
         assert_eq!(c.identity_headers, [(HeaderName::from_static("x-remote-user"), IdentityField::Handle)]);
         assert_eq!(c.startup_timeout, Duration::from_millis(2500));
         assert_eq!(c.command, args(&["/app/server", "--port", "8000"]));
+        assert_eq!((c.api_port, c.maildir.as_path()), (7999, std::path::Path::new("/tmp/m")));
+        let defaults = BridgeConfig::from_args(args(&["--port", "1", "--", "x"])).unwrap();
+        assert_eq!((defaults.api_port, defaults.maildir.as_path()), (7870, std::path::Path::new("/var/mail")));
     }
 
     #[test]
@@ -201,6 +233,12 @@ mod tests {
             "invalid value `X-User=email` for `--identity-header`"
         );
         assert_eq!(err(&["--port", "1", "--api-path", "api", "--", "x"]), "invalid value `api` for `--api-path`");
+        assert_eq!(err(&["--port", "1", "--api-port", "0", "--", "x"]), "invalid value `0` for `--api-port`");
+        assert_eq!(
+            err(&["--port", "7870", "--", "x"]),
+            "the app's port 7870 is also the local API's port: pass another --api-port (default 7870)"
+        );
+        assert_eq!(err(&["--port", "1", "--maildir", "mail", "--", "x"]), "invalid value `mail` for `--maildir`");
         for reserved in ["X-Granary-User-Id=handle", "Host=handle", "X-Forwarded-Proto=user-id", "Connection=handle"] {
             assert_eq!(
                 err(&["--port", "1", "--identity-header", reserved, "--", "x"]),

@@ -48,6 +48,11 @@ pub fn is_reserved(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(&n) || REPLACED.contains(&n) || n.starts_with(PLATFORM_PREFIX)
 }
 
+/// Whether `name` is hop-by-hop by itself (not counting those listed in `Connection`).
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name.as_str())
+}
+
 /// Why a request is answered by the bridge instead of the app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reject {
@@ -187,7 +192,7 @@ fn read_fields(list: capnp::struct_list::Reader<'_, header::Owned>) -> Result<Ve
 }
 
 /// Header names listed in `Connection` fields (they are hop-by-hop too).
-fn connection_tokens<'a>(fields: impl IntoIterator<Item = (&'a HeaderName, &'a HeaderValue)>) -> Vec<HeaderName> {
+pub(crate) fn connection_tokens<'a>(fields: impl IntoIterator<Item = (&'a HeaderName, &'a HeaderValue)>) -> Vec<HeaderName> {
     fields
         .into_iter()
         .filter(|(n, _)| *n == hyper::header::CONNECTION)

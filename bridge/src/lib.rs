@@ -4,9 +4,13 @@
 //! `WebSession` bound to that session's identity, whose calls it turns into HTTP/1.1 requests
 //! to the app (a small keep-alive pool, bodies streamed both ways with flow control) and back.
 //! WebSockets are carried as whole messages. SPEC.md, "HTTP into a grain", is the contract.
+//! It also gives the app its side of the powerbox: a local HTTP API on 127.0.0.1 (claims,
+//! an HTTP proxy through granted capabilities, sending mail) over the supervisor's `GrainApi`,
+//! and writes mail delivered to the grain into a Maildir (SPEC.md, "Powerbox").
 //!
 //! May: talk to the app on 127.0.0.1 inside its own network namespace, and to the supervisor
-//! on fd 3; start the app as its child; write diagnostics to stderr (the grain log).
+//! on fd 3; start the app as its child; write diagnostics to stderr (the grain log); serve the
+//! app on 127.0.0.1:--api-port; write delivered mail under --maildir.
 //!
 //! Must never: be trusted by the platform. The identity headers it sets and the client copies
 //! it strips protect the *app* from spoofing by browsers; they protect nothing from the app,
@@ -24,8 +28,12 @@ pub mod body;
 pub mod config;
 pub mod headers;
 pub mod limits;
+pub mod local_api;
 pub mod main_view;
+pub mod maildir;
+pub mod platform;
 pub mod pool;
+mod proxy;
 pub mod serve;
 pub mod session;
 mod websocket;
@@ -40,6 +48,8 @@ pub struct Bridge {
     pub config: BridgeConfig,
     /// The app's HTTP endpoint.
     pub app: Rc<pool::AppClient>,
+    /// The supervisor's `GrainApi`, session contexts and restored capabilities.
+    pub platform: Rc<platform::Platform>,
 }
 
 impl Bridge {
@@ -47,6 +57,6 @@ impl Bridge {
     /// WebSocket pumps) run on `executor`, which must be driven for as long as the bridge is used.
     pub fn new(config: BridgeConfig, executor: Rc<LocalExecutor<'static>>) -> Self {
         let app = Rc::new(pool::AppClient::new(config.port, executor));
-        Self { config, app }
+        Self { config, app, platform: Rc::new(platform::Platform::new()) }
     }
 }

@@ -1,4 +1,5 @@
-//! `MainView`: the bridge's bootstrap capability for the supervisor.
+//! `MainView`: the bridge's bootstrap capability for the supervisor. Sessions' contexts are
+//! kept for the local API's claims; delivered mail goes to the grain's Maildir.
 
 use std::rc::Rc;
 
@@ -26,7 +27,13 @@ impl main_view::Server for MainViewImpl {
         params: main_view::NewSessionParams,
         mut results: main_view::NewSessionResults,
     ) -> Result<(), capnp::Error> {
-        let headers = SessionHeaders::new(params.get()?.get_params()?, &self.bridge.config)?;
+        let params = params.get()?;
+        let session_params = params.get_params()?;
+        let headers = SessionHeaders::new(session_params, &self.bridge.config)?;
+        let id = session_params.get_session_id()?.to_str().map_err(|_| capnp::Error::failed("sessionId is not UTF-8".into()))?;
+        if !id.is_empty() {
+            self.bridge.platform.remember_session(id, params.get_context()?);
+        }
         let session = WebSessionImpl::new(self.bridge.clone(), headers);
         results.get().set_session(capnp_rpc::new_client(session));
         Ok(())
@@ -42,5 +49,18 @@ impl main_view::Server for MainViewImpl {
 
     async fn drop(self: capnp::capability::Rc<Self>, _: main_view::DropParams, _: main_view::DropResults) -> Result<(), capnp::Error> {
         Err(capnp::Error::failed("an HTTP app behind granary-bridge exports no persistent capabilities".into()))
+    }
+
+    async fn deliver_mail(
+        self: capnp::capability::Rc<Self>,
+        params: main_view::DeliverMailParams,
+        _: main_view::DeliverMailResults,
+    ) -> Result<(), capnp::Error> {
+        let data = params.get()?.get_message()?.get_data()?.to_vec();
+        let path = crate::maildir::deliver_async(self.bridge.config.maildir.clone(), data)
+            .await
+            .map_err(|e| capnp::Error::failed(e.to_string()))?;
+        eprintln!("granary-bridge: delivered mail to {}", path.display());
+        Ok(())
     }
 }

@@ -1,4 +1,5 @@
-//! The bridge process: start the app, wait for its port, serve `MainView` on fd 3.
+//! The bridge process: open the local API, start the app, wait for its port, serve
+//! `MainView` on fd 3 and hold the supervisor's `GrainApi` from it.
 
 use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -9,8 +10,8 @@ use async_io::Async;
 use capnp_rpc::rpc_twoparty_capnp::Side;
 use capnp_rpc::{twoparty, RpcSystem};
 use futures::future::{select, Either};
-use futures::AsyncReadExt;
-use granary_schema::grain_capnp::main_view;
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite};
+use granary_schema::grain_capnp::{grain_api, main_view};
 
 use crate::app::App;
 use crate::config::BridgeConfig;
@@ -31,6 +32,8 @@ pub enum ServeError {
     Fd(std::io::Error),
     #[error(transparent)]
     Launch(#[from] crate::app::LaunchError),
+    #[error("cannot listen on 127.0.0.1:{port} for the app's local API: {error}; pass a free port with --api-port")]
+    ApiPort { port: u16, error: std::io::Error },
     #[error("waiting for the app failed: {0}")]
     Wait(std::io::Error),
 }
@@ -66,20 +69,40 @@ fn take_fd3() -> Result<UnixStream, ServeError> {
     Ok(stream)
 }
 
+/// The bridge's end of the supervisor connection: serves `MainView` as its bootstrap,
+/// bootstraps the supervisor's `GrainApi` and gives it to `bridge.platform`. Nothing moves
+/// until the returned system is polled.
+pub fn connect_supervisor<R, W>(bridge: &Rc<Bridge>, reader: R, writer: W) -> RpcSystem<Side>
+where
+    R: AsyncRead + Unpin + 'static,
+    W: AsyncWrite + Unpin + 'static,
+{
+    let main_view: main_view::Client = capnp_rpc::new_client(MainViewImpl::new(bridge.clone()));
+    let mut network = twoparty::VatNetwork::new(reader, writer, Side::Client, Default::default());
+    network.set_window_size(granary_schema::STREAM_WINDOW_BYTES);
+    let mut rpc = RpcSystem::new(Box::new(network), Some(main_view.client));
+    let grain_api: grain_api::Client = rpc.bootstrap(Side::Server);
+    bridge.platform.connect(grain_api);
+    rpc
+}
+
 async fn serve(config: BridgeConfig, fd3: UnixStream, executor: Rc<LocalExecutor<'static>>) -> Result<i32, ServeError> {
     let stream = Async::new(fd3).map_err(ServeError::Fd)?;
-    let mut app = App::spawn(&config)?;
-    if let Err(e) = app.wait_for_port(config.port, config.startup_timeout).await {
+    let api_port = config.api_port;
+    let listener = crate::local_api::bind(api_port).map_err(|error| ServeError::ApiPort { port: api_port, error })?;
+    let bridge = Rc::new(Bridge::new(config, executor.clone()));
+    let (reader, writer) = stream.split();
+    // Created now so the local API can queue GrainApi calls; fd 3 is read only once the app
+    // listens (below), so the supervisor never reaches a MainView whose app is not up.
+    let rpc = connect_supervisor(&bridge, reader, writer);
+    executor.spawn(crate::local_api::serve(listener, bridge.clone())).detach();
+    eprintln!("granary-bridge: the local API listens on 127.0.0.1:{api_port}");
+    let mut app = App::spawn(&bridge.config)?;
+    if let Err(e) = app.wait_for_port(bridge.config.port, bridge.config.startup_timeout).await {
         app.terminate();
         return Err(e.into());
     }
-    eprintln!("granary-bridge: the app accepts connections on 127.0.0.1:{}", config.port);
-    let bridge = Rc::new(Bridge::new(config, executor));
-    let main_view: main_view::Client = capnp_rpc::new_client(MainViewImpl::new(bridge));
-    let (reader, writer) = stream.split();
-    let mut network = twoparty::VatNetwork::new(reader, writer, Side::Client, Default::default());
-    network.set_window_size(granary_schema::STREAM_WINDOW_BYTES);
-    let rpc = RpcSystem::new(Box::new(network), Some(main_view.client));
+    eprintln!("granary-bridge: the app accepts connections on 127.0.0.1:{}", bridge.config.port);
     match select(rpc, &mut app.exited).await {
         Either::Left((result, _)) => {
             if let Err(e) = result {

@@ -25,11 +25,12 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Starts the bridge with `args`, our end of a socketpair as its fd 3 (unless `fd3` is false).
+/// Starts the bridge with `args` and a free `--api-port`, our end of a socketpair as its fd 3
+/// (unless `fd3` is false).
 fn bridge(args: &[&str], fd3: bool) -> (Child, UnixStream) {
     let (ours, theirs) = UnixStream::pair().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_granary-bridge"));
-    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.args(["--api-port", &free_port().to_string()]).args(args).stdout(Stdio::null()).stderr(Stdio::piped());
     if fd3 {
         let fd = theirs.as_raw_fd();
         // SAFETY: only async-signal-safe calls (dup2) between fork and exec.
@@ -141,4 +142,39 @@ fn startup_errors_are_clear_in_the_grain_log() {
     let (code, err) = finish(child);
     assert_eq!(code, 2);
     assert!(err.contains("the app's command is missing") && err.contains("usage:"), "{err}");
+}
+
+#[test]
+fn the_app_finds_the_local_api_and_its_http_goes_through_the_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("seen.json");
+    let (port, api_port) = (free_port(), free_port());
+    let script = format!(
+        r#"
+import json, os, socket, time, urllib.error, urllib.request
+seen = {{k: os.environ.get(k) for k in ["GRANARY_API", "HTTP_PROXY", "http_proxy", "NO_PROXY"]}}
+def get(url):
+    try:
+        return urllib.request.urlopen(url, timeout=5).status
+    except urllib.error.HTTPError as e:
+        return [e.code, json.loads(e.read())["error"]]
+seen["api"] = get(os.environ["GRANARY_API"] + "/nowhere")
+seen["proxied"] = get("http://example.org/")
+open({out:?}, "w").write(json.dumps(seen))
+s = socket.socket(); s.bind(("127.0.0.1", {port})); s.listen(); time.sleep(0.3)
+"#
+    );
+    let (port_arg, api_arg) = (port.to_string(), api_port.to_string());
+    let (child, _ours) = bridge(&["--port", &port_arg, "--api-port", &api_arg, "--", "python3", "-c", &script], true);
+    let (code, err) = finish(child);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains(&format!("the local API listens on 127.0.0.1:{api_port}")), "{err}");
+    let seen: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let url = format!("http://127.0.0.1:{api_port}");
+    assert_eq!(seen["GRANARY_API"], url.as_str());
+    assert_eq!(seen["HTTP_PROXY"], url.as_str());
+    assert_eq!(seen["http_proxy"], url.as_str());
+    assert_eq!(seen["api"][0], 404, "the API answers before the app listens: {seen}");
+    assert_eq!(seen["proxied"][0], 407, "{seen}");
+    assert!(seen["proxied"][1].as_str().unwrap().contains("no network access"), "{seen}");
 }

@@ -175,6 +175,18 @@ impl main_view::Server for View {
         self.check(req.send().promise.await).await?;
         Ok(())
     }
+
+    async fn deliver_mail(
+        self: CapRc<Self>,
+        params: main_view::DeliverMailParams,
+        _: main_view::DeliverMailResults,
+    ) -> Result<(), Error> {
+        let _busy = self.shared.busy();
+        let mut req = self.inner.deliver_mail_request();
+        req.set(params.get()?)?;
+        self.check(req.send().promise.await).await?;
+        Ok(())
+    }
 }
 
 /// What the app gets on fd 3.

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod platform;
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;

@@ -19,6 +19,8 @@ const FAKE_PID: i32 = 4242;
 struct Record {
     launches: usize,
     signals: Vec<i32>,
+    /// `(envelopeFrom, data)` of each `deliverMail` the fake app received.
+    mail: Vec<(String, Vec<u8>)>,
 }
 
 /// Starts fake apps on threads; `/missing` as the program fails to start.
@@ -48,13 +50,14 @@ impl Launcher for FakeLauncher {
         *self.exit.borrow_mut() = Some(exit_tx.clone());
         self.events.unbounded_send(Event::Started(Ok(FAKE_PID))).unwrap();
         let events = self.events.clone();
+        let record = self.record.clone();
         std::thread::spawn(move || {
             let mut out = File::from(out);
             std::io::Write::write_all(&mut out, b"fake app started\n").unwrap();
             let code = async_io::block_on(async {
                 let (r, w) = Async::new(UnixStream::from(sock)).unwrap().split();
                 let net = twoparty::VatNetwork::new(r, w, Side::Client, Default::default());
-                let app: main_view::Client = capnp_rpc::new_client(FakeApp { exit: exit_tx });
+                let app: main_view::Client = capnp_rpc::new_client(FakeApp { exit: exit_tx, record });
                 let rpc = RpcSystem::new(Box::new(net), Some(app.client));
                 match select(rpc, exit_rx.next()).await {
                     Either::Left((_, code)) => code.await, // like an app that ignores a lost fd 3
@@ -79,6 +82,7 @@ impl Launcher for FakeLauncher {
 /// `drop("ping")` answers; `drop("exit:N")` makes the fake app exit with N.
 struct FakeApp {
     exit: mpsc::UnboundedSender<i32>,
+    record: Arc<Mutex<Record>>,
 }
 
 impl main_view::Server for FakeApp {
@@ -87,6 +91,13 @@ impl main_view::Server for FakeApp {
         if let Some(code) = cmd.strip_prefix(b"exit:") {
             let _ = self.exit.unbounded_send(std::str::from_utf8(code).unwrap().parse().unwrap());
         }
+        Ok(())
+    }
+
+    async fn deliver_mail(self: CapRc<Self>, params: main_view::DeliverMailParams, _: main_view::DeliverMailResults) -> Result<(), capnp::Error> {
+        let m = params.get()?.get_message()?;
+        let from = m.get_envelope_from()?.to_string()?;
+        self.record.lock().unwrap().mail.push((from, m.get_data()?.to_vec()));
         Ok(())
     }
 }
@@ -276,4 +287,26 @@ fn the_servers_connection_closes_when_the_supervisor_stops() {
         assert!(matches!(closed, Either::Left(_)), "the supervisor kept the server's connection open after it stopped");
     });
     assert_eq!(h.wait(Duration::from_secs(2)).0, Stopped::Shutdown);
+}
+
+#[test]
+fn deliver_mail_reaches_the_app_and_counts_as_activity() {
+    let h = Harness::start("/app", |c| c.idle = Duration::from_millis(300));
+    h.client(async |s| {
+        let v = view(&s).await.unwrap();
+        for i in 0..4 {
+            let mut req = v.deliver_mail_request();
+            let mut m = req.get().init_message();
+            m.set_envelope_from("bob@example.org");
+            m.reborrow().init_envelope_to(1).set(0, "g1@example.org");
+            m.set_data(format!("Subject: {i}\r\n\r\nhi").as_bytes());
+            req.send().promise.await.unwrap();
+            async_io::Timer::after(Duration::from_millis(150)).await;
+        }
+        assert_eq!(status(&s).await, ("running", FAKE_PID, 0), "deliverMail counts as use");
+    });
+    let (_, _, record) = h.wait(Duration::from_secs(2));
+    let subjects: Vec<_> = record.mail.iter().map(|(f, d)| (f.as_str(), String::from_utf8_lossy(d).into_owned())).collect();
+    assert_eq!(subjects.len(), 4);
+    assert_eq!(subjects[3], ("bob@example.org", "Subject: 3\r\n\r\nhi".to_string()));
 }
