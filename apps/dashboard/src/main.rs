@@ -1,0 +1,2 @@
+mod descriptor;
+fn main() {}
