@@ -12,6 +12,21 @@ pub mod store;
 
 /// `seconds` since the Unix epoch as RFC 3339 UTC (`2026-11-29T12:30:05Z`).
 pub fn rfc3339(seconds: u64) -> String {
+    let (y, m, d, rem) = civil(seconds);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+/// `seconds` since the Unix epoch as an RFC 5322 date (`Sun, 29 Nov 2026 12:30:05 +0000`).
+pub fn rfc5322(seconds: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let (y, m, d, rem) = civil(seconds);
+    let wd = DAYS[(seconds / 86_400 % 7) as usize];
+    format!("{wd}, {d:02} {} {y:04} {:02}:{:02}:{:02} +0000", MONTHS[m as usize - 1], rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+/// (year, month 1-12, day 1-31, seconds into the day) of `seconds` since the Unix epoch.
+fn civil(seconds: u64) -> (i64, i64, i64, u64) {
     let (days, rem) = (seconds / 86_400, seconds % 86_400);
     // Howard Hinnant's civil_from_days.
     let z = days as i64 + 719_468;
@@ -23,7 +38,7 @@ pub fn rfc3339(seconds: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
+    (y, m, d, rem)
 }
 
 /// Seconds since the Unix epoch, now.
@@ -57,6 +72,9 @@ mod tests {
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_704_067_199), "2023-12-31T23:59:59Z");
         assert_eq!(rfc3339(1_709_208_000), "2024-02-29T12:00:00Z");
+        assert_eq!(rfc5322(0), "Thu, 01 Jan 1970 00:00:00 +0000");
+        assert_eq!(rfc5322(1_709_208_000), "Thu, 29 Feb 2024 12:00:00 +0000");
+        assert_eq!(rfc5322(1795955405), "Sun, 29 Nov 2026 12:30:05 +0000");
     }
 
     #[test]
