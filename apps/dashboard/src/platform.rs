@@ -42,6 +42,7 @@ impl Platform {
     }
 
     /// A platform at fixed addresses (tests).
+    #[cfg(test)]
     pub fn at(api: &str, proxy: &str) -> Platform {
         Platform { api: Ok(api.into()), proxy: Ok(proxy.into()) }
     }
