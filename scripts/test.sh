@@ -10,3 +10,6 @@ cargo test --workspace --locked "$@"
 for manifest in apps/*/Cargo.toml; do
   cargo test --locked --manifest-path "$manifest"
 done
+# The dashboard's page in Chromium (deps.sh test installed it and playwright-core).
+cargo build --locked --manifest-path apps/dashboard/Cargo.toml
+node apps/dashboard/tests/page.mjs apps/dashboard/target/debug/dashboard
