@@ -11,5 +11,5 @@ for manifest in apps/*/Cargo.toml; do
   cargo test --locked --manifest-path "$manifest"
 done
 # The dashboard's page in Chromium (deps.sh test installed it and playwright-core).
-cargo build --locked --manifest-path apps/dashboard/Cargo.toml
+cargo build --locked --manifest-path apps/dashboard/Cargo.toml --target-dir apps/dashboard/target
 node apps/dashboard/tests/page.mjs apps/dashboard/target/debug/dashboard
