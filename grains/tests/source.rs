@@ -177,6 +177,19 @@ fn provided_apis_are_read_with_named_permissions() {
 }
 
 #[test]
+fn provided_apis_survive_pack_and_verify() {
+    let key = granary_grains::keyring::AppKey::from_seed([9; 32]);
+    let dir = project();
+    write_toml(dir.path(), &full_toml().replace(&app_id(), &key.app_id().to_string()));
+    let src = load(&dir.path().join("granary.toml")).unwrap();
+    let out = dir.path().join("notes.gpk");
+    granary_grains::package::pack(&src.manifest, &src.tree, &key, &out, 1, &mut |_, _| {}).unwrap();
+    let read = granary_grains::package::read_file(&out, &Default::default()).unwrap();
+    assert_eq!(read.manifest.provides.len(), 2);
+    assert_eq!(read.manifest, src.manifest);
+}
+
+#[test]
 fn unknown_keys_are_named() {
     let dir = project();
     for (from, to) in [("noun = ", "nown = "), ("api_path", "apipath"), ("[metadata]", "[metadata]\ncolour = \"red\"")] {
