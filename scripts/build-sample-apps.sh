@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds and packs the sample apps in apps/ into target/sample-apps/*.gpk, which
-# `granary serve` installs on first run (SPEC.md, "First run"). The packages are signed with a
-# keyring made once in target/sample-keyring (a development key: this machine's samples).
+# `granary serve` installs on first run (SPEC.md, "First run"). The packages are signed with
+# keys made once in target/sample-keyring (development keys: this machine's samples; the app
+# ids are kept in target/sample-keyring.id for echo and target/sample-keyring.<app>.id).
 # Usage: scripts/build-sample-apps.sh [release|debug]  (the granary binary of that profile packs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
