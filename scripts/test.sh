@@ -10,6 +10,8 @@ cargo test --workspace --locked "$@"
 for manifest in apps/*/Cargo.toml; do
   cargo test --locked --manifest-path "$manifest"
 done
-# The dashboard's page in Chromium (deps.sh test installed it and playwright-core).
+# The dashboard's page in Chromium (deps.sh test installed it and playwright-core), calling a
+# real Notes app.
 cargo build --locked --manifest-path apps/dashboard/Cargo.toml --target-dir apps/dashboard/target
-node apps/dashboard/tests/page.mjs apps/dashboard/target/debug/dashboard
+cargo build --locked --manifest-path apps/notes/Cargo.toml --target-dir apps/notes/target
+NOTES_BIN=apps/notes/target/debug/notes node apps/dashboard/tests/page.mjs apps/dashboard/target/debug/dashboard

@@ -2,9 +2,11 @@
 // of a fake of the bridge's local API: the postMessage powerbox flow, /connect, calls, the
 // live flip to a revoked error, the HTTP and mail sections, cancel and forget.
 //
-// Run (after `cargo build --manifest-path apps/dashboard/Cargo.toml`, and `npm ci` in
-// tests/browser for playwright-core):
-//   node apps/dashboard/tests/page.mjs [path/to/dashboard binary]
+// Notes calls reach a real apps/notes binary below its path prefix, with `read` only.
+//
+// Run (after `cargo build` of apps/dashboard and apps/notes, and `npm ci` in tests/browser for
+// playwright-core):
+//   node apps/dashboard/tests/page.mjs [path/to/dashboard binary]   ($NOTES_BIN: the notes one)
 // Uses Debian's /usr/bin/chromium (or $CHROMIUM). Exits non-zero on the first failure.
 
 import { spawn } from "node:child_process";
@@ -23,6 +25,23 @@ const bin = process.argv[2] || process.env.DASHBOARD_BIN || path.join(here, "../
 const listen = (server) => new Promise((r) => server.listen(0, "127.0.0.1", () => r(server.address().port)));
 const readBody = (req) => new Promise((r) => { let b = ""; req.on("data", (c) => (b += c)); req.on("end", () => r(b)); });
 
+const listening = (child, name) => new Promise((resolve, reject) => {
+  child.stdout.on("data", (d) => { const m = /listening on 127\.0\.0\.1:(\d+)/.exec(String(d)); if (m) resolve(Number(m[1])); });
+  child.on("exit", (c) => reject(new Error(`${name} exited ${c}`)));
+});
+
+// A real Notes grain's app (apps/notes), if built: the fake platform sends notes calls to it
+// below its path prefix with the grant's permission, as the platform would.
+const notesBin = process.env.NOTES_BIN || path.join(here, "../../notes/target/debug/notes");
+const notesVar = mkdtempSync(path.join(tmpdir(), "notes-page-"));
+const notes = spawn(notesBin, ["0"], { env: { NOTES_VAR_DIR: notesVar }, stdio: ["ignore", "pipe", "inherit"] });
+const notesPort = await listening(notes, notesBin);
+await new Promise((resolve) => {
+  const r = http.request({ host: "127.0.0.1", port: notesPort, method: "POST", path: "/api/notes",
+    headers: { "x-granary-permissions": "read,write", "content-type": "application/json" } }, (res) => { assert.equal(res.statusCode, 201); res.resume(); res.on("end", resolve); });
+  r.end(JSON.stringify({ text: "milk and bread" }));
+});
+
 // The fake local API ($GRANARY_API and $HTTP_PROXY).
 const seen = [];
 let revoked = false;
@@ -37,6 +56,11 @@ const platform = http.createServer(async (req, res) => {
   if (req.method === "DELETE" && req.url.startsWith("/tokens/")) return send(204);
   if (revoked) return send(403, { error: "revoked: may read notes (its grant was revoked or a requirement no longer holds; ask the user to grant it again)" });
   if (req.url.startsWith("/mail/send")) return send(200, { messageId: "<m1@test>" });
+  if (req.url.startsWith("http://notes/")) {
+    const up = http.request({ host: "127.0.0.1", port: notesPort, method: req.method, path: "/api/" + req.url.slice("http://notes/".length),
+      headers: { "x-granary-permissions": "read", "x-granary-session-type": "api" } }, (r) => { res.writeHead(r.statusCode, r.headers); r.pipe(res); });
+    return up.end(body);
+  }
   return send(200, [{ id: 1, text: "a note from " + req.url, created: "2026-01-01T00:00:00Z" }]);
 });
 const platformPort = await listen(platform);
@@ -47,10 +71,7 @@ const app = spawn(bin, ["0"], {
   env: { DASHBOARD_VAR_DIR: varDir, GRANARY_API: `http://127.0.0.1:${platformPort}`, HTTP_PROXY: `http://127.0.0.1:${platformPort}` },
   stdio: ["ignore", "pipe", "inherit"],
 });
-const appPort = await new Promise((resolve, reject) => {
-  app.stdout.on("data", (d) => { const m = /listening on 127\.0\.0\.1:(\d+)/.exec(String(d)); if (m) resolve(Number(m[1])); });
-  app.on("exit", (c) => reject(new Error(`${bin} exited ${c}`)));
-});
+const appPort = await listening(app, bin);
 
 // The bridge's part: every request gets the session's X-Granary-Session-Id.
 const bridge = http.createServer(async (req, res) => {
@@ -113,7 +134,10 @@ try {
   // Call, then loop while the grant is revoked: the result flips to the platform's text.
   await f.locator("#call-notes").click();
   await until("a call result", async () => (await f.locator("#result-notes").getAttribute("data-ok")) === "true");
-  assert.match(await text("#result-notes"), /^200 OK\n.*a note from http:\/\/notes\/notes/s);
+  // The Notes app answered GET /api/notes with the note added above.
+  const result = await text("#result-notes");
+  assert.match(result, /^200 OK\n/);
+  assert.deepEqual(JSON.parse(result.split("\n").slice(1).join("\n")).map((n) => n.text), ["milk and bread"]);
   assert.equal(seen.at(-1).auth, "Bearer gs_picked_secret");
   await f.locator("#loop-notes").click();
   assert.equal(await f.locator("#loop-notes").getAttribute("aria-pressed"), "true");
@@ -163,6 +187,8 @@ try {
 } finally {
   await browser.close();
   app.kill();
+  notes.kill();
+  rmSync(notesVar, { recursive: true, force: true });
   for (const s of [platform, bridge, shell]) s.close();
   rmSync(varDir, { recursive: true, force: true });
   process.exit(failed ? 1 : 0);
