@@ -5,3 +5,13 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh test
 export CARGO_TERM_COLOR=never
 cargo test --workspace --locked "$@"
+# The sample apps and their shared kit are their own workspaces (see apps/echo/README.md), so
+# the workspace run above does not build them: test each one.
+for manifest in apps/*/Cargo.toml; do
+  cargo test --locked --manifest-path "$manifest"
+done
+# The dashboard's page in Chromium (deps.sh test installed it and playwright-core), calling a
+# real Notes app.
+cargo build --locked --manifest-path apps/dashboard/Cargo.toml --target-dir apps/dashboard/target
+cargo build --locked --manifest-path apps/notes/Cargo.toml --target-dir apps/notes/target
+NOTES_BIN=apps/notes/target/debug/notes node apps/dashboard/tests/page.mjs apps/dashboard/target/debug/dashboard

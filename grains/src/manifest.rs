@@ -20,6 +20,9 @@ pub struct Manifest {
     pub permissions: Vec<PermissionDef>,
     pub roles: Vec<RoleDef>,
     pub metadata: Metadata,
+    /// HTTP APIs a grain of this app can give other grains through the powerbox.
+    #[serde(default)]
+    pub provides: Vec<ApiProvide>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +78,41 @@ pub struct RoleDef {
     pub default: bool,
 }
 
+/// One HTTP API the app offers other grains (`[[powerbox.provides]]` in granary.toml): a grain
+/// that receives it sends requests below `path_prefix` of the provider grain.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiProvide {
+    /// The name requests use (`HttpApi.apiName`); see [`valid_api_name`].
+    pub api: String,
+    /// Shown in the picker.
+    pub title: String,
+    /// Every request through the capability goes below this path; see [`valid_path_prefix`].
+    pub path_prefix: String,
+    /// Indexed like [`Manifest::permissions`]: what the choosing user must hold on the provider.
+    pub permissions: Vec<bool>,
+}
+
+/// The longest `api` name and `path_prefix` a provided API may have.
+pub const MAX_API_NAME: usize = 40;
+pub const MAX_PATH_PREFIX: usize = 200;
+
+/// An API name: 1 to 40 lowercase ASCII letters, digits and `-`.
+pub fn valid_api_name(api: &str) -> bool {
+    (1..=MAX_API_NAME).contains(&api.len()) && api.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// A path prefix: starts and ends with `/`, at most 200 printable ASCII characters without
+/// spaces, `?`, `#`, `\` or `%` (an escape could hide `..`), and no `..` or `//`, so requests
+/// below it cannot be normalised out of it.
+pub fn valid_path_prefix(p: &str) -> bool {
+    p.len() <= MAX_PATH_PREFIX
+        && p.starts_with('/')
+        && p.ends_with('/')
+        && p.bytes().all(|b| b.is_ascii_graphic() && !b"?#\\%".contains(&b))
+        && !p.contains("..")
+        && !p.contains("//")
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Metadata {
     #[serde(skip)]
@@ -109,6 +147,16 @@ pub enum ManifestError {
     BadEnv(String),
     #[error("identity header `{header}` = `{field}`: the header must be a plain header name that is not X-Granary-*, hop-by-hop, Host, Cookie or Authorization, and the field one of user-id, handle, display-name, permissions")]
     BadIdentityHeader { header: String, field: String },
+    #[error("provided API name `{0}` is invalid; use 1 to 40 lowercase letters, digits and `-`, such as `notes`")]
+    BadApiName(String),
+    #[error("provided API `{0}` is listed twice in [[powerbox.provides]]; each API name may appear once")]
+    DuplicateApi(String),
+    #[error("provided API `{0}` has no title; set `title`, which the powerbox picker shows")]
+    NoApiTitle(String),
+    #[error("provided API `{api}` has path_prefix `{prefix}`; it must start and end with `/`, have at most 200 printable ASCII characters without spaces, `?`, `#`, `\\` or `%`, and contain no `..` or `//`, such as `/api/`")]
+    BadPathPrefix { api: String, prefix: String },
+    #[error("provided API `{api}` lists {got} permission flags but the manifest defines {want} permissions")]
+    ApiPermissions { api: String, got: usize, want: usize },
 }
 
 impl Manifest {
@@ -167,6 +215,28 @@ impl Manifest {
                 return Err(ManifestError::BadIdentityHeader { header: h.clone(), field: f.clone() });
             }
         }
+        let mut apis = std::collections::HashSet::new();
+        for p in &self.provides {
+            if !valid_api_name(&p.api) {
+                return Err(ManifestError::BadApiName(p.api.clone()));
+            }
+            if !apis.insert(&p.api) {
+                return Err(ManifestError::DuplicateApi(p.api.clone()));
+            }
+            if p.title.trim().is_empty() {
+                return Err(ManifestError::NoApiTitle(p.api.clone()));
+            }
+            if !valid_path_prefix(&p.path_prefix) {
+                return Err(ManifestError::BadPathPrefix { api: p.api.clone(), prefix: p.path_prefix.clone() });
+            }
+            if p.permissions.len() != self.permissions.len() {
+                return Err(ManifestError::ApiPermissions {
+                    api: p.api.clone(),
+                    got: p.permissions.len(),
+                    want: self.permissions.len(),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -221,6 +291,17 @@ impl Manifest {
                 flags.set(j as u32, *f);
             }
         }
+        let mut provides = b.reborrow().init_provides(self.provides.len() as u32);
+        for (i, p) in self.provides.iter().enumerate() {
+            let mut pb = provides.reborrow().get(i as u32);
+            pb.set_api(p.api.as_str());
+            pb.set_title(p.title.as_str());
+            pb.set_path_prefix(p.path_prefix.as_str());
+            let mut flags = pb.init_permissions(p.permissions.len() as u32);
+            for (j, f) in p.permissions.iter().enumerate() {
+                flags.set(j as u32, *f);
+            }
+        }
         let mut m = b.init_metadata();
         m.set_icon(&self.metadata.icon);
         m.set_icon_media_type(self.metadata.icon_media_type.as_str());
@@ -268,6 +349,15 @@ impl Manifest {
                 default: ro.get_default(),
             });
         }
+        let mut provides = Vec::new();
+        for p in r.get_provides()? {
+            provides.push(ApiProvide {
+                api: text(p.get_api())?,
+                title: text(p.get_title())?,
+                path_prefix: text(p.get_path_prefix())?,
+                permissions: p.get_permissions()?.iter().collect(),
+            });
+        }
         let m = r.get_metadata()?;
         Ok(Manifest {
             app_id: text(r.get_app_id())?,
@@ -297,6 +387,7 @@ impl Manifest {
                 author: text(m.get_author())?,
                 website: text(m.get_website())?,
             },
+            provides,
         })
     }
 }
@@ -338,6 +429,12 @@ pub(crate) mod tests {
                 RoleDef { name: "editor".into(), permissions: vec![true], default: true, ..Default::default() },
             ],
             metadata: Metadata { icon: vec![1, 2, 3], license: "MIT".into(), ..Default::default() },
+            provides: vec![ApiProvide {
+                api: "notes".into(),
+                title: "Notes".into(),
+                path_prefix: "/api/".into(),
+                permissions: vec![true],
+            }],
         }
     }
 
@@ -379,5 +476,62 @@ pub(crate) mod tests {
         let mut m = sample(&id);
         m.app_id = "nope".into();
         assert!(matches!(m.validate(), Err(ManifestError::AppId(_))));
+    }
+
+    #[test]
+    fn provided_apis_round_trip_through_capnp() {
+        let mut m = sample(&AppId([3; 32]).to_string());
+        m.permissions.push(PermissionDef { name: "write".into(), title: "Write".into(), ..Default::default() });
+        for r in &mut m.roles {
+            r.permissions.push(false);
+        }
+        m.provides = vec![
+            ApiProvide { api: "notes".into(), title: "Notes".into(), path_prefix: "/api/".into(), permissions: vec![true, false] },
+            ApiProvide { api: "notes-v2".into(), title: "Notes 2".into(), path_prefix: "/v2/api/".into(), permissions: vec![false, true] },
+        ];
+        m.validate().unwrap();
+        let mut msg = capnp::message::Builder::new_default();
+        m.write(msg.init_root());
+        let back = Manifest::read(msg.get_root_as_reader().unwrap()).unwrap();
+        assert_eq!(back.provides, m.provides);
+        // A manifest written before `provides` existed reads as providing nothing.
+        let mut old = sample(&AppId([3; 32]).to_string());
+        old.provides.clear();
+        let mut msg = capnp::message::Builder::new_default();
+        old.write(msg.init_root());
+        assert_eq!(Manifest::read(msg.get_root_as_reader().unwrap()).unwrap().provides, []);
+    }
+
+    #[test]
+    fn provided_apis_are_validated() {
+        let id = AppId([3; 32]).to_string();
+        let with = |f: &dyn Fn(&mut ApiProvide)| {
+            let mut m = sample(&id);
+            f(&mut m.provides[0]);
+            m.validate()
+        };
+        assert_eq!(with(&|_| {}), Ok(()));
+        for bad in ["", "Notes", "no tes", "notes_v2", "nötes", &"a".repeat(41)] {
+            assert_eq!(with(&|p| p.api = bad.into()), Err(ManifestError::BadApiName(bad.into())), "{bad:?}");
+        }
+        assert_eq!(with(&|p| p.api = "a".repeat(40)), Ok(()));
+        assert_eq!(with(&|p| p.api = "v2-notes-0".into()), Ok(()));
+        assert_eq!(with(&|p| p.title = "  ".into()), Err(ManifestError::NoApiTitle("notes".into())));
+        assert_eq!(with(&|p| p.path_prefix = "/".into()), Ok(()), "the whole app may be the API");
+        for bad in ["", "/api", "api/", "/a/../b/", "/a//b/", "/a b/", "/ä/", "/a?x/", "/a#/", "/a\\b/", "/%2e%2e/", "/..", "/../"] {
+            let want = Err(ManifestError::BadPathPrefix { api: "notes".into(), prefix: bad.into() });
+            assert_eq!(with(&|p| p.path_prefix = bad.into()), want, "{bad:?}");
+        }
+        let long = format!("/{}/", "a".repeat(MAX_PATH_PREFIX - 2));
+        assert_eq!(with(&|p| p.path_prefix = long.clone()), Ok(()));
+        let too_long = format!("/{}/", "a".repeat(MAX_PATH_PREFIX - 1));
+        assert!(matches!(with(&|p| p.path_prefix = too_long.clone()), Err(ManifestError::BadPathPrefix { .. })));
+        assert_eq!(
+            with(&|p| p.permissions = vec![true, true]),
+            Err(ManifestError::ApiPermissions { api: "notes".into(), got: 2, want: 1 })
+        );
+        let mut m = sample(&id);
+        m.provides.push(ApiProvide { title: "Other".into(), path_prefix: "/other/".into(), ..m.provides[0].clone() });
+        assert_eq!(m.validate(), Err(ManifestError::DuplicateApi("notes".into())));
     }
 }

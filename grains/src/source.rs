@@ -45,6 +45,13 @@
 //! obsolete = false                  # optional (false)
 //! default = true                    # optional (false); the role new shares get
 //!
+//! [[powerbox.provides]]             # optional; an HTTP API other grains may be granted
+//! api = "notes"                     # required; 1-40 of a-z, 0-9, `-`; unique; the name
+//!                                   #   requests use (HttpApi.apiName)
+//! title = "Notes"                   # required; shown in the powerbox picker
+//! path_prefix = "/api/"             # required; requests through the grant go below it
+//! permissions = ["read"]            # optional ([]); what the choosing user must hold
+//!
 //! [metadata]                        # optional; every key optional ("")
 //! icon = "icon.svg"                 # file relative to granary.toml; .svg or .png
 //! description = "..."
@@ -136,6 +143,8 @@ pub enum Problem {
     Manifest(#[from] ManifestError),
     #[error("role `{role}` lists permission `{permission}`, which no [[permissions]] entry defines; add it or remove it from the role")]
     UnknownPermission { role: String, permission: String },
+    #[error("[[powerbox.provides]] `{api}` lists permission `{permission}`, which no [[permissions]] entry defines; add it or remove it from the API")]
+    UnknownApiPermission { api: String, permission: String },
     #[error("icon `{}` must end in .svg or .png", .0.display())]
     IconType(PathBuf),
     #[error("{0}; paths must be absolute package paths without `.` or `..`")]
@@ -185,7 +194,26 @@ struct Doc {
     roles: Vec<RoleToml>,
     #[serde(default)]
     metadata: MetadataToml,
+    #[serde(default)]
+    powerbox: PowerboxToml,
     files: FilesToml,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PowerboxToml {
+    #[serde(default)]
+    provides: Vec<ProvideToml>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProvideToml {
+    api: String,
+    title: String,
+    path_prefix: String,
+    #[serde(default)]
+    permissions: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -350,6 +378,17 @@ fn to_manifest(doc: Doc, base: &Path) -> Result<Manifest, Problem> {
             default: r.default,
         });
     }
+    let mut provides = Vec::new();
+    for p in doc.powerbox.provides {
+        let mut flags = vec![false; doc.permissions.len()];
+        for name in &p.permissions {
+            let i = doc.permissions.iter().position(|d| &d.name == name).ok_or_else(|| {
+                Problem::UnknownApiPermission { api: p.api.clone(), permission: name.clone() }
+            })?;
+            flags[i] = true;
+        }
+        provides.push(manifest::ApiProvide { api: p.api, title: p.title, path_prefix: p.path_prefix, permissions: flags });
+    }
     let (icon, icon_media_type) = match &doc.metadata.icon {
         None => (Vec::new(), String::new()),
         Some(rel) => {
@@ -400,5 +439,6 @@ fn to_manifest(doc: Doc, base: &Path) -> Result<Manifest, Problem> {
             author: doc.metadata.author,
             website: doc.metadata.website,
         },
+        provides,
     })
 }

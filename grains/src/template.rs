@@ -84,6 +84,14 @@ description = "Can read and change the document."
 permissions = ["edit"]
 default = true
 
+# Optional: HTTP APIs of this app that other grains may be granted through the powerbox.
+# A grant reaches only requests below path_prefix. Uncomment to offer one.
+# [[powerbox.provides]]
+# api = "notes"               # unique; 1-40 of a-z, 0-9, `-`; the name requests ask for
+# title = "Notes"             # shown in the powerbox picker
+# path_prefix = "/api/"       # starts and ends with `/`, no `..` or `//`
+# permissions = ["edit"]      # what the person granting must hold on this grain
+
 # Optional: shown in the app list and app market. Every key is optional.
 [metadata]
 # An .svg or .png file, relative to this file.

@@ -51,6 +51,18 @@ description = "Reads and edits"
 permissions = ["edit", "read"]
 default = true
 
+[[powerbox.provides]]
+api = "notes"
+title = "Notes"
+path_prefix = "/api/"
+permissions = ["read"]
+
+[[powerbox.provides]]
+api = "notes-admin"
+title = "Notes (editing)"
+path_prefix = "/api/admin/"
+permissions = ["read", "edit"]
+
 [metadata]
 icon = "icon.svg"
 description = "Take notes"
@@ -130,6 +142,51 @@ fn role_permissions_are_named_and_unknown_names_refused() {
     let err = load(&dir.path().join("granary.toml")).unwrap_err();
     assert!(matches!(&err.problem, Problem::UnknownPermission { permission, .. } if permission == "write"), "{err}");
     assert!(err.to_string().contains("granary.toml"), "{err}");
+}
+
+#[test]
+fn provided_apis_are_read_with_named_permissions() {
+    let dir = project();
+    let m = load(&dir.path().join("granary.toml")).unwrap().manifest;
+    let got: Vec<_> = m.provides.iter().map(|p| (p.api.as_str(), p.title.as_str(), p.path_prefix.as_str(), p.permissions.clone())).collect();
+    assert_eq!(got, [("notes", "Notes", "/api/", vec![true, false]), ("notes-admin", "Notes (editing)", "/api/admin/", vec![true, true])]);
+
+    let toml = |from: &str, to: &str| write_toml(dir.path(), &full_toml().replacen(from, to, 1));
+    toml(r#"permissions = ["read", "edit"]"#, r#"permissions = ["read", "admin"]"#);
+    let err = load(&dir.path().join("granary.toml")).unwrap_err();
+    assert!(
+        matches!(&err.problem, Problem::UnknownApiPermission { api, permission } if api == "notes-admin" && permission == "admin"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("`admin`"), "{err}");
+    toml(r#"api = "notes-admin""#, r#"api = "notes""#);
+    let err = load(&dir.path().join("granary.toml")).unwrap_err().to_string();
+    assert!(err.contains("`notes` is listed twice"), "{err}");
+    toml(r#"path_prefix = "/api/admin/""#, r#"path_prefix = "/api/../admin/""#);
+    let err = load(&dir.path().join("granary.toml")).unwrap_err().to_string();
+    assert!(err.contains("/api/../admin/") && err.contains("granary.toml"), "{err}");
+    toml(r#"api = "notes-admin""#, r#"api = "Notes Admin""#);
+    let err = load(&dir.path().join("granary.toml")).unwrap_err().to_string();
+    assert!(err.contains("`Notes Admin` is invalid"), "{err}");
+    toml(r#"[[powerbox.provides]]"#, "[[powerbox.provides]]\nscope = \"all\"");
+    let err = load(&dir.path().join("granary.toml")).unwrap_err().to_string();
+    assert!(err.contains("scope"), "{err}");
+    // Without a [powerbox] table the app provides nothing.
+    write_toml(dir.path(), &minimal_toml("/app/server", r#"map = [{ to = "/app", from = "build" }, { to = "/", from = "/" }]"#));
+    assert_eq!(load(&dir.path().join("granary.toml")).unwrap().manifest.provides, []);
+}
+
+#[test]
+fn provided_apis_survive_pack_and_verify() {
+    let key = granary_grains::keyring::AppKey::from_seed([9; 32]);
+    let dir = project();
+    write_toml(dir.path(), &full_toml().replace(&app_id(), &key.app_id().to_string()));
+    let src = load(&dir.path().join("granary.toml")).unwrap();
+    let out = dir.path().join("notes.gpk");
+    granary_grains::package::pack(&src.manifest, &src.tree, &key, &out, 1, &mut |_, _| {}).unwrap();
+    let read = granary_grains::package::read_file(&out, &Default::default()).unwrap();
+    assert_eq!(read.manifest.provides.len(), 2);
+    assert_eq!(read.manifest, src.manifest);
 }
 
 #[test]
@@ -301,7 +358,7 @@ fn init_template_is_accepted_by_load() {
         let explained = l.contains(" # ") || (i > 0 && lines[i - 1].trim_start().starts_with('#'));
         *keys.entry(key.to_owned()).or_insert(false) |= explained;
     }
-    assert_eq!(keys.len(), 23, "every key of the format appears: {keys:?}");
+    assert_eq!(keys.len(), 25, "every key of the format appears: {keys:?}");
     for (key, explained) in keys {
         assert!(explained, "key `{key}` is never explained");
     }
