@@ -8,3 +8,4 @@
 //! grant it came from.
 //!
 //! Status: specified by the "Powerbox" issue and not built yet.
+pub mod drivers;
