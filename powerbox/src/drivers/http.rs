@@ -99,7 +99,7 @@ pub fn parse_origin(s: &str) -> Result<Origin, DriverError> {
     let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
         let (h, after) = v6.split_once(']').ok_or_else(|| bad("unclosed [ in the host"))?;
         h.parse::<std::net::Ipv6Addr>().map_err(|_| bad("invalid IPv6 address"))?;
-        (h, after.strip_prefix(':').map(Some).unwrap_or_else(|| after.is_empty().then_some(None).unwrap_or(Some(after))))
+        (h, if after.is_empty() { None } else { Some(after.strip_prefix(':').unwrap_or(after)) })
     } else {
         match rest.split_once(':') {
             Some((h, p)) => (h, Some(p)),
@@ -239,7 +239,7 @@ impl HttpDriver {
         let response_body = p.get_response_body()?;
         let (method, uri, headers, plan) = match self.prepare(p.get_request()?) {
             Ok(p) => p,
-            Err((status, why)) => return Ok(refuse(results.get().init_response(), status, &why)),
+            Err((status, why)) => return refused(&mut results, status, &why),
         };
         // Resolve and check before accepting a streamed body, so a refused request never
         // starts reading one.
@@ -247,8 +247,8 @@ impl HttpDriver {
         let (host, port) = (self.origin.host.clone(), self.origin.port);
         let addr = match blocking::unblock(move || policy.resolve_checked(&host, port)).await {
             Ok(a) => a,
-            Err(e @ DriverError::PrivateAddress { .. }) => return Ok(refuse(results.get().init_response(), 403, &e.to_string())),
-            Err(e) => return Ok(refuse(results.get().init_response(), 502, &e.to_string())),
+            Err(e @ DriverError::PrivateAddress { .. }) => return refused(&mut results, 403, &e.to_string()),
+            Err(e) => return refused(&mut results, 502, &e.to_string()),
         };
         let body = match plan {
             Plan::None => OutBody::Full(None),
@@ -266,13 +266,13 @@ impl HttpDriver {
         *req.headers_mut() = headers;
         let resp = match self.exchange(addr, req).await {
             Ok(r) => r,
-            Err((status, why)) => return Ok(refuse(results.get().init_response(), status, &why)),
+            Err((status, why)) => return refused(&mut results, status, &why),
         };
         let (parts, body) = resp.into_parts();
         let none = body.is_end_stream();
         let hint = body.size_hint().exact();
         let Some(headers) = response_headers(&parts.headers, none) else {
-            return Ok(refuse(results.get().init_response(), 502, "the origin's response headers are too large"));
+            return refused(&mut results, 502, "the origin's response headers are too large");
         };
         let mut r = results.get().init_response();
         if none {
@@ -388,6 +388,12 @@ fn write_head(mut r: response::Builder<'_>, status: u16, headers: &[(&HeaderName
         h.set_name(n.as_str());
         h.set_value(v.as_bytes());
     }
+}
+
+/// Answers the call with a driver-made response.
+fn refused(results: &mut web_session::RequestResults, status: u16, why: &str) -> capnp::Result<()> {
+    refuse(results.get().init_response(), status, why);
+    Ok(())
 }
 
 /// A response made by the driver: `status` with a plain-text body naming the reason.
