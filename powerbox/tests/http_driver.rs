@@ -20,6 +20,7 @@ use granary_schema::util_capnp::byte_stream;
 use granary_schema::web_session_capnp::{response, web_session};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
+use futures_rustls::TlsAcceptor;
 use smol_hyper::rt::FuturesIo;
 
 /// What the test origin saw of one request.
@@ -41,9 +42,9 @@ fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 % 251) as u8).collect()
 }
 
-/// The origin: `/v1/big` answers 1.5 MiB; anything else echoes the body back with status
-/// 201 and an `x-echo-method` header; every request is recorded.
-fn start_origin(ex: &Rc<LocalExecutor<'static>>) -> (u16, Rc<RefCell<Vec<Seen>>>) {
+/// The origin (over TLS if `tls` is given): `/v1/big` answers 1.5 MiB; anything else echoes
+/// the body back with status 201 and an `x-echo-method` header; every request is recorded.
+fn start_origin(ex: &Rc<LocalExecutor<'static>>, tls: Option<TlsAcceptor>) -> (u16, Rc<RefCell<Vec<Seen>>>) {
     let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
     let port = listener.get_ref().local_addr().unwrap().port();
     let seen = Rc::new(RefCell::new(Vec::new()));
@@ -51,27 +52,17 @@ fn start_origin(ex: &Rc<LocalExecutor<'static>>) -> (u16, Rc<RefCell<Vec<Seen>>>
     ex.spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
-            let seen = seen2.clone();
-            let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-                let seen = seen.clone();
-                async move {
-                    let (parts, body) = req.into_parts();
-                    let body = body.collect().await?.to_bytes().to_vec();
-                    let headers = parts.headers.iter().map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect();
-                    let path = parts.uri.to_string();
-                    seen.borrow_mut().push(Seen { method: parts.method.to_string(), path: path.clone(), headers, body: body.clone() });
-                    let resp = if path == "/v1/big" {
-                        hyper::Response::builder().header("x-test", "yes").header("set-cookie", "a=1").header("set-cookie", "b=2")
-                            .header("connection", "x-hop").header("x-hop", "1")
-                            .body(Full::new(Bytes::from(pattern(3 << 19)))).unwrap()
-                    } else {
-                        hyper::Response::builder().status(201).header("x-echo-method", parts.method.as_str()).body(Full::new(Bytes::from(body))).unwrap()
-                    };
-                    Ok::<_, hyper::Error>(resp)
-                }
-            });
+            let (seen, tls) = (seen2.clone(), tls.clone());
             ex2.spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(FuturesIo::new(stream), service).await;
+                match tls {
+                    None => serve(stream, seen).await,
+                    // A failed handshake (the driver refusing the certificate) ends the connection.
+                    Some(acceptor) => {
+                        if let Ok(t) = acceptor.accept(stream).await {
+                            serve(t, seen).await
+                        }
+                    }
+                }
             })
             .detach();
         }
@@ -80,12 +71,43 @@ fn start_origin(ex: &Rc<LocalExecutor<'static>>) -> (u16, Rc<RefCell<Vec<Seen>>>
     (port, seen)
 }
 
+async fn serve<T: futures::AsyncRead + futures::AsyncWrite + Unpin + 'static>(io: T, seen: Rc<RefCell<Vec<Seen>>>) {
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let seen = seen.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = body.collect().await?.to_bytes().to_vec();
+            let headers = parts.headers.iter().map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect();
+            let path = parts.uri.to_string();
+            seen.borrow_mut().push(Seen { method: parts.method.to_string(), path: path.clone(), headers, body: body.clone() });
+            let resp = if path == "/v1/big" {
+                hyper::Response::builder().header("x-test", "yes").header("set-cookie", "a=1").header("set-cookie", "b=2")
+                    .header("connection", "x-hop").header("x-hop", "1")
+                    .body(Full::new(Bytes::from(pattern(3 << 19)))).unwrap()
+            } else {
+                hyper::Response::builder().status(201).header("x-echo-method", parts.method.as_str()).body(Full::new(Bytes::from(body))).unwrap()
+            };
+            Ok::<_, hyper::Error>(resp)
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new().serve_connection(FuturesIo::new(io), service).await;
+}
+
 /// Runs `test` with an origin and a driver for `origin` + `/v1` served over two-party RPC.
 fn run<Fut: Future<Output = ()>>(origin: impl FnOnce(u16) -> String, policy: impl FnOnce(&mut NetPolicy), test: impl FnOnce(web_session::Client, Rc<RefCell<Vec<Seen>>>, u16) -> Fut) {
+    run_with_tls(None, origin, policy, test)
+}
+
+fn run_with_tls<Fut: Future<Output = ()>>(
+    tls: Option<TlsAcceptor>,
+    origin: impl FnOnce(u16) -> String,
+    policy: impl FnOnce(&mut NetPolicy),
+    test: impl FnOnce(web_session::Client, Rc<RefCell<Vec<Seen>>>, u16) -> Fut,
+) {
     let ex = Rc::new(LocalExecutor::new());
     let ex2 = ex.clone();
     async_io::block_on(ex.run(async move {
-        let (port, seen) = start_origin(&ex2);
+        let (port, seen) = start_origin(&ex2, tls);
         let mut p = NetPolicy::default();
         policy(&mut p);
         let driver = http_session(parse_origin(&origin(port)).unwrap(), "/v1".into(), Rc::new(RefCell::new(p)), ex2.clone());
@@ -314,3 +336,57 @@ fn a_closed_port_is_a_502_and_websockets_are_refused() {
     });
 }
 
+
+/// A test CA and a certificate for `api.test` signed by it, made with the `openssl` command:
+/// (CA certificate DER, acceptor serving the leaf).
+fn test_pki() -> (Vec<u8>, TlsAcceptor) {
+    use futures_rustls::pki_types::pem::PemObject;
+    use futures_rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use futures_rustls::rustls;
+    let dir = tempfile::tempdir().unwrap();
+    let sh = |script: &str| {
+        let out = std::process::Command::new("sh").arg("-ec").arg(script).current_dir(dir.path()).output().unwrap();
+        assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=granary-test-ca 2>/dev/null
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout leaf.key -out leaf.csr -subj /CN=api.test 2>/dev/null
+        printf 'subjectAltName=DNS:api.test\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext
+        openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out leaf.pem -days 2 -extfile ext 2>/dev/null");
+    let ca = CertificateDer::from_pem_file(dir.path().join("ca.pem")).unwrap().to_vec();
+    let leaf = CertificateDer::from_pem_file(dir.path().join("leaf.pem")).unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.path().join("leaf.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf], key)
+        .unwrap();
+    (ca, TlsAcceptor::from(std::sync::Arc::new(config)))
+}
+
+#[test]
+fn https_origins_are_reached_over_tls_with_the_certificate_checked() {
+    let (ca, acceptor) = test_pki();
+    let https = |port: u16| format!("https://api.test:{port}");
+    let trusting = move |p: &mut NetPolicy| {
+        api_test(p);
+        p.extra_root_certs.push(ca);
+    };
+    run_with_tls(Some(acceptor.clone()), https, trusting, |s, seen, port| async move {
+        let r = call(&s, "GET", "/big", &[], Body::None).await;
+        assert_eq!((r.status, r.kind, r.completed), (200, "streamed", true));
+        assert!(r.body == pattern(3 << 19));
+        let big = pattern((1 << 20) + 1);
+        let r = call(&s, "POST", "/echo", &[], Body::Streamed(&big, true)).await;
+        assert_eq!(r.status, 201);
+        assert!(r.body == big, "a 1 MiB+ body both ways over TLS");
+        assert_eq!(seen.borrow()[0].header("host"), Some(format!("api.test:{port}").as_str()));
+    });
+    // Without the test CA the certificate is not trusted, and nothing reaches the origin.
+    run_with_tls(Some(acceptor), https, api_test, |s, seen, _| async move {
+        let r = call(&s, "GET", "/big", &[], Body::None).await;
+        assert_eq!(r.status, 502);
+        assert!(r.text().contains("the TLS handshake with https://api.test:") && r.text().contains("UnknownIssuer"), "{}", r.text());
+        assert!(seen.borrow().is_empty());
+    });
+}

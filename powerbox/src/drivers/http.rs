@@ -4,7 +4,8 @@
 //! Per request: the path must stay under the prefix (no `.`/`..` segment however encoded), a
 //! `Host` header must name the origin's host, the header limits of the WebSession contract
 //! hold; then the host is resolved and checked once, the server connects to exactly that
-//! address (10 s connect timeout), sends `Host: <origin host>` and waits at most 30 s for the
+//! address (10 s connect timeout; for `https://`, TLS with the certificate checked against the
+//! origin's host, [`super::tls`]), sends `Host: <origin host>` and waits at most 30 s for the
 //! response head. Refusals and failures are responses whose `text/plain` body starts
 //! `granary-http-driver: `: 400 (bad request, path escaping the prefix), 403 (another host,
 //! an address the SSRF guard refuses), 414, 431, 502 (cannot resolve or connect, the origin
@@ -23,7 +24,7 @@ use async_io::{Async, Timer};
 use granary_schema::web_session_capnp::{header, request, response, web_session};
 use http_body::Body;
 use http_body_util::BodyExt;
-use hyper::body::Bytes;
+use hyper::body::{Bytes, Incoming};
 use hyper::client::conn::http1;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, HOST};
 use hyper::{Method, Uri};
@@ -31,6 +32,7 @@ use smol_hyper::rt::FuturesIo;
 
 use super::http_body::{pump_response, OutBody, RequestBodySink};
 use super::ssrf::NetPolicy;
+use super::tls;
 use super::DriverError;
 
 /// Time allowed to open the TCP connection.
@@ -53,7 +55,7 @@ const REPLACED: &[&str] = &["host", "content-length", "expect"];
 /// An HTTP origin: scheme, host and port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
-    /// `true` for https (refused by [`parse_origin`] until TLS is supported).
+    /// `true` for https.
     pub https: bool,
     /// Lower-case host name or IP literal (IPv6 without brackets).
     pub host: String,
@@ -79,8 +81,8 @@ impl fmt::Display for Origin {
     }
 }
 
-/// Parses `http://host[:port]` (one trailing `/` allowed). Refuses other schemes, user info,
-/// paths, queries and fragments, and — for now — `https://` ([`DriverError::HttpsUnsupported`]).
+/// Parses `http://host[:port]` or `https://host[:port]` (one trailing `/` allowed). Refuses other schemes, user info,
+/// paths, queries and fragments.
 pub fn parse_origin(s: &str) -> Result<Origin, DriverError> {
     let bad = |why: &str| DriverError::BadOrigin { origin: s.to_string(), why: why.to_string() };
     let (scheme, rest) = s.split_once("://").ok_or_else(|| bad("no scheme"))?;
@@ -113,9 +115,6 @@ pub fn parse_origin(s: &str) -> Result<Origin, DriverError> {
         None => if https { 443 } else { 80 },
         Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| bad("invalid port"))?,
     };
-    if https {
-        return Err(DriverError::HttpsUnsupported);
-    }
     Ok(Origin { https, host: host.to_ascii_lowercase(), port })
 }
 
@@ -244,6 +243,7 @@ impl HttpDriver {
         // Resolve and check before accepting a streamed body, so a refused request never
         // starts reading one.
         let policy = self.policy.borrow().clone();
+        let roots = policy.extra_root_certs.clone();
         let (host, port) = (self.origin.host.clone(), self.origin.port);
         let addr = match blocking::unblock(move || policy.resolve_checked(&host, port)).await {
             Ok(a) => a,
@@ -264,7 +264,7 @@ impl HttpDriver {
         *req.method_mut() = method;
         *req.uri_mut() = uri;
         *req.headers_mut() = headers;
-        let resp = match self.exchange(addr, req).await {
+        let resp = match self.exchange(addr, &roots, req).await {
             Ok(r) => r,
             Err((status, why)) => return refused(&mut results, status, &why),
         };
@@ -295,18 +295,35 @@ impl HttpDriver {
         Ok(())
     }
 
-    /// Connects to `addr` and sends `req`, with the connect and response-head timeouts.
-    async fn exchange(&self, addr: SocketAddr, req: hyper::Request<OutBody>) -> Result<hyper::Response<hyper::body::Incoming>, Refusal> {
+    /// Connects to `addr` (with TLS for https, trusting also `roots`) and sends `req`, with
+    /// the connect and response-head timeouts.
+    async fn exchange(&self, addr: SocketAddr, roots: &[Vec<u8>], req: hyper::Request<OutBody>) -> Result<hyper::Response<Incoming>, Refusal> {
         let tcp = match timeout(CONNECT_TIMEOUT, Async::<TcpStream>::connect(addr)).await {
             Some(Ok(t)) => t,
             Some(Err(e)) => return Err((502, DriverError::Connect { addr, why: e.to_string() }.to_string())),
             None => return Err((504, format!("connecting to {} ({addr}) timed out after {} s", self.origin, CONNECT_TIMEOUT.as_secs()))),
         };
         let _ = tcp.get_ref().set_nodelay(true);
+        if !self.origin.https {
+            return self.send_over(FuturesIo::new(tcp), req).await;
+        }
+        let config = tls::client_config(roots).map_err(|e| (502, e.to_string()))?;
+        match timeout(CONNECT_TIMEOUT, tls::connect(config, &self.origin.host, tcp)).await {
+            Some(Ok(t)) => self.send_over(FuturesIo::new(t), req).await,
+            Some(Err(e)) => Err((502, format!("the TLS handshake with {} failed: {e}", self.origin))),
+            None => Err((504, format!("the TLS handshake with {} timed out after {} s", self.origin, CONNECT_TIMEOUT.as_secs()))),
+        }
+    }
+
+    /// One HTTP/1.1 exchange on a fresh connection.
+    async fn send_over<T>(&self, io: FuturesIo<T>, req: hyper::Request<OutBody>) -> Result<hyper::Response<Incoming>, Refusal>
+    where
+        T: futures::AsyncRead + futures::AsyncWrite + Unpin + 'static,
+    {
         let (mut sender, conn) = http1::Builder::new()
             .max_headers(MAX_HEADER_COUNT)
             .max_buf_size(MAX_HEADER_TOTAL + 16 * 1024)
-            .handshake(FuturesIo::new(tcp))
+            .handshake(io)
             .await
             .map_err(|e| (502, format!("HTTP handshake with {} failed: {e}", self.origin)))?;
         self.executor.spawn(async move { let _ = conn.await; }).detach();
@@ -423,7 +440,8 @@ mod tests {
             "http://a.com:0", "http://a.com:99999", "http://a.com:x", "http://a b.com", "http://[::1", "http://[zz]"] {
             assert!(matches!(parse_origin(s), Err(DriverError::BadOrigin { .. })), "{s}");
         }
-        assert!(matches!(parse_origin("https://a.com"), Err(DriverError::HttpsUnsupported)));
+        assert_eq!(parse_origin("https://a.com:443").unwrap().to_string(), "https://a.com");
+        assert_eq!(parse_origin("https://a.com:80").unwrap().to_string(), "https://a.com:80");
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod http_body;
 pub mod mail_receive;
 pub mod mail_send;
 pub mod ssrf;
+mod tls;
 
 /// Why a driver refused or failed. Every message says what the user or administrator can do.
 #[derive(Debug, thiserror::Error)]
@@ -29,8 +30,8 @@ pub enum DriverError {
     PrivateAddress { host: String, addr: std::net::IpAddr, kind: &'static str },
     #[error("invalid origin {origin:?}: {why} (write it as http://host[:port] or https://host[:port], with no path)")]
     BadOrigin { origin: String, why: String },
-    #[error("https origins are not supported yet by this server's HTTP driver; use an http:// origin or wait for TLS support")]
-    HttpsUnsupported,
+    #[error("an extra root certificate is not usable: {0} (give DER or PEM X.509 CA certificates)")]
+    BadRootCertificate(String),
     #[error("cannot connect to {addr}: {why}")]
     Connect { addr: std::net::SocketAddr, why: String },
     #[error("the administrator has not configured an SMTP relay (Admin → Settings)")]

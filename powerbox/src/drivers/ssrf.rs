@@ -16,6 +16,9 @@ pub struct NetPolicy {
     pub resolve_override: HashMap<String, Vec<IpAddr>>,
     /// Hosts (lower-case) the administrator allows even at non-public addresses.
     pub allow_private_hosts: HashSet<String>,
+    /// Certificate authorities (DER) trusted for `https://` origins besides the Mozilla roots
+    /// of `webpki-roots`: an internal CA the administrator added, or a test's own.
+    pub extra_root_certs: Vec<Vec<u8>>,
 }
 
 impl NetPolicy {
