@@ -98,6 +98,9 @@ fn too_many_recipients_and_no_relay_are_refused_before_sending() {
         assert!(e.to_string().contains("invalid recipient address"), "{e}");
         let e = send(&sender, &["a@x.test"], &vec![b'a'; (10 << 20) + 1]).await.unwrap_err();
         assert!(e.to_string().contains("limit is 10485760 bytes"), "{e}");
+        let injected = mail_sender("g@mail.test>\r\nRCPT TO:<victim@x.test".into(), relay.setting(), SendRate::new(30));
+        let e = send(&injected, &["a@x.test"], FORGED).await.unwrap_err();
+        assert!(e.to_string().contains("which is not a valid address"), "{e}");
         let none = mail_sender("abc123@mail.test".into(), Rc::new(|| None), SendRate::new(30));
         let e = send(&none, &["a@x.test"], FORGED).await.unwrap_err();
         assert!(e.to_string().contains("the administrator has not configured an SMTP relay (Admin → Settings)"), "{e}");

@@ -17,7 +17,7 @@ use std::fmt;
 use std::future::Future;
 use std::net::{SocketAddr, TcpStream};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
@@ -37,7 +37,8 @@ use super::DriverError;
 
 /// Time allowed to open the TCP connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time allowed from sending the request head until the response head is complete.
+/// Time the origin may stay silent — no response head, and not reading the request body —
+/// before the driver gives up (a long upload is not cut off while the origin reads it).
 pub const RESPONSE_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_PATH: usize = 8 * 1024;
 const MAX_HEADER_COUNT: usize = 100;
@@ -128,7 +129,7 @@ pub fn http_session(
     executor: Rc<LocalExecutor<'static>>,
 ) -> web_session::Client {
     let path_prefix = path_prefix.trim_end_matches('/').to_string();
-    capnp_rpc::new_client(HttpDriver { origin, path_prefix, policy, executor })
+    capnp_rpc::new_client(HttpDriver { origin, path_prefix, policy, executor, head_timeout: RESPONSE_HEAD_TIMEOUT })
 }
 
 struct HttpDriver {
@@ -136,6 +137,8 @@ struct HttpDriver {
     path_prefix: String,
     policy: Rc<RefCell<NetPolicy>>,
     executor: Rc<LocalExecutor<'static>>,
+    /// [`RESPONSE_HEAD_TIMEOUT`], shorter in tests.
+    head_timeout: Duration,
 }
 
 /// A request answered by the driver itself: status and reason.
@@ -327,10 +330,24 @@ impl HttpDriver {
             .await
             .map_err(|e| (502, format!("HTTP handshake with {} failed: {e}", self.origin)))?;
         self.executor.spawn(async move { let _ = conn.await; }).detach();
-        match timeout(RESPONSE_HEAD_TIMEOUT, sender.send_request(req)).await {
-            Some(Ok(r)) => Ok(r),
-            Some(Err(e)) => Err((502, format!("{} failed before completing its response headers: {e}", self.origin))),
-            None => Err((504, format!("{} sent no response headers within {} s", self.origin, RESPONSE_HEAD_TIMEOUT.as_secs()))),
+        // The silence clock restarts whenever the origin takes a chunk of the request body.
+        let progress = req.body().progress();
+        let started = Instant::now();
+        let quiet_since = || progress.as_ref().and_then(|p| p.last_progress()).map_or(started, |t| t.max(started));
+        let mut send = std::pin::pin!(sender.send_request(req));
+        loop {
+            let timer = std::pin::pin!(Timer::at(quiet_since() + self.head_timeout));
+            match futures::future::select(send.as_mut(), timer).await {
+                futures::future::Either::Left((Ok(r), _)) => return Ok(r),
+                futures::future::Either::Left((Err(e), _)) => {
+                    return Err((502, format!("{} failed before completing its response headers: {e}", self.origin)))
+                }
+                futures::future::Either::Right(_) if quiet_since() + self.head_timeout <= Instant::now() => {
+                    let secs = self.head_timeout.as_secs_f32();
+                    return Err((504, format!("{} sent no response headers and read nothing for {secs} s", self.origin)));
+                }
+                futures::future::Either::Right(_) => {}
+            }
         }
     }
 }
@@ -419,6 +436,10 @@ fn refuse(mut r: response::Builder<'_>, status: u16, why: &str) {
     write_head(r.reborrow(), status, &[(&hyper::header::CONTENT_TYPE, &ct)]);
     r.init_body().set_inline(format!("granary-http-driver: {why}\n").as_bytes());
 }
+
+#[cfg(test)]
+#[path = "http_timeout_tests.rs"]
+mod timeout_tests;
 
 #[cfg(test)]
 mod tests {

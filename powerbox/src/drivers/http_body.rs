@@ -7,6 +7,7 @@ use std::cell::{Cell, RefCell};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use futures::channel::mpsc;
 use futures::{SinkExt, Stream};
@@ -41,7 +42,10 @@ impl Body for OutBody {
         match self.get_mut() {
             OutBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             OutBody::Stream { rx, state } => match Pin::new(rx).poll_next(cx) {
-                Poll::Ready(Some(b)) => Poll::Ready(Some(Ok(Frame::data(b)))),
+                Poll::Ready(Some(b)) => {
+                    state.progress.set(Some(Instant::now()));
+                    Poll::Ready(Some(Ok(Frame::data(b))))
+                }
                 Poll::Ready(None) if state.done.get() => Poll::Ready(None),
                 Poll::Ready(None) => {
                     let why = state.failure.borrow().clone().unwrap_or_else(|| "the caller dropped the stream".into());
@@ -64,11 +68,29 @@ impl Body for OutBody {
     }
 }
 
+impl OutBody {
+    /// For a streamed body, the state telling when the origin's connection last took a chunk.
+    pub fn progress(&self) -> Option<Rc<SinkState>> {
+        match self {
+            OutBody::Stream { state, .. } => Some(state.clone()),
+            OutBody::Full(_) => None,
+        }
+    }
+}
+
 /// What the sink and the body share.
 pub struct SinkState {
+    progress: Cell<Option<Instant>>,
     expected: Option<u64>,
     done: Cell<bool>,
     failure: RefCell<Option<String>>,
+}
+
+impl SinkState {
+    /// When the origin's connection last took a chunk of the body, if ever.
+    pub fn last_progress(&self) -> Option<Instant> {
+        self.progress.get()
+    }
 }
 
 /// The `ByteStream` the caller writes a request body to (`requestBody`).
@@ -82,7 +104,7 @@ impl RequestBodySink {
     /// A sink for a body of `expected` bytes (`None`: unknown) and the body it feeds.
     pub fn new(expected: Option<u64>) -> (Self, OutBody) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let state = Rc::new(SinkState { expected, done: Cell::new(false), failure: RefCell::new(None) });
+        let state = Rc::new(SinkState { progress: Cell::new(None), expected, done: Cell::new(false), failure: RefCell::new(None) });
         (Self { tx: RefCell::new(Some(tx)), state: state.clone(), received: Cell::new(0) }, OutBody::Stream { rx, state })
     }
 

@@ -92,11 +92,16 @@ impl mail_sender::Server for MailSenderImpl {
         let to = p.get_to()?.iter().map(|t| Ok(t?.to_string()?)).collect::<capnp::Result<Vec<String>>>()?;
         let message = p.get_message()?;
         let relay = (self.relay)().ok_or(DriverError::NoRelay)?;
+        if !plausible_address(&self.address) {
+            // It goes into MAIL FROM and From: as is, so it must not carry anything else.
+            return Err(DriverError::BadSender(self.address.clone()).into());
+        }
         check_recipients(&to)?;
         if message.len() > MAX_MESSAGE {
             return Err(DriverError::MessageTooLarge { size: message.len(), max: MAX_MESSAGE }.into());
         }
         let (data, message_id) = rewrite(message, &self.address)?;
+        // Counted when the relay is about to be contacted, whether or not it accepts.
         if !self.rate.take() {
             return Err(capnp::Error::overloaded(format!(
                 "{} has sent {} messages in the last minute, its limit; try again in a minute",

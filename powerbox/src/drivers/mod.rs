@@ -36,6 +36,8 @@ pub enum DriverError {
     Connect { addr: std::net::SocketAddr, why: String },
     #[error("the administrator has not configured an SMTP relay (Admin → Settings)")]
     NoRelay,
+    #[error("this capability sends as {0:?}, which is not a valid address; ask the user to grant a valid one")]
+    BadSender(String),
     #[error("invalid recipient address {0:?}: expected one like name@example.com")]
     BadRecipient(String),
     #[error("a message needs between 1 and {max} recipients, not {count}")]
