@@ -163,7 +163,10 @@ impl HttpDriver {
             return Err(bad("the path must start with /"));
         }
         let full = format!("{}{path}", self.path_prefix);
-        if !self.path_prefix.starts_with('/') && !self.path_prefix.is_empty() || has_dot_segment(&full) {
+        if !self.path_prefix.is_empty() && !self.path_prefix.starts_with('/') {
+            return Err((500, format!("this capability's path prefix {:?} does not start with /; ask the user to grant it again", self.path_prefix)));
+        }
+        if has_dot_segment(&full) {
             return Err(bad(&format!("the path may not contain . or .. segments: this capability reaches only {}{}/", self.origin, self.path_prefix)));
         }
         let uri: Uri = full.parse().map_err(|_| bad("invalid path"))?;
