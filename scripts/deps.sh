@@ -8,7 +8,7 @@ set -euo pipefail
 want=(capnproto libcapnp-dev libseccomp-dev)
 case "${1:-serve}" in
   # busybox: the runtimes test runs its sh and applets in a grain; chromium: the browser suite
-  test) want+=(zstd xz-utils busybox chromium) ;;
+  test) want+=(zstd xz-utils busybox chromium python3-aiosmtpd) ;;
 esac
 missing=()
 for p in "${want[@]}"; do

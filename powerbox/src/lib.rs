@@ -14,8 +14,10 @@
 //! - [`claims`]: the picker's single-use claim tokens, and the [`Clock`].
 //! - [`matching`]: descriptors, queries and the matching rules.
 //! - [`membrane`]: revocable forwarding capabilities and identifying them again.
+//! - [`drivers`]: the capabilities the server implements (HTTP to one origin, mail).
 
 pub mod claims;
+pub mod drivers;
 pub mod grants;
 pub mod matching;
 pub mod membrane;

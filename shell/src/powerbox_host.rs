@@ -34,14 +34,14 @@ pub struct PowerboxHost {
     pub claims: RefCell<ClaimBook<Pending>>,
     pub membranes: MembraneRegistry,
     /// The HTTP driver's resolver overrides and allowlist (the allowlist follows the settings).
-    pub net: Rc<RefCell<granary_powerbox::drivers::NetPolicy>>,
+    pub net: Rc<RefCell<granary_powerbox::drivers::ssrf::NetPolicy>>,
     /// One rate per send-mail grant... kept per address.
     pub mail_rates: RefCell<std::collections::HashMap<String, Rc<granary_powerbox::drivers::mail_send::SendRate>>>,
     next_claim: Cell<u64>,
 }
 
 impl PowerboxHost {
-    pub fn new(db: Rc<Db>, net: granary_powerbox::drivers::NetPolicy) -> PowerboxHost {
+    pub fn new(db: Rc<Db>, net: granary_powerbox::drivers::ssrf::NetPolicy) -> PowerboxHost {
         PowerboxHost {
             db,
             claims: RefCell::new(ClaimBook::new()),
@@ -284,21 +284,27 @@ pub fn parse_query(json: &str) -> Result<Vec<OwnedDescriptor>, String> {
 
 /// The live capability for `target`, wrapped in a membrane for `live`.
 pub fn live_capability(server: &Rc<Server>, live: LiveGrant) -> capnp::capability::Client {
+    use granary_powerbox::drivers::{http, mail_send};
     let inner: capnp::capability::Client = match &live.target {
-        Target::HttpOrigin { origin, path_prefix } => match granary_powerbox::drivers::parse_origin(origin) {
-            Ok(o) => granary_powerbox::drivers::http_session(o, path_prefix.clone(), server.powerbox.net.clone(), server.ex.clone()).client,
+        Target::HttpOrigin { origin, path_prefix } => match http::parse_origin(origin) {
+            Ok(o) => http::http_session(o, path_prefix.clone(), server.powerbox.net.clone(), server.ex.clone()).client,
             Err(e) => broken(format!("{e}")),
         },
         Target::SendMail { address } => {
             let db = server.db.clone();
-            let relay = Rc::new(move || {
+            let relay: Rc<dyn Fn() -> Option<mail_send::SmtpRelay>> = Rc::new(move || {
                 let s = crate::settings::load(&db).ok()?;
-                granary_powerbox::drivers::SmtpRelay::parse(&s.smtp_relay).ok()
+                let (host, port) = s.smtp_relay.rsplit_once(':')?;
+                Some(mail_send::SmtpRelay { host: host.to_owned(), port: port.parse().ok()? })
             });
-            granary_powerbox::drivers::mail_sender(address.clone(), relay, server.ex.clone()).client
+            // One rate per address (a grain's own address is the grain's): restoring again
+            // does not reset it.
+            let rate = server.powerbox.mail_rates.borrow_mut().entry(address.clone()).or_insert_with(|| mail_send::SendRate::new(30)).clone();
+            mail_send::mail_sender(address.clone(), relay, rate).client
         }
         Target::GrainApi { grain, path_prefix, permissions, .. } => {
-            let provider = crate::powerbox_provider::ProviderSession::new(server, grain.clone(), path_prefix.clone(), permissions.clone(), live.granted_by.clone());
+            let user = live.granted_by.clone().unwrap_or_default();
+            let provider = crate::powerbox_provider::ProviderSession::new(server, grain.clone(), path_prefix.clone(), permissions.clone(), user);
             let client: granary_schema::web_session_capnp::web_session::Client = capnp_rpc::new_client(provider);
             client.client
         }
@@ -306,7 +312,47 @@ pub fn live_capability(server: &Rc<Server>, live: LiveGrant) -> capnp::capabilit
     server.powerbox.membranes.wrap(inner, live)
 }
 
+/// `granary serve --smtp-listen ADDR`: mail to `<grain id>@<mail domain>` goes to the grain's
+/// `MainView.deliverMail` (the grain is started if needed).
+pub fn start_smtp(server: &Rc<Server>, addr: &str) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use granary_powerbox::drivers::mail_receive::{serve_smtp, DeliverError, Delivery, MailReceiver, IDLE_TIMEOUT};
+    let listener = std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen for mail on {addr}; pass another --smtp-listen"))?;
+    let domain = grain_address(server, "x").split_once('@').map(|(_, d)| d.to_owned()).unwrap_or_default();
+    let db = server.db.clone();
+    let accepts = Rc::new(move |grain: &str| matches!(db.get(&grains::GRAINS, grain), Ok(Some(g)) if g.trashed.is_none()));
+    let weak = Rc::downgrade(server);
+    let deliver = Rc::new(move |grain: String, d: Delivery| -> futures::future::LocalBoxFuture<'static, Result<(), DeliverError>> {
+        let weak = weak.clone();
+        Box::pin(async move {
+            let server = weak.upgrade().ok_or_else(|| DeliverError::Failed("the server is stopping".into()))?;
+            let g = server.db.get(&grains::GRAINS, &grain).ok().flatten().ok_or_else(|| DeliverError::NoSuchGrain(grain.clone()))?;
+            let app = apps::get(&server.db, &g.package_id).ok().flatten().ok_or_else(|| DeliverError::Failed("the grain's app is not installed".into()))?;
+            let limits = server.db.get(&apps::APP_LIMITS, &app.app_id).ok().flatten();
+            let view = server.runner.main_view(&server.ex, &g, &app, limits).await.map_err(|e| DeliverError::Failed(format!("{e:#}")))?;
+            server.runner.keep_alive(&server.ex, &g.id, server.grain_core(&g.id));
+            let mut req = view.deliver_mail_request();
+            {
+                let mut m = req.get().init_message();
+                m.set_envelope_from(d.envelope_from.as_str());
+                let mut to = m.reborrow().init_envelope_to(d.envelope_to.len() as u32);
+                for (i, t) in d.envelope_to.iter().enumerate() {
+                    to.set(i as u32, t.as_str());
+                }
+                m.set_data(&d.data);
+            }
+            req.send().promise.await.map_err(|e| DeliverError::Failed(e.extra))?;
+            tracing::info!(grain = %g.id, bytes = d.data.len(), "mail delivered to a grain");
+            Ok(())
+        })
+    });
+    let receiver = Rc::new(MailReceiver { domain: domain.clone(), accepts, deliver, idle_timeout: IDLE_TIMEOUT });
+    eprintln!("Accepting mail for <grain id>@{domain} on {addr}");
+    server.ex.spawn(serve_smtp(async_io::Async::new(listener)?, receiver, server.ex.clone())).detach();
+    Ok(())
+}
+
 /// A capability whose every call fails with `why`.
 fn broken(why: String) -> capnp::capability::Client {
-    capnp::capability::Client::new(capnp_rpc::broken::new_cap(capnp::Error::failed(why)))
+    capnp_rpc::new_broken_cap(capnp::Error::failed(why))
 }

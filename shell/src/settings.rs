@@ -131,6 +131,7 @@ pub fn save(server: &Server, form: &std::collections::HashMap<String, String>) -
         .map_err(|e| e.to_string())?;
     crate::ui::DEV_ACCOUNTS.store(dev, Ordering::Relaxed);
     server.runner.default_limits.set(limits);
+    server.powerbox.sync_allowlist(&allowlist);
     crate::ui::set_title(&title);
     Ok(())
 }

@@ -11,6 +11,7 @@ mod log_route;
 mod powerbox_routes;
 mod routes;
 mod session_wiring;
+pub use session_wiring::stable_user_id;
 mod share_routes;
 
 use crate::{accounts, control, ratelimit::LoginLimiter};
@@ -75,8 +76,8 @@ pub struct ServeArgs {
 }
 
 /// The HTTP driver's resolver overrides from `--resolve HOST=IP`.
-fn net_policy(resolve: &[String]) -> Result<granary_powerbox::drivers::NetPolicy> {
-    let mut policy = granary_powerbox::drivers::NetPolicy::default();
+fn net_policy(resolve: &[String]) -> Result<granary_powerbox::drivers::ssrf::NetPolicy> {
+    let mut policy = granary_powerbox::drivers::ssrf::NetPolicy::default();
     for r in resolve {
         let Some((host, ip)) = r.split_once('=') else { bail!("--resolve `{r}` must be HOST=IP, e.g. api.test=127.0.0.1") };
         let ip: std::net::IpAddr = ip.parse().with_context(|| format!("--resolve `{r}`: `{ip}` is not an IP address"))?;
@@ -208,6 +209,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     });
     let _ = server.me.set(Rc::downgrade(&server));
     crate::powerbox_host::start_recheck(&server);
+    server.powerbox.sync_allowlist(&crate::settings::load(&server.db)?.http_allowlist);
     if let Some(addr) = &args.smtp_listen {
         crate::powerbox_host::start_smtp(&server, addr)?;
     }

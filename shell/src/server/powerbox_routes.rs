@@ -92,7 +92,7 @@ pub fn grain_reach(server: &Server, s: &Session, grain: &grains::Grain) -> anyho
     let held: Vec<GrantRow> = server.powerbox.grants().list_for_grain(&grain.id)?.into_iter().map(|g| row(server, g)).collect();
     let into: Vec<GrantRow> = server
         .powerbox
-        .grants
+        .grants()
         .list_all()?
         .into_iter()
         .map(|g| row(server, g))
