@@ -158,9 +158,10 @@ async fn handle(bridge: &Rc<Bridge>, req: Request<Incoming>) -> Result<ApiRespon
             Ok(json_response(200, &json!({})))
         }
         (Method::POST, "/mail/send") => send_mail(platform, req).await,
+        (Method::POST, "/save") => save_copy(bridge, req.into_body()).await,
         _ => Err(ApiError::new(
             404,
-            "no such route: the local API has POST /claim, DELETE /tokens/<token>, POST /mail/send, \
+            "no such route: the local API has POST /claim, POST /save, DELETE /tokens/<token>, POST /mail/send, \
              and proxies absolute-form requests (http://host/path) with Authorization: Bearer gs_…",
         )),
     }
@@ -287,6 +288,30 @@ async fn claim(bridge: &Rc<Bridge>, body: Incoming) -> Result<ApiResponse, ApiEr
     let saved = save.send().promise.await?;
     let token = saved.get()?.get_token()?;
     Ok(json_response(200, &json!({ "token": encode_token(token) })))
+}
+
+/// `POST /save {"token": "gs_…", "label"}`: restores the token and saves the capability again,
+/// as a new grant whose parent is the token's (revoking the parent revokes it too): a token
+/// to hand to another part of the app that can be dropped on its own.
+async fn save_copy(bridge: &Rc<Bridge>, body: Incoming) -> Result<ApiResponse, ApiError> {
+    const SHAPE: &str = "the body must be JSON {\"token\": \"gs_…\", \"label\": \"…\"}";
+    let body = read_body(body, MAX_JSON_BODY).await?;
+    let v: Value = serde_json::from_slice(&body).map_err(|e| ApiError::new(400, format!("{SHAPE}: {e}")))?;
+    let token = v.get("token").and_then(Value::as_str).and_then(decode_token).ok_or_else(|| ApiError::new(400, format!("{SHAPE}; `token` must be a gs_… token")))?;
+    let label = v.get("label").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let platform = &bridge.platform;
+    let new_token = with_capability(platform, &token, true, |cap: AnyClient| {
+        let label = label.clone();
+        async move {
+            let mut save = platform.grain_api().map_err(|e| capnp::Error::failed(e.to_string()))?.save_request();
+            save.get().init_cap().set_as_capability(cap.hook);
+            save.get().set_label(label.as_str());
+            let saved = save.send().promise.await?;
+            Ok(saved.get()?.get_token()?.to_vec())
+        }
+    })
+    .await?;
+    Ok(json_response(200, &json!({ "token": encode_token(&new_token) })))
 }
 
 async fn send_mail(platform: &Platform, req: Request<Incoming>) -> Result<ApiResponse, ApiError> {

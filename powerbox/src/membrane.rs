@@ -11,7 +11,6 @@ use capnp::any_pointer;
 use capnp::capability::{DispatchCallResult, FromClientHook, FromServer, Params, Promise, Results};
 use capnp::private::capability::ClientHook;
 use futures::future::{AbortHandle, Abortable};
-use granary_schema::web_session_capnp::web_session;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::rc::{Rc, Weak};
@@ -112,13 +111,6 @@ impl Membrane {
     }
 }
 
-/// Whether `params` are `WebSession.request` params whose body is `streamed`.
-fn is_streamed_request(params: &Params<any_pointer::Owned>) -> bool {
-    use granary_schema::web_session_capnp::request;
-    let Ok(p) = params.get().and_then(|p| p.get_as::<web_session::request_params::Reader<'_>>()) else { return false };
-    matches!(p.get_request().map(|r| r.get_body().which()), Ok(Ok(request::body::Streamed(_))))
-}
-
 /// Removes a finished (or cancelled) call from its membrane's in-flight set.
 struct InFlight {
     membrane: Weak<Membrane>,
@@ -150,7 +142,7 @@ impl capnp::capability::Server for MembraneDispatch {
         interface_id: u64,
         method_id: u16,
         params: Params<any_pointer::Owned>,
-        mut results: Results<any_pointer::Owned>,
+        results: Results<any_pointer::Owned>,
     ) -> DispatchCallResult {
         let membrane = self.0;
         let Some(inner) = membrane.inner.borrow().clone() else {
@@ -166,22 +158,7 @@ impl capnp::capability::Server for MembraneDispatch {
         let guard = InFlight { membrane: Rc::downgrade(&membrane), id };
         let forward = async move {
             let _guard = guard;
-            let mut request = inner.new_call::<any_pointer::Owned, any_pointer::Owned>(interface_id, method_id, None);
-            request.get().set_as(params.get()?)?;
-            let streamed_upload = interface_id == crate::matching::WEB_SESSION_ID && method_id == 0 && is_streamed_request(&params);
-            let sent = request.send();
-            if streamed_upload {
-                // WebSession.request with a streamed body: the caller writes the body to the
-                // pipelined `requestBody` while awaiting the response. capnp-rpc has no tail
-                // calls, so pass the inner call's pipelined `requestBody` on ourselves, at once.
-                let body = sent.pipeline.get_pointer_field(0).as_cap();
-                let mut typed = results.get().init_as::<web_session::request_results::Builder<'_>>();
-                typed.set_request_body(capnp::capability::FromClientHook::new(body));
-                results.set_pipeline()?;
-            }
-            let response = sent.promise.await?;
-            results.get().set_as(response.get()?)?;
-            Ok(())
+            granary_schema::forward::forward_call(inner, interface_id, method_id, params, results).await
         };
         let promise = async move {
             match Abortable::new(forward, registration).await {

@@ -6,7 +6,9 @@
 //! regenerates them with Debian's `capnp` (installed by the README's test command) and fails
 //! if they differ; `GRANARY_REGEN=1 cargo test -p granary-schema` rewrites them.
 //!
-//! May touch: nothing but memory. This crate has no I/O and no policy; it only defines types.
+//! May touch: nothing but memory. This crate has no I/O and no policy; it defines types, and
+//! [`forward`] keeps one of their contracts (WebSession's pipelined request body) across a
+//! process that passes calls on.
 //! Contracts (who calls what, what each method promises) are in SPEC.md, "Schemas".
 
 #![allow(clippy::all, unused_parens, missing_docs)]
@@ -32,6 +34,8 @@ generated! {
     control_capnp => "control_capnp.rs",
     mail_capnp => "mail_capnp.rs",
 }
+
+pub mod forward;
 
 /// Bytes of `-> stream` calls (`ByteStream.write`, `WebSocketPeer.send`) each Granary
 /// connection keeps in flight before the sender waits. capnp-rpc's default, 64 KiB, is one

@@ -38,6 +38,7 @@ pub struct TestServer {
     pub data: tempfile::TempDir,
     pub base_url: String,
     pub first_setup_url: String,
+    extra: Vec<String>,
 }
 
 impl TestServer {
@@ -50,12 +51,21 @@ impl TestServer {
         let data = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let base_url = format!("http://127.0.0.1:{port}");
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (child, first_setup_url) = Self::spawn(data.path(), port, &extra, true);
+        TestServer { child, data, base_url, first_setup_url, extra }
+    }
+
+    /// Starts `granary serve` on `data`; with `expect_setup`, waits for the first-run setup
+    /// link and returns it (else waits until it listens).
+    fn spawn(data: &std::path::Path, port: u16, extra: &[String], expect_setup: bool) -> (Child, String) {
+        let base_url = format!("http://127.0.0.1:{port}");
         let mut child = Command::new(env!("CARGO_BIN_EXE_granary"))
-            .args(["serve", "--data-dir", data.path().to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}"), "--base-url", &base_url])
+            .args(["serve", "--data-dir", data.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}"), "--base-url", &base_url])
             .args(extra)
             // No sample apps unless a test asks for them (a developer's target/sample-apps
             // would otherwise be installed).
-            .args(if extra.contains(&"--sample-apps") { vec![] } else { vec!["--sample-apps".to_owned(), data.path().join("no-samples").display().to_string()] })
+            .args(if extra.iter().any(|a| a == "--sample-apps") { vec![] } else { vec!["--sample-apps".to_owned(), data.join("no-samples").display().to_string()] })
             .env("GRANARY_LOG", "info")
             .stderr(Stdio::piped())
             .spawn()
@@ -68,15 +78,27 @@ impl TestServer {
             if let Some(url) = line.trim().strip_prefix(&format!("{base_url}/setup/")) {
                 first_setup_url = format!("/setup/{url}");
             }
-            if line.contains("admin-token` prints a new link") || Instant::now() > deadline {
+            let ready = if expect_setup { line.contains("admin-token` prints a new link") } else { line.contains("is running at") };
+            if ready || Instant::now() > deadline {
                 break;
             }
         }
-        assert!(!first_setup_url.is_empty(), "the server printed no setup link");
+        if expect_setup {
+            assert!(!first_setup_url.is_empty(), "the server printed no setup link");
+        }
         // Keep draining stderr so the server never blocks on a full pipe; the test harness
         // shows it when a test fails.
         std::thread::spawn(move || lines.map_while(Result::ok).for_each(|l| eprintln!("server: {l}")));
-        TestServer { child, data, base_url, first_setup_url }
+        (child, first_setup_url)
+    }
+
+    /// Kills the server with SIGKILL (no clean-up at all) and starts it again on the same data
+    /// directory, port and arguments. Grain supervisors survive, as in production.
+    pub fn kill_and_restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let (child, _) = Self::spawn(self.data.path(), self.port(), &self.extra, false);
+        self.child = child;
     }
 
     fn cli(&self, args: &[&str]) -> String {

@@ -1,0 +1,585 @@
+//! The powerbox end to end, over real HTTP with real grains (root): the dialog's routes, claims
+//! redeemed by an app through the bridge's local API, the HTTP driver reaching a real server on
+//! loopback (and nothing else), grain-to-grain APIs, live revocation, requirements that stop
+//! holding, persistence across a `kill -9`, and the mail drivers against a real SMTP relay.
+//! The app is `grain_app/powerbox_app.py` (Debian's python3 in a grain).
+
+mod common;
+mod grainkit;
+mod server;
+
+use grainkit::{new_grain, open_frame, require_root, Origin};
+use granary_powerbox::matching::{encode_descriptor, http_api_descriptor, mail_descriptor};
+use serde_json::{json, Value};
+use server::{bridge, Client, TestServer};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One request the origin server received.
+#[derive(Clone, Debug)]
+struct Seen {
+    method: String,
+    path: String,
+    host: String,
+    body_bytes: usize,
+}
+
+/// A small HTTP/1.1 origin on 127.0.0.1 that records what reaches it.
+struct OriginServer {
+    port: u16,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    connections: Arc<Mutex<usize>>,
+}
+
+impl OriginServer {
+    fn start() -> OriginServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(Mutex::new(0));
+        let (s, c) = (seen.clone(), connections.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                *c.lock().unwrap() += 1;
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    let _ = serve_one(stream, &s);
+                });
+            }
+        });
+        OriginServer { port, seen, connections }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn serve_one(stream: TcpStream, seen: &Mutex<Vec<Seen>>) -> std::io::Result<()> {
+    let mut r = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("").to_owned());
+    let (mut host, mut length, mut chunked) = (String::new(), 0usize, false);
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h)?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':').unwrap_or((h, ""));
+        match k.to_ascii_lowercase().as_str() {
+            "host" => host = v.trim().to_owned(),
+            "content-length" => length = v.trim().parse().unwrap_or(0),
+            "transfer-encoding" => chunked = v.to_ascii_lowercase().contains("chunked"),
+            _ => {}
+        }
+    }
+    let mut body_bytes = 0;
+    if chunked {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size)?;
+            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
+            let mut chunk = vec![0; n + 2];
+            r.read_exact(&mut chunk)?;
+            body_bytes += n;
+            if n == 0 {
+                break;
+            }
+        }
+    } else {
+        let mut body = vec![0; length];
+        r.read_exact(&mut body)?;
+        body_bytes = length;
+    }
+    let answer = json!({ "origin": "test", "path": path, "body_bytes": body_bytes }).to_string();
+    seen.lock().unwrap().push(Seen { method, path, host, body_bytes });
+    let mut w = stream;
+    write!(w, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}", answer.len())?;
+    w.flush()
+}
+
+/// Packs `powerbox_app.py` with Debian's python3; it provides the API "echo-api" below
+/// `/api/` to holders of `edit`. Installs it; returns the package id.
+fn install_app(c: &mut Client) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let keyring = dir.path().join("keyring");
+    let app_id = common::granary_ok(&keyring, &["keygen"]).trim().to_owned();
+    std::fs::create_dir(dir.path().join("app")).unwrap();
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grain_app/powerbox_app.py"), dir.path().join("app/app.py")).unwrap();
+    let toml = format!(
+        r#"[app]
+id = "{app_id}"
+title = "Powerbox test"
+version = 1
+continue_command = ["/usr/bin/python3", "/app/app.py"]
+environment = {{ HOME = "/var", PYTHONDONTWRITEBYTECODE = "1" }}
+[[actions]]
+title = "New"
+noun = "test grain"
+command = ["/usr/bin/python3", "/app/app.py"]
+[http]
+port = 8000
+[[permissions]]
+name = "edit"
+title = "Edit"
+[[roles]]
+name = "viewer"
+title = "Viewer"
+[[roles]]
+name = "editor"
+title = "Editor"
+permissions = ["edit"]
+default = true
+[[powerbox.provides]]
+api = "echo-api"
+title = "Echo API"
+path_prefix = "/api/"
+permissions = ["edit"]
+[files]
+map = [ {{ to = "/app", from = "app" }}, {{ to = "/", from = "/" }} ]
+include = ["/app", "/usr/lib/python3.11"]
+hide = ["/usr/lib/python3.11/config-3.11-x86_64-linux-gnu", "/usr/lib/python3.11/test", "/usr/lib/python3.11/__pycache__"]
+"#
+    );
+    std::fs::write(dir.path().join("granary.toml"), toml).unwrap();
+    let gpk = dir.path().join("app.gpk");
+    common::granary_ok(&keyring, &["pack", dir.path().to_str().unwrap(), "-o", gpk.to_str().unwrap(), "--level", "1"]);
+    c.install(&std::fs::read(&gpk).unwrap())
+}
+
+/// One grain open in a browser: its id, its page, the frame's session id and origin.
+struct Open {
+    id: String,
+    url: String,
+    session: String,
+    o: Origin,
+}
+
+fn open(s: &TestServer, c: &mut Client, pkg: &str, title: &str) -> Open {
+    let (url, id) = new_grain(c, pkg, title);
+    reopen(s, c, &url, &id)
+}
+
+fn reopen(s: &TestServer, c: &mut Client, url: &str, id: &str) -> Open {
+    let (host, init) = open_frame(c, url);
+    let session = host.split('.').next().unwrap().to_owned();
+    let mut o = Origin::enter(s, &host, &init);
+    // The first request starts the grain.
+    assert_eq!(o.json("/", &[])["session"], session.as_str());
+    Open { id: id.to_owned(), url: url.to_owned(), session, o }
+}
+
+/// POSTs JSON to the app on its session origin; returns (status, JSON).
+fn app(g: &mut Open, path: &str, body: Value) -> (u16, Value) {
+    let host = g.o.host.clone();
+    let r = g.o.c.upload_with(path, body.to_string().as_bytes(), "", &[("Host", host.as_str())]);
+    (r.status, serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("{path}: {e}: {}", r.body)))
+}
+
+/// The dialog's `options` for `query` as the person `c` on `g`'s page.
+fn options(c: &mut Client, g: &Open, query: &[String]) -> Value {
+    let csrf = c.get(&g.url).hidden("csrf");
+    let q = serde_json::to_string(query).unwrap();
+    let r = c.post(&format!("/grains/{}/powerbox/options", g.id), &[("csrf", &csrf), ("session", &g.session), ("query", &q)]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    serde_json::from_str(&r.body).unwrap()
+}
+
+/// Picks `option` in the dialog; returns the claim token.
+fn pick(c: &mut Client, g: &Open, query: &[String], option: &str) -> String {
+    let csrf = c.get(&g.url).hidden("csrf");
+    let q = serde_json::to_string(query).unwrap();
+    let r = c.post(&format!("/grains/{}/powerbox/pick", g.id), &[("csrf", &csrf), ("session", &g.session), ("query", &q), ("option", option)]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v: Value = serde_json::from_str(&r.body).unwrap();
+    let token = v["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("gc_"), "{v}");
+    token
+}
+
+/// Picks and claims `option` in one go; returns the saved capability's token.
+fn grant(c: &mut Client, g: &mut Open, query: &[String], option: &str) -> String {
+    let claim = pick(c, g, query, option);
+    let (status, v) = app(g, "/claim", json!({ "claimToken": claim, "label": "test grant" }));
+    assert_eq!(status, 200, "{v}");
+    v["token"].as_str().unwrap().to_owned()
+}
+
+fn call(g: &mut Open, token: &str, url: &str) -> Value {
+    let (status, v) = app(g, "/call", json!({ "token": token, "url": url }));
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+fn settings(c: &mut Client, fields: &[(&str, &str)]) {
+    let csrf = c.get("/admin/settings").hidden("csrf");
+    let mut form = vec![("csrf", csrf.as_str()), ("memory_mib", "512"), ("tasks", "256")];
+    form.extend_from_slice(fields);
+    let r = c.post("/admin/settings", &form);
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// The grant ids listed on a reach page.
+fn grant_ids(page: &str) -> Vec<String> {
+    page.split("data-grant=\"").skip(1).map(|r| r.split('"').next().unwrap().to_owned()).collect()
+}
+
+fn revoke(c: &mut Client, grant: &str) {
+    let csrf = c.get("/reach").hidden("csrf");
+    let r = c.post(&format!("/grants/{grant}/revoke"), &[("csrf", &csrf)]);
+    assert_eq!(r.status, 303, "{}", r.body);
+}
+
+/// Calls through `token` until a call fails with "revoked"; returns how long that took.
+fn time_until_revoked(g: &mut Open, token: &str, url: &str, since: Instant) -> Duration {
+    loop {
+        let v = call(g, token, url);
+        if v["status"] != 200 {
+            assert_eq!(v["status"], 403, "{v}");
+            assert!(v["body"].as_str().unwrap().contains("revoked"), "{v}");
+            return since.elapsed();
+        }
+        assert!(since.elapsed() < Duration::from_secs(5), "still working 5 s after the revocation: {v}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_http_driver_reaches_only_its_origin_and_revocation_is_live() {
+    require_root();
+    let origin = OriginServer::start();
+    let s = TestServer::start_with(&["--bridge", bridge().to_str().unwrap(), "--resolve", "api.test=127.0.0.1"]);
+    let mut ann = grainkit::admin(&s);
+    let pkg = install_app(&mut ann);
+    let mut a = open(&s, &mut ann, &pkg, "Consumer");
+    let api = format!("http://api.test:{}", origin.port);
+    let query = vec![encode_descriptor(&http_api_descriptor(Some(&api), None, None))];
+
+    // The dialog offers the HTTP driver for exactly that origin.
+    let opts = options(&mut ann, &a, &query);
+    assert!(opts["asked"].as_str().unwrap().contains(&api), "{opts}");
+    assert_eq!(opts["options"][0]["id"], "http:0", "{opts}");
+    assert_eq!(opts["options"][0]["verbPhrase"], format!("may send HTTP requests to {api}"));
+
+    // Not allowlisted yet: api.test resolves to loopback, so the server refuses to connect.
+    let token = grant(&mut ann, &mut a, &query, "http:0");
+    assert!(token.starts_with("gs_"));
+    let v = call(&mut a, &token, &format!("{api}/hello"));
+    assert_eq!(v["status"], 403, "{v}");
+    assert!(v["body"].as_str().unwrap().contains("loopback"), "{v}");
+    assert!(origin.seen().is_empty(), "a refused request reached the origin");
+
+    settings(&mut ann, &[("http_allowlist", "api.test")]);
+    let v = call(&mut a, &token, &format!("{api}/hello?x=1"));
+    assert_eq!(v["status"], 200, "{v}");
+    let body: Value = serde_json::from_str(v["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["path"], "/hello?x=1");
+    let seen = origin.seen();
+    assert_eq!((seen.len(), seen[0].method.as_str(), seen[0].path.as_str(), seen[0].host.clone()), (1, "GET", "/hello?x=1", format!("api.test:{}", origin.port)));
+
+    // A streamed upload (past the 64 KiB inline limit) passes the membrane and the driver.
+    let (status, v) = app(&mut a, "/call", json!({ "token": token, "url": format!("{api}/upload"), "method": "POST", "body_bytes": 300_000 }));
+    assert_eq!((status, v["status"].clone()), (200, json!(200)), "{v}");
+    assert_eq!(origin.seen().last().unwrap().body_bytes, 300_000);
+
+    // Another host through the same capability is refused by the server, not reached.
+    let before = origin.seen().len();
+    let v = call(&mut a, &token, &format!("http://other.test:{}/", origin.port));
+    assert_eq!(v["status"], 403, "{v}");
+    assert!(v["body"].as_str().unwrap().contains("reaches only"), "{v}");
+    // The grain itself cannot connect anywhere: its network namespace has only loopback.
+    let conns = *origin.connections.lock().unwrap();
+    let direct = a.o.json(&format!("/direct?port={}", origin.port), &[]);
+    for host in ["127.0.0.1", "10.0.2.2"] {
+        assert_ne!(direct[host], "connected", "{direct}");
+    }
+    assert!(direct["127.0.0.1"].as_str().unwrap().contains("ConnectionRefused"), "{direct}");
+    assert_eq!((origin.seen().len(), *origin.connections.lock().unwrap()), (before, conns), "nothing reached the origin directly");
+
+    // A claim token is single use.
+    let claim = pick(&mut ann, &a, &query, "http:0");
+    let (status, _) = app(&mut a, "/claim", json!({ "claimToken": claim }));
+    assert_eq!(status, 200);
+    let (status, v) = app(&mut a, "/claim", json!({ "claimToken": claim }));
+    assert_eq!(status, 403, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("unknown, used, expired"), "{v}");
+
+    // Another grain holding the token has nothing: it fails like an unknown token.
+    let mut b = open(&s, &mut ann, &pkg, "Other");
+    let v = call(&mut b, &token, &format!("{api}/hello"));
+    assert_eq!(v["status"], 403, "{v}");
+    assert!(v["body"].as_str().unwrap().contains("revoked: this saved capability is unknown"), "{v}");
+
+    // "What can this reach" lists the grant; revoking it ends the live capability at once.
+    let page = ann.get(&format!("/grains/{}/reach", a.id));
+    assert!(page.body.contains(&format!("may send HTTP requests to {api}")), "{}", page.body);
+    let ids = grant_ids(&page.body);
+    assert_eq!(ids.len(), 2, "two saved grants: {ids:?}");
+    assert_eq!(call(&mut a, &token, &format!("{api}/x"))["status"], 200);
+    for id in &ids {
+        revoke(&mut ann, id);
+    }
+    let took = time_until_revoked(&mut a, &token, &format!("{api}/x"), Instant::now());
+    eprintln!("HTTP driver: the first call after revoking failed after {took:?}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert!(ann.get(&format!("/grains/{}/reach", a.id)).body.contains("revoked"));
+}
+
+#[test]
+fn grain_to_grain_needs_the_choosers_permissions_for_as_long_as_it_lives() {
+    require_root();
+    let s = TestServer::start_with(&["--bridge", bridge().to_str().unwrap()]);
+    let mut ann = grainkit::admin(&s);
+    let pkg = install_app(&mut ann);
+    let provider = open(&s, &mut ann, &pkg, "Provider");
+    let mut consumer = open(&s, &mut ann, &pkg, "Consumer");
+    let query = vec![encode_descriptor(&http_api_descriptor(None, None, Some("echo-api")))];
+    let opts = options(&mut ann, &consumer, &query);
+    let option = format!("grain:{}:echo-api:0", provider.id);
+    assert_eq!(opts["options"].as_array().unwrap().len(), 1, "only the provider (not the consumer itself): {opts}");
+    assert_eq!(opts["options"][0]["id"], option.as_str());
+    assert_eq!(opts["options"][0]["title"], "Provider");
+
+    let token = grant(&mut ann, &mut consumer, &query, &option);
+    let v = call(&mut consumer, &token, "http://provider/things?q=1");
+    assert_eq!(v["status"], 200, "{v}");
+    let body: Value = serde_json::from_str(v["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["api"], "/api/things?q=1", "below the provider's path prefix");
+    assert_eq!(body["session_type"], "api");
+    assert_eq!(body["permissions"], "edit");
+    // The path cannot leave the prefix.
+    let v = call(&mut consumer, &token, "http://provider/../admin");
+    assert_ne!(v["status"], 200, "{v}");
+
+    // A person with only `viewer` on the provider is not offered it; an editor is, and loses
+    // it live when their link is revoked.
+    let mut bob = invite(&s, &mut ann, "bob");
+    let viewer = share(&mut ann, &provider.id, "0", "for bob, viewer");
+    open_link(&mut bob, &viewer);
+    let mut bobs = open(&s, &mut bob, &pkg, "Bob's consumer");
+    assert_eq!(options(&mut bob, &bobs, &query)["options"].as_array().unwrap().len(), 0, "viewer lacks edit");
+    let editor = share(&mut ann, &provider.id, "1", "for bob, editor");
+    open_link(&mut bob, &editor);
+    let opts = options(&mut bob, &bobs, &query);
+    assert_eq!(opts["options"][0]["id"], option.as_str(), "{opts}");
+    let bobs_token = grant(&mut bob, &mut bobs, &query, &option);
+    assert_eq!(call(&mut bobs, &bobs_token, "http://provider/x")["status"], 200);
+    let access = ann.get(&format!("/grains/{}/access", provider.id));
+    let link = link_id(&access.body, "for bob, editor");
+    let start = Instant::now();
+    let r = ann.post(&format!("/grains/{}/links/{link}/revoke", provider.id), &[("csrf", &access.hidden("csrf"))]);
+    assert!(r.status == 303 || r.status == 200, "{}", r.body);
+    let took = time_until_revoked(&mut bobs, &bobs_token, "http://provider/x", start);
+    eprintln!("grain to grain: a call failed {took:?} after the share link was revoked");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    // Ann's own grant is untouched.
+    assert_eq!(call(&mut consumer, &token, "http://provider/x")["status"], 200);
+
+    // The provider's reach page shows who can reach it.
+    let page = ann.get(&format!("/grains/{}/reach", provider.id));
+    assert!(page.body.contains("may use Echo API in “Provider”"), "{}", page.body);
+}
+
+#[test]
+fn grants_survive_kill_9_and_children_end_with_their_parent() {
+    require_root();
+    let origin = OriginServer::start();
+    let mut s = TestServer::start_with(&["--bridge", bridge().to_str().unwrap(), "--resolve", "api.test=127.0.0.1"]);
+    let mut ann = grainkit::admin(&s);
+    settings(&mut ann, &[("http_allowlist", "api.test")]);
+    let pkg = install_app(&mut ann);
+    let mut a = open(&s, &mut ann, &pkg, "Saver");
+    let api = format!("http://api.test:{}", origin.port);
+    let query = vec![encode_descriptor(&http_api_descriptor(Some(&api), None, None))];
+    let root = grant(&mut ann, &mut a, &query, "http:0");
+
+    // A burst of saves (copies of the root), killed mid-way with SIGKILL.
+    let tokens_file = s.data.path().join("grains").join(&a.id).join("var/tokens.txt");
+    let host = a.o.host.clone();
+    let base = s.base_url.clone();
+    let cookie = format!("granary_grain={}", a.o.c.cookie("granary_grain").unwrap());
+    let burst = std::thread::spawn(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let _ = agent.post(format!("{base}/burst")).header("Host", &host).header("Cookie", &cookie).send(json!({ "token": root, "n": 400 }).to_string().as_bytes());
+    });
+    let start = Instant::now();
+    while std::fs::read_to_string(&tokens_file).map(|t| t.lines().count()).unwrap_or(0) < 20 {
+        assert!(start.elapsed() < Duration::from_secs(30), "the burst did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    s.kill_and_restart();
+    let _ = burst.join();
+    let saved: Vec<String> = std::fs::read_to_string(&tokens_file).unwrap().lines().map(str::to_owned).collect();
+    assert!(saved.len() >= 20 && saved.len() < 400, "the kill interrupted the burst: {} saved", saved.len());
+
+    // Every save that returned a token restores after the restart.
+    let mut a = reopen(&s, &mut ann, &a.url.clone(), &a.id.clone());
+    for t in &saved {
+        let v = call(&mut a, t, &format!("{api}/after"));
+        assert_eq!(v["status"], 200, "a token saved before the kill does not restore: {v}");
+    }
+    let v = call(&mut a, saved.last().unwrap(), &format!("{api}/after"));
+    assert_eq!(v["status"], 200);
+
+    // The copies are children of the root: revoking the root ends them all.
+    let page = ann.get(&format!("/grains/{}/reach", a.id));
+    assert!(page.body.contains("passed on from another grant"), "{}", page.body);
+    let roots: Vec<String> = grant_ids(&page.body)
+        .into_iter()
+        .filter(|id| page.body.split(&format!("data-grant=\"{id}\"")).nth(1).is_some_and(|row| !row.split("</tr>").next().unwrap().contains("passed on")))
+        .collect();
+    assert_eq!(roots.len(), 1, "one root grant: {roots:?}");
+    revoke(&mut ann, &roots[0]);
+    let v = call(&mut a, &saved[0], &format!("{api}/after"));
+    assert_eq!(v["status"], 403, "a child outlived its parent: {v}");
+    assert!(v["body"].as_str().unwrap().contains("revoked"), "{v}");
+}
+
+#[test]
+fn mail_is_sent_as_the_grain_and_received_into_its_maildir() {
+    require_root();
+    let relay = Relay::start();
+    let smtp_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{smtp_port}");
+    let s = TestServer::start_with(&["--bridge", bridge().to_str().unwrap(), "--smtp-listen", &listen]);
+    let mut ann = grainkit::admin(&s);
+    let pkg = install_app(&mut ann);
+    let mut a = open(&s, &mut ann, &pkg, "Mailer");
+    let query = vec![encode_descriptor(&mail_descriptor(None))];
+    let own = format!("{}@127.0.0.1", a.id);
+    let opts = options(&mut ann, &a, &query);
+    assert_eq!(opts["options"][0]["verbPhrase"], format!("may send mail as {own}"), "{opts}");
+    let token = grant(&mut ann, &mut a, &query, "mail:0");
+
+    // No relay configured: a clear error.
+    let message = "From: someone-else@example.org\r\nSubject: Hello\r\n\r\nFrom the grain.\r\n";
+    let (status, v) = app(&mut a, "/mail", json!({ "token": token, "to": ["friend@example.org"], "message": message }));
+    assert_ne!(status, 200, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("SMTP relay"), "{v}");
+
+    settings(&mut ann, &[("smtp_relay", &format!("127.0.0.1:{}", relay.port))]);
+    let (status, v) = app(&mut a, "/mail", json!({ "token": token, "to": ["friend@example.org"], "message": message }));
+    assert_eq!(status, 200, "{v}");
+    let got = relay.wait_for_messages(1);
+    assert!(got[0].contains(&format!("From: {own}")), "{}", got[0]);
+    assert!(!got[0].contains("someone-else@example.org"), "the forged From is gone: {}", got[0]);
+    assert!(got[0].contains("From the grain."));
+
+    // Mail to the grain's address lands in its Maildir.
+    let mut smtp = TcpStream::connect(("127.0.0.1", smtp_port)).unwrap();
+    smtp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut r = BufReader::new(smtp.try_clone().unwrap());
+    let mut expect = |code: &str| {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            r.read_line(&mut line).unwrap();
+            if line.as_bytes().get(3) != Some(&b'-') {
+                break;
+            }
+        }
+        assert!(line.starts_with(code), "expected {code}, got {line}");
+    };
+    expect("220");
+    for (cmd, code) in [("EHLO test", "250"), ("MAIL FROM:<friend@example.org>", "250"), (&format!("RCPT TO:<{own}>") as &str, "250"), ("DATA", "354")] {
+        write!(smtp, "{cmd}\r\n").unwrap();
+        expect(code);
+    }
+    write!(smtp, "Subject: Inbound\r\n\r\nHello grain.\r\n.\r\n").unwrap();
+    expect("250");
+    write!(smtp, "QUIT\r\n").unwrap();
+    let files = a.o.json("/maildir", &[]);
+    let files = files.as_object().unwrap();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let text = files.values().next().unwrap().as_str().unwrap();
+    assert!(text.contains("Subject: Inbound") && text.contains("Hello grain."), "{text}");
+}
+
+/// An aiosmtpd relay (Debian's python3-aiosmtpd) writing to a Maildir; killed on drop.
+struct Relay {
+    child: std::process::Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Relay {
+    fn start() -> Relay {
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new("/usr/bin/python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(dir.path().join("maildir"))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("python3-aiosmtpd is needed: run scripts/deps.sh test");
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(20), "aiosmtpd did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Relay { child, port, dir }
+    }
+
+    fn wait_for_messages(&self, n: usize) -> Vec<String> {
+        let start = Instant::now();
+        loop {
+            let new = self.dir.path().join("maildir/new");
+            let got: Vec<String> = std::fs::read_dir(new).map(|d| d.map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect()).unwrap_or_default();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "the relay received {} messages", got.len());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const PW: &str = "correct horse battery";
+
+fn invite(s: &TestServer, admin: &mut Client, name: &str) -> Client {
+    let csrf = admin.get("/admin").hidden("csrf");
+    let page = admin.post("/admin/invite", &[("csrf", &csrf)]);
+    let url = page.hidden_attr("id=\"invite-url\" type=\"text\" readonly value");
+    let path = format!("/invite/{}", url.rsplit('/').next().unwrap());
+    let mut c = Client::new(s);
+    let page = c.get(&path);
+    let r = c.post(&path, &[("csrf", &page.hidden("csrf")), ("username", name), ("display_name", name), ("password", PW), ("password2", PW)]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    c
+}
+
+fn share(c: &mut Client, grain_id: &str, role: &str, label: &str) -> String {
+    let csrf = c.get(&format!("/grains/{grain_id}/access")).hidden("csrf");
+    let r = c.post(&format!("/grains/{grain_id}/share"), &[("csrf", &csrf), ("role", role), ("label", label)]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let url = r.hidden_attr("id=\"new-link-url\" type=\"text\" readonly value");
+    url.split_once("/share/").map(|(_, t)| format!("/share/{t}")).unwrap()
+}
+
+/// Opens a share link as oneself (the grain joins "Shared with me").
+fn open_link(c: &mut Client, share_path: &str) {
+    let choose = c.get(share_path);
+    let r = c.post(share_path, &[("csrf", &choose.hidden("csrf")), ("mode", "reveal")]);
+    assert!(r.location().starts_with("/grains/"), "{}", r.body);
+}
+
+fn link_id(page: &str, label: &str) -> String {
+    page.split("data-link=\"")
+        .skip(1)
+        .find(|row| row.split("<td>").nth(1).is_some_and(|cell| cell.starts_with(&format!("{label}</td>"))))
+        .map(|row| row.split('"').next().unwrap().to_owned())
+        .unwrap_or_else(|| panic!("no link labelled {label}"))
+}
