@@ -5,8 +5,9 @@
 // the empty picker, and live revocation — by "What can this reach" and by a requirement that
 // stops holding (a revoked sharing link) — measured in the calling tab.
 import http from "node:http";
+import net from "node:net";
 import { spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { assert, expectHidden, expectPath, expectStatus, expectText } from "../lib/expect.mjs";
@@ -218,6 +219,62 @@ async function invite(t, server, admin, person) {
   return page;
 }
 
+/** Waits (polling, up to `ms`) until `fn()` is truthy; fails saying `what`. */
+async function until(what, fn, ms = 10_000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Debian's aiosmtpd on a free loopback port, writing to a Maildir; stopped after the scenario. */
+async function smtpRelay(t) {
+  const dir = mkdtempSync(join(tmpdir(), "granary-relay-"));
+  const port = await freePort();
+  const child = spawn("/usr/bin/python3", ["-m", "aiosmtpd", "-n", "-l", `127.0.0.1:${port}`, "-c", "aiosmtpd.handlers.Mailbox", join(dir, "maildir")], { stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  child.stderr.on("data", (d) => (stderr += d));
+  t.defer(() => { child.kill(); rmSync(dir, { recursive: true, force: true }); });
+  const connects = () => new Promise((r) => { const c = net.connect(port, "127.0.0.1", () => { c.destroy(); r(true); }); c.on("error", () => r(false)); });
+  await until(`aiosmtpd on port ${port} (python3-aiosmtpd is needed: scripts/deps.sh test) ${stderr}`, connects, 20_000);
+  return { port, messages: () => maildirMessages(join(dir, "maildir")) };
+}
+
+/** The messages in a Maildir's `new`, as text. */
+function maildirMessages(dir) {
+  const nd = join(dir, "new");
+  return existsSync(nd) ? readdirSync(nd).map((f) => readFileSync(join(nd, f), "utf8")) : [];
+}
+
+/** A minimal SMTP client: one message from `from` to `to`; returns the server's replies. */
+function smtpSend(port, from, to, data) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, "127.0.0.1");
+    const replies = [];
+    const steps = [`EHLO tests.example`, `MAIL FROM:<${from}>`, `RCPT TO:<${to}>`, "DATA", `${data.replace(/\r?\n/g, "\r\n")}\r\n.`, "QUIT"];
+    let buf = "";
+    sock.setEncoding("utf8");
+    sock.on("data", (d) => {
+      buf += d;
+      let nl;
+      while ((nl = buf.indexOf("\r\n")) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 2);
+        if (/^\d{3}-/.test(line)) continue; // a multi-line reply goes on
+        replies.push(line);
+        if (!/^[23]/.test(line)) { sock.destroy(); return reject(new Error(`SMTP refused: ${replies.join(" | ")}`)); }
+        const next = steps.shift();
+        if (next === undefined) { sock.end(); return resolve(replies); }
+        sock.write(next + "\r\n");
+      }
+    });
+    sock.on("error", reject);
+  });
+}
+
 export const scenarios = [
   {
     name: "powerbox: the HTTP driver granted through the dialog reaches an allowlisted origin; a loopback origin is refused",
@@ -375,6 +432,83 @@ export const scenarios = [
         assert.ok([200, 303].includes(resp.status()), `revoking the link: HTTP ${resp.status()}`);
         return { sent, answered };
       }, "sharing link revoked (Bob lost read)");
+    },
+  },
+  {
+    name: "powerbox: a mail grant sends through the relay as the grain's address; mail to the grain reaches its Maildir",
+    timeout: TIMEOUT,
+    async run(t) {
+      const relay = await smtpRelay(t);
+      const smtpPort = await freePort();
+      const { server, admin, dashboardApp } = await powerboxServer(t, ["--smtp-listen", `127.0.0.1:${smtpPort}`]);
+      await saveSettings(admin, server, { smtp_relay: `127.0.0.1:${relay.port}` });
+      const { id, frame } = await dashboardGrain(admin, server, dashboardApp);
+      const address = `${id}@granary.localhost`;
+      const dialog = await openDialog(admin, frame, "#connect-mail");
+      await expectText(dialog.locator("#powerbox-asked"), "permission to send mail");
+      await expectText(dialog.locator("#powerbox-options button.pb-option"), `may send mail as ${address}`, { what: "the mail option" });
+      await pick(admin, dialog, "Send mail");
+      await expectConnected(frame, "mail", "Mail from the dashboard");
+
+      await frame.locator("#mail-to").fill("someone@example.org");
+      await frame.locator("#mail-subject").fill("Hello through the powerbox");
+      await frame.locator("#mail-body").fill("Sent by a grain with no network.");
+      const before = await frame.locator("#result-mail").getAttribute("data-time");
+      await frame.locator("#send-mail").click();
+      await frame.waitForFunction((t) => { const e = document.getElementById("result-mail"); return e.dataset.time && e.dataset.time !== t; }, before);
+      const shown = await frame.locator("#result-mail").innerText();
+      assert.equal(await frame.locator("#result-mail").getAttribute("data-ok"), "true", `sending failed: ${shown}`);
+      // The relay took it before the platform answered, so it is in the Maildir now.
+      const got = relay.messages();
+      assert.equal(got.length, 1, `the relay has ${got.length} messages`);
+      const head = got[0].split(/\r?\n\r?\n/)[0];
+      assert.match(head, new RegExp(`^From: ${address}$`, "m"), `the sender the platform set: ${head}`);
+      assert.equal((head.match(/^From:/gim) || []).length, 1, "one From field");
+      assert.match(head, /^To: someone@example.org$/m);
+      assert.match(head, /^Subject: Hello through the powerbox$/m);
+      assert.match(got[0], new RegExp(`^X-MailFrom: ${address}$`, "m"), "the envelope sender (aiosmtpd's X-MailFrom)");
+      const messageId = /^Message-ID: (<[^>]+>)$/im.exec(head)?.[1];
+      assert.ok(messageId && shown.includes(messageId), `the dashboard shows the Message-ID ${messageId}: ${shown}`);
+      assert.match(got[0], /Sent by a grain with no network\./);
+
+      // Receiving: mail to the grain's address over --smtp-listen lands in the grain's /var/mail.
+      const replies = await smtpSend(smtpPort, "someone@example.org", address, "From: someone@example.org\nTo: " + address + "\nSubject: A reply\n\nThanks, grain.");
+      assert.match(replies.at(-2), /^250/, `the message was accepted: ${replies.join(" | ")}`);
+      const inbox = maildirMessages(join(server.dataDir, "grains", id, "var", "mail"));
+      assert.equal(inbox.length, 1, "the grain's Maildir has the message");
+      assert.match(inbox[0], /^Received: from tests\.example /, "the platform's Received field");
+      assert.match(inbox[0], /Subject: A reply\r\n\r\nThanks, grain\./);
+      // Mail to an address that is no grain's is refused.
+      await assert.rejects(smtpSend(smtpPort, "someone@example.org", "nosuchgrain@granary.localhost", "Subject: x\n\ny"), /550/);
+    },
+  },
+  {
+    name: "powerbox: a powerboxRequest from anything but the grain frame is ignored",
+    timeout: TIMEOUT,
+    async run(t) {
+      const { server, admin, dashboardApp } = await powerboxServer(t);
+      const { frame } = await dashboardGrain(admin, server, dashboardApp);
+      const asked = [];
+      admin.on("request", (r) => { if (r.method() === "POST" && /\/powerbox\/options$/.test(new URL(r.url()).pathname)) asked.push(r.url()); });
+      // A valid request (the dashboard's own descriptor), posted by the shell page itself and by
+      // a frame nested in the grain frame (the grain's own origin, but not the grain frame's
+      // window); the test's own listener on the shell page sees both arrive.
+      const { descriptor } = await frame.evaluate(() => fetch("/descriptor?kind=notes").then((r) => r.json()));
+      const msg = { powerboxRequest: { rpcId: 7, query: [descriptor], saveLabel: "forged" } };
+      await admin.evaluate(() => {
+        window.__forged = [];
+        addEventListener("message", (e) => { if (e.data && e.data.powerboxRequest) window.__forged.push(e.origin); });
+      });
+      await admin.evaluate((m) => window.postMessage(m, "*"), msg);
+      await frame.evaluate(() => { const f = document.createElement("iframe"); f.id = "nested"; document.body.append(f); });
+      const nested = await (await frame.locator("iframe#nested").elementHandle()).contentFrame();
+      await nested.evaluate((m) => window.top.postMessage(m, "*"), msg);
+      const origins = await until("both forged messages to arrive", async () => { const o = await admin.evaluate(() => window.__forged); return o.length === 2 && o; });
+      assert.deepEqual(origins, [server.baseUrl, new URL(frame.url()).origin], "the forged messages' origins: the shell's, then the grain session's");
+      // The real frame's request, sent after them, is the only one the shell acts on.
+      const dialog = await openDialog(admin, frame, "#connect-notes");
+      await expectText(dialog.locator("#powerbox-asked"), "“notes” API");
+      assert.equal(asked.length, 1, `the shell asked for options ${asked.length} times`);
     },
   },
 ];
