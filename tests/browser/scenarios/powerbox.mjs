@@ -99,9 +99,9 @@ async function call(frame, kind) {
 }
 
 /**
- * Live revocation: starts `#loop-<kind>` (a call every 200 ms) on the dashboard in `page`, waits
- * for successful calls, then `revoke()` (which returns the time its response arrived, and
- * the time it was sent); measures how long after that the loop's result shows "revoked" (the
+ * Live revocation: starts `#loop-<kind>` (a call every 200 ms) on the dashboard in `frame`, waits
+ * for successful calls, then `revoke()` (which returns {sent, answered}: when its request left
+ * and when its response came); measures how long after that the loop's result shows "revoked" (the
  * frame's MutationObserver stamps the first such text). Returns the latency from the response.
  */
 async function measureRevocation(frame, kind, revoke, what) {
