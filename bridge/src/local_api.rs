@@ -58,12 +58,12 @@ impl ApiError {
     /// A failed platform call: `failed` errors (unknown or revoked tokens, claims the platform
     /// refuses) are 403, `unimplemented` (a token of the wrong kind) 400, the rest (lost
     /// connection, overload) 502; the platform's message is
-    /// kept (without capnp-rpc's "remote exception: " prefix).
+    /// kept (without capnp-rpc's "remote exception: " prefixes, one per hop).
     pub fn from_platform(e: PlatformError) -> Self {
         match e {
             PlatformError::NotConnected => Self::new(502, e.to_string()),
             PlatformError::Call(e) => {
-                let message = e.extra.strip_prefix("remote exception: ").unwrap_or(&e.extra).to_string();
+                let message = crate::platform::platform_message(&e.extra).to_string();
                 match e.kind {
                     capnp::ErrorKind::Failed => Self::new(403, message),
                     capnp::ErrorKind::Unimplemented => Self::new(

@@ -43,6 +43,16 @@ pub fn is_revoked(e: &capnp::Error) -> bool {
     e.kind == capnp::ErrorKind::Disconnected || e.extra.contains("revoked")
 }
 
+/// The platform's own text of an error: capnp-rpc prefixes "remote exception: " at every hop
+/// it crosses (shell → supervisor → bridge makes two), all of which are removed.
+pub fn platform_message(extra: &str) -> &str {
+    let mut m = extra;
+    while let Some(rest) = m.strip_prefix("remote exception: ") {
+        m = rest;
+    }
+    m
+}
+
 /// A map that forgets its least recently used entry beyond `capacity`.
 struct Lru<K, V> {
     capacity: usize,
@@ -164,6 +174,13 @@ mod tests {
         for bad in ["gs_", "gc_AAAA", "AAAA", "gs_!!", "gs_AA=="] {
             assert_eq!(decode_token(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn every_hops_remote_exception_prefix_is_removed() {
+        assert_eq!(platform_message("remote exception: remote exception: revoked: x"), "revoked: x");
+        assert_eq!(platform_message("remote exception: revoked: x"), "revoked: x");
+        assert_eq!(platform_message("revoked: x (remote exception: y)"), "revoked: x (remote exception: y)");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! playwright-core from node) against real `granary serve` processes that the node runner starts
 //! from the binary built here. Scenarios and helpers live in tests/browser; this test checks the
 //! tools are there, builds what the servers and scenarios need (the `granary` binary, the static
-//! bridge every grain runs, and a signed package of the Echo sample app), runs `node run.mjs`,
+//! bridge every grain runs, and signed packages of the Echo, Notes and Dashboard sample apps), runs `node run.mjs`,
 //! and fails if any scenario fails. Its output (one line per
 //! scenario) and the screenshots folder are printed uncaptured, so the test command shows them.
 //! `GRANARY_BROWSER_FILTER=text` runs only the scenarios whose name contains `text`.
@@ -55,31 +55,32 @@ fn bridge(granary: &Path) -> PathBuf {
     build_static(granary, &["-p", "granary-bridge", "--manifest-path", manifest.to_str().unwrap()], "granary-bridge", target)
 }
 
-/// The Echo sample app (apps/echo/README.md, "Build, pack, run"): its static binary (its own
-/// workspace, built into `<target>/echo`), packed with `granary pack` under a fresh `granary
-/// keygen` id into `<dir>/echo.gpk`.
-fn echo_package(granary: &Path, dir: &Path) -> PathBuf {
-    let echo = common::workspace().join("apps/echo");
-    let target = profile_dir(granary).parent().expect("<target>").join("echo");
-    let manifest = echo.join("Cargo.toml");
-    let bin = build_static(granary, &["--manifest-path", manifest.to_str().unwrap()], "echo", &target);
+/// A sample app of apps/ (`scripts/build-sample-apps.sh`): its static binary (each app is its own
+/// workspace; echo is built into `<target>/echo`, the others into `<target>/apps`), packed with
+/// `granary pack` under a fresh `granary keygen` id (its own keyring: the app id is the signer)
+/// into `<dir>/<app>.gpk`.
+fn app_package(granary: &Path, dir: &Path, app: &str) -> PathBuf {
+    let src_dir = common::workspace().join("apps").join(app);
+    let target = profile_dir(granary).parent().expect("<target>").join(if app == "echo" { "echo" } else { "apps" });
+    let manifest = src_dir.join("Cargo.toml");
+    let bin = build_static(granary, &["--manifest-path", manifest.to_str().unwrap()], app, &target);
     let run = |args: &[&std::ffi::OsStr]| {
         let o = Command::new(granary).args(args).output().expect("running granary");
         assert!(o.status.success(), "granary {args:?}: {}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8(o.stdout).expect("utf-8 output")
     };
-    let keyring = dir.join("keyring");
+    let keyring = dir.join(format!("{app}-keyring"));
     let id = run(&["keygen".as_ref(), "--keyring".as_ref(), keyring.as_os_str()]).trim().to_owned();
-    let src = dir.join("echo-src");
+    let src = dir.join(format!("{app}-src"));
     std::fs::create_dir_all(src.join("bin")).unwrap();
-    let toml = std::fs::read_to_string(echo.join("granary.toml")).expect("apps/echo/granary.toml");
-    assert!(toml.contains("REPLACE_WITH_APP_ID"), "apps/echo/granary.toml no longer has the id placeholder");
+    let toml = std::fs::read_to_string(src_dir.join("granary.toml")).expect("the app's granary.toml");
+    assert!(toml.contains("REPLACE_WITH_APP_ID"), "apps/{app}/granary.toml no longer has the id placeholder");
     std::fs::write(src.join("granary.toml"), toml.replace("REPLACE_WITH_APP_ID", &id)).unwrap();
-    std::fs::copy(echo.join("icon.svg"), src.join("icon.svg")).unwrap();
-    std::fs::copy(&bin, src.join("bin/echo")).unwrap();
+    std::fs::copy(src_dir.join("icon.svg"), src.join("icon.svg")).unwrap();
+    std::fs::copy(&bin, src.join("bin").join(app)).unwrap();
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(src.join("bin/echo"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let gpk = dir.join("echo.gpk");
+    std::fs::set_permissions(src.join("bin").join(app), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let gpk = dir.join(format!("{app}.gpk"));
     run(&["pack".as_ref(), src.as_os_str(), "-o".as_ref(), gpk.as_os_str(), "--keyring".as_ref(), keyring.as_os_str()]);
     gpk
 }
@@ -106,8 +107,13 @@ fn browser_scenarios() {
     let granary = common::granary();
     let bridge = bridge(&granary);
     let work = tempfile::tempdir().unwrap();
-    let echo = echo_package(&granary, work.path());
-    say(&format!("\nbrowser suite: built granary, the bridge and echo.gpk in {:.1} s", t0.elapsed().as_secs_f64()));
+    let echo = app_package(&granary, work.path(), "echo");
+    let notes = app_package(&granary, work.path(), "notes");
+    let dashboard = app_package(&granary, work.path(), "dashboard");
+    say(&format!(
+        "\nbrowser suite: built granary, the bridge, echo.gpk, notes.gpk and dashboard.gpk in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    ));
     // <target>/<profile>/granary → <target>/screenshots
     let shots = granary.parent().and_then(Path::parent).expect("<target>/<profile>/granary").join("screenshots");
     let mut cmd = Command::new("node");
@@ -116,6 +122,8 @@ fn browser_scenarios() {
         .env("GRANARY_BIN", &granary)
         .env("GRANARY_BRIDGE", &bridge)
         .env("GRANARY_ECHO_GPK", &echo)
+        .env("GRANARY_NOTES_GPK", &notes)
+        .env("GRANARY_DASHBOARD_GPK", &dashboard)
         .env("GRANARY_SCREENSHOTS", &shots)
         .stdin(Stdio::null());
     if let Ok(filter) = std::env::var("GRANARY_BROWSER_FILTER") {

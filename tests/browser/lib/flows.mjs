@@ -123,10 +123,15 @@ export const GRAIN_ID = /^[0-9ac-hjkmnp-z]{24}$/;
 
 /** Installs the Echo sample app through the upload form; ends on its page. Returns its package id. */
 export async function installEcho(page, server, gpkPath) {
+  return installPackage(page, server, gpkPath, "Echo");
+}
+
+/** Installs a .gpk through the upload form; ends on the app's page titled `title`. Returns its package id. */
+export async function installPackage(page, server, gpkPath, title) {
   const { response } = await uploadPackage(page, server, gpkPath);
-  expectStatus(response, 200, "uploading echo.gpk");
+  expectStatus(response, 200, `uploading ${gpkPath}`);
   await expectPath(page, /^\/apps\/[0-9a-f]{32}$/);
-  await expectText(page.locator("h1"), "Echo");
+  await expectText(page.locator("h1"), title);
   return new URL(page.url()).pathname.slice("/apps/".length);
 }
 
@@ -148,14 +153,14 @@ export async function newGrain(page, button, title) {
 
 /**
  * Waits until the grain page's frame has gone through its one-time init link and shows the
- * Echo page (its `#username`); returns the frame (a playwright Frame).
+ * app's page (its `h1` says `app`: "Echo" unless told); returns the frame (a playwright Frame).
  */
-export async function grainFrame(page, { timeout = GRAIN_START_TIMEOUT } = {}) {
+export async function grainFrame(page, { timeout = GRAIN_START_TIMEOUT, app = "Echo" } = {}) {
   const el = page.locator("iframe#grain-frame");
   await el.waitFor();
   const frame = await (await el.elementHandle()).contentFrame();
   assert.ok(frame, "the grain page's iframe has no frame");
-  await expectText(frame.locator("h1"), "Echo", { timeout, what: "the Echo page in the grain frame" });
+  await expectText(frame.locator("h1"), app, { timeout, what: `the ${app} page in the grain frame` });
   assert.equal(new URL(frame.url()).pathname, "/", `the frame ends at / after its init link, it is at ${frame.url()}`);
   return frame;
 }

@@ -29,6 +29,20 @@ export function echoPackage() {
   return gpk;
 }
 
+/** The signed Notes sample app package: GRANARY_NOTES_GPK (the Rust test builds and packs it). */
+export function notesPackage() {
+  const gpk = process.env.GRANARY_NOTES_GPK;
+  if (!gpk) throw new Error("GRANARY_NOTES_GPK is not set: run the suite with `cargo test -p granary-tests --test browser`, or pack apps/notes (see its README) and point GRANARY_NOTES_GPK at the .gpk");
+  return gpk;
+}
+
+/** The signed Dashboard sample app package: GRANARY_DASHBOARD_GPK (the Rust test builds and packs it). */
+export function dashboardPackage() {
+  const gpk = process.env.GRANARY_DASHBOARD_GPK;
+  if (!gpk) throw new Error("GRANARY_DASHBOARD_GPK is not set: run the suite with `cargo test -p granary-tests --test browser`, or pack apps/dashboard (see its README) and point GRANARY_DASHBOARD_GPK at the .gpk");
+  return gpk;
+}
+
 function granary(args, opts = {}) {
   try {
     return execFileSync(granaryBin(), args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], ...opts });
@@ -37,7 +51,8 @@ function granary(args, opts = {}) {
   }
 }
 
-function freePort() {
+/** A free TCP port on 127.0.0.1 (for servers a scenario starts itself). */
+export function freePort() {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
     s.once("error", reject);
@@ -115,9 +130,10 @@ export const GRAIN_HOST = "granary.localhost";
 
 /**
  * Starts a server and waits for its one-time setup link. The base URL is `http://HOST:PORT`
- * (GRAIN_HOST unless `host` is given), so browse to `server.url(path)` exactly.
+ * (GRAIN_HOST unless `host` is given), so browse to `server.url(path)` exactly. `args` are
+ * extra `granary serve` arguments (e.g. `["--resolve", "api.test=127.0.0.1"]`).
  */
-export async function startServer({ timeoutMs = 20_000, host = GRAIN_HOST } = {}) {
+export async function startServer({ timeoutMs = 20_000, host = GRAIN_HOST, args: extra = [] } = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), "granary-browser-"));
   // Like /var/lib/granary: the sandbox cannot set up a grain under a 0700 data directory
   // (mkdtemp's mode); it fails at "mount tmpfs on <data>/apps/<package>/tmp" with EACCES.
@@ -131,6 +147,7 @@ export async function startServer({ timeoutMs = 20_000, host = GRAIN_HOST } = {}
   args.push("--idle", "60");
   // No sample apps (a developer's target/sample-apps would otherwise be installed on first run).
   args.push("--sample-apps", join(dataDir, "no-samples"));
+  args.push(...extra);
   const child = spawn(granaryBin(), args, {
     stdio: ["ignore", "ignore", "pipe"],
     env: { ...process.env, GRANARY_LOG: process.env.GRANARY_LOG || "warn" },
