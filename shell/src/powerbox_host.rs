@@ -70,6 +70,18 @@ impl PowerboxHost {
     }
 }
 
+/// A grain was deleted: everything it held ends, and its grants are revoked (they stay listed
+/// for the record).
+pub fn forget_grain(server: &Server, grain_id: &str) -> anyhow::Result<()> {
+    server.powerbox.membranes.revoke_owned_by(grain_id);
+    let grants = server.powerbox.grants();
+    for g in grants.list_for_grain(grain_id)? {
+        grants.revoke(&g.id)?;
+    }
+    server.recheck_capabilities();
+    Ok(())
+}
+
 /// Every 500 ms: end live capabilities whose requirements no longer hold or that expired,
 /// and record which grants were used.
 pub fn start_recheck(server: &Rc<Server>) {

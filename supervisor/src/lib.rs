@@ -16,6 +16,7 @@
 //! membrane around capabilities is not built yet, and only calls on the `MainView` itself count
 //! as activity.
 
+mod caps;
 pub mod cgroups;
 pub mod grainlog;
 mod keeper;

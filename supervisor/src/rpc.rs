@@ -152,7 +152,10 @@ impl main_view::Server for View {
     async fn new_session(self: CapRc<Self>, params: main_view::NewSessionParams, mut results: main_view::NewSessionResults) -> Result<(), Error> {
         let _busy = self.shared.busy();
         let mut req = self.inner.new_session_request();
-        req.set(params.get()?)?;
+        let p = params.get()?;
+        req.set(p)?;
+        let context = crate::caps::ContextWrapper { inner: p.get_context()?, caps: self.shared.caps.clone() };
+        req.get().set_context(capnp_rpc::new_client(context));
         let resp = self.check(req.send().promise.await).await?;
         let inner = resp.get()?.get_session()?;
         let wrapped = crate::session::SessionWrapper { inner, shared: self.shared.clone() };
@@ -209,8 +212,9 @@ impl GrainApiImpl {
 impl grain_api::Server for GrainApiImpl {
     async fn save(self: CapRc<Self>, params: grain_api::SaveParams, mut results: grain_api::SaveResults) -> Result<(), Error> {
         let p = params.get()?;
+        let cap = self.shared.caps.unwrap(p.get_cap().get_as_capability()?).await;
         let mut req = self.core()?.save_request();
-        req.get().init_cap().set_as(p.get_cap())?;
+        req.get().init_cap().set_as_capability(cap.hook);
         req.get().set_label(p.get_label()?);
         let resp = req.send().promise.await?;
         results.get().set_token(resp.get()?.get_token()?);
@@ -221,7 +225,8 @@ impl grain_api::Server for GrainApiImpl {
         let mut req = self.core()?.restore_request();
         req.get().set_token(params.get()?.get_token()?);
         let resp = req.send().promise.await?;
-        results.get().init_cap().set_as(resp.get()?.get_cap())?;
+        let cap: capnp::capability::Client = resp.get()?.get_cap().get_as_capability()?;
+        results.get().init_cap().set_as_capability(self.shared.caps.wrap(cap).hook);
         Ok(())
     }
 

@@ -107,6 +107,7 @@ async fn route(server: &Server, user: &User, method: &Method, parts: &[&str], bo
                     server.runner.stop(&g.id).await;
                     let g = grains::set_trashed(db, &g.id, true)?;
                     grains::delete(db, &server.data_dir, &g)?;
+                    crate::powerbox_host::forget_grain(server, &g.id)?;
                     Ok(json(StatusCode::OK, j!({ "deleted": g.id })))
                 }
                 (&Method::POST, ["session"]) => {

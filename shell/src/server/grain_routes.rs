@@ -89,6 +89,8 @@ pub async fn grain(server: &Server, s: &Session, req: &Req, id: &str, action: Op
         // Open sessions end at once; the app stops (a restart starts it on the next request).
         if action != Some("restart") {
             server.gateway.close_where(|x| x.grain_id == g.id);
+            // What the grain holds ends with it (a restored grain restores its grants again).
+            server.powerbox.membranes.revoke_owned_by(&g.id);
         }
         server.gateway.reset_grain(&g.id);
         server.runner.stop(&g.id).await;
@@ -101,10 +103,16 @@ pub async fn grain(server: &Server, s: &Session, req: &Req, id: &str, action: Op
     let result: Result<Option<Grain>, GrainError> = match action {
         None => Ok(Some(g.clone())),
         Some("rename") => grains::rename(&server.db, id, form.get("title").map(String::as_str).unwrap_or("")).map(Some),
-        Some("trash") => grains::set_trashed(&server.db, id, true).map(|_| None),
+        Some("trash") => grains::set_trashed(&server.db, id, true).map(|_| None).inspect(|_| server.recheck_capabilities()),
         Some("restore") => grains::set_trashed(&server.db, id, false).map(Some),
         Some("restart") => Ok(Some(g.clone())),
-        Some("delete") => grains::delete(&server.db, &server.data_dir, &g).map(|_| None),
+        Some("delete") => {
+            let r = grains::delete(&server.db, &server.data_dir, &g).map(|_| None);
+            if r.is_ok() {
+                crate::powerbox_host::forget_grain(server, &g.id)?;
+            }
+            r
+        }
         Some(_) => return Ok(not_found()),
     };
     let page = ui_grains::GrainPage { grain: &g, app: app.as_ref(), is_owner, frame: None, running: false, error: None };

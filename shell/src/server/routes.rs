@@ -110,6 +110,7 @@ async fn route(server: &Server, peer: SocketAddr, req: hyper::Request<Incoming>)
                 }
                 Some((id, "revoke")) => {
                     crate::tokens::revoke(&server.db, &s.2.id, id)?;
+                    server.recheck_capabilities();
                     Ok(redirect("/account"))
                 }
                 _ => Ok(error(StatusCode::NOT_FOUND, "Page not found", "There is nothing at this address.")),

@@ -56,18 +56,31 @@ impl Server {
         }
     }
 
-    /// Ends every open session of the grain that may no longer be used as it was opened.
+    /// Ends every open session of the grain that may no longer be used as it was opened, and
+    /// every live capability whose requirements no longer hold.
     pub fn recheck_sessions(&self, grain_id: &str) {
         for s in self.gateway.sessions_of(grain_id) {
             if self.session_still_allowed(&s).is_err() {
                 self.gateway.close_where(|x| x.label == s.label);
             }
         }
+        self.recheck_capabilities();
     }
 
-    /// Ends every open session of a user (suspension).
+    /// Ends every live capability whose requirements no longer hold (the 500 ms timer does
+    /// too; this makes a change that ends one take effect at once).
+    pub fn recheck_capabilities(&self) {
+        let ended = self.powerbox.membranes.recheck(&crate::powerbox_host::ShellWorld { db: &self.db });
+        if ended > 0 {
+            tracing::info!(ended, "live capabilities ended: a requirement no longer holds");
+        }
+    }
+
+    /// Ends every open session of a user (suspension), and the capabilities that needed them.
     pub fn close_user_sessions(&self, user_id: &str) -> usize {
-        self.gateway.close_where(|s| s.user_id.as_deref() == Some(user_id))
+        let n = self.gateway.close_where(|s| s.user_id.as_deref() == Some(user_id));
+        self.recheck_capabilities();
+        n
     }
 
     /// What a session of `user` (through `link`, revealing or not) may do now.

@@ -169,6 +169,8 @@ pub(crate) struct Shared {
     generation: Cell<u64>,
     retry_at: Cell<Option<Instant>>,
     pub(crate) core: RefCell<Option<grain_core::Client>>,
+    /// The capabilities the app holds, as passed on by this supervisor.
+    pub(crate) caps: crate::caps::HeldCaps,
     waiters: RefCell<Vec<oneshot::Sender<()>>>,
     closing: Cell<bool>,
     quit: RefCell<Option<oneshot::Sender<Stopped>>>,
@@ -197,6 +199,7 @@ impl Listening {
             run: RefCell::new(None),
             activity: Cell::new(Activity { last: Instant::now(), in_flight: 0, wake_locks: 0 }),
             crashes: Cell::new(0),
+            caps: Default::default(),
             generation: Cell::new(0),
             retry_at: Cell::new(None),
             core: RefCell::new(None),
