@@ -159,9 +159,27 @@ async fn handle(bridge: &Rc<Bridge>, req: Request<Incoming>) -> Result<ApiRespon
         }
         (Method::POST, "/mail/send") => send_mail(platform, req).await,
         (Method::POST, "/save") => save_copy(bridge, req.into_body()).await,
+        (Method::POST, "/stay-awake") => {
+            let body = read_body(req.into_body(), MAX_JSON_BODY).await?;
+            let v: Value = serde_json::from_slice(&body).map_err(|e| ApiError::new(400, format!("the body must be JSON {{\"reason\": \"…\"}}: {e}")))?;
+            let reason = v.get("reason").and_then(Value::as_str).filter(|r| !r.trim().is_empty()).ok_or_else(|| ApiError::new(400, "say why the grain must stay awake: {\"reason\": \"…\"} (the owner sees it)"))?;
+            let mut call = platform.grain_api().map_err(ApiError::from_platform)?.stay_awake_request();
+            call.get().set_reason(reason.chars().take(200).collect::<String>().as_str());
+            let held = call.send().promise.await?;
+            let id = platform.hold_wake_lock(held.get()?.get_handle()?).ok_or_else(|| ApiError::new(429, "16 wake locks are held already: release one (DELETE /stay-awake/<id>)"))?;
+            Ok(json_response(200, &json!({ "id": id })))
+        }
+        (Method::DELETE, p) if p.starts_with("/stay-awake/") => {
+            let id: u64 = p["/stay-awake/".len()..].parse().map_err(|_| ApiError::new(400, "the path must be /stay-awake/<id> with an id /stay-awake returned"))?;
+            if !platform.release_wake_lock(id) {
+                return Err(ApiError::new(404, "no such wake lock: it was released already"));
+            }
+            Ok(json_response(200, &json!({})))
+        }
         _ => Err(ApiError::new(
             404,
             "no such route: the local API has POST /claim, POST /save, DELETE /tokens/<token>, POST /mail/send, \
+             POST /stay-awake, DELETE /stay-awake/<id>, \
              and proxies absolute-form requests (http://host/path) with Authorization: Bearer gs_…",
         )),
     }

@@ -9,6 +9,7 @@ use std::hash::Hash;
 use base64::Engine;
 use capnp::capability::Client as AnyClient;
 use granary_schema::grain_capnp::{grain_api, session_context};
+use granary_schema::util_capnp::handle;
 
 /// Sessions whose context is kept for claims; the least recently used is forgotten first.
 pub const MAX_SESSIONS: usize = 1000;
@@ -99,6 +100,9 @@ pub struct Platform {
     grain_api: OnceCell<grain_api::Client>,
     sessions: RefCell<Lru<String, session_context::Client>>,
     restored: RefCell<Lru<Vec<u8>, AnyClient>>,
+    /// Wake locks the app holds through the local API, by id.
+    wake_locks: RefCell<HashMap<u64, handle::Client>>,
+    next_wake_lock: std::cell::Cell<u64>,
 }
 
 impl Default for Platform {
@@ -114,7 +118,26 @@ impl Platform {
             grain_api: OnceCell::new(),
             sessions: RefCell::new(Lru::new(MAX_SESSIONS)),
             restored: RefCell::new(Lru::new(MAX_RESTORED)),
+            wake_locks: RefCell::new(HashMap::new()),
+            next_wake_lock: std::cell::Cell::new(1),
         }
+    }
+
+    /// Holds a wake lock for the app; returns its id, or `None` past 16 held locks.
+    pub fn hold_wake_lock(&self, handle: handle::Client) -> Option<u64> {
+        let mut locks = self.wake_locks.borrow_mut();
+        if locks.len() >= 16 {
+            return None;
+        }
+        let id = self.next_wake_lock.get();
+        self.next_wake_lock.set(id + 1);
+        locks.insert(id, handle);
+        Some(id)
+    }
+
+    /// Releases wake lock `id`; false if there is none.
+    pub fn release_wake_lock(&self, id: u64) -> bool {
+        self.wake_locks.borrow_mut().remove(&id).is_some()
     }
 
     /// Keeps the supervisor's `GrainApi` (the first one given wins).

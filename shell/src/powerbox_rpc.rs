@@ -101,16 +101,21 @@ impl grain_core::Server for GrainCoreImpl {
 
     async fn wake_lock(self: CapRc<Self>, params: grain_core::WakeLockParams, mut results: grain_core::WakeLockResults) -> Result<(), Error> {
         let reason = params.get()?.get_reason()?.to_string()?;
+        let server = server(&self.server)?;
         tracing::info!(grain = %self.grain_id, %reason, "grain holds a wake lock");
-        results.get().set_handle(capnp_rpc::new_client(WakeLock { grain_id: self.grain_id.clone(), reason }));
+        let id = server.runner.hold_wake_lock(&self.grain_id, &reason);
+        results.get().set_handle(capnp_rpc::new_client(WakeLock { grain_id: self.grain_id.clone(), reason, id, server: self.server.clone() }));
         Ok(())
     }
 }
 
-/// A held wake lock; dropping the capability releases it.
+/// A held wake lock, shown on the grain's page to its owner; dropping the capability (or the
+/// supervisor's connection ending) releases it.
 struct WakeLock {
     grain_id: String,
     reason: String,
+    id: u64,
+    server: Weak<Server>,
 }
 
 impl handle::Server for WakeLock {}
@@ -118,6 +123,9 @@ impl handle::Server for WakeLock {}
 impl Drop for WakeLock {
     fn drop(&mut self) {
         tracing::info!(grain = %self.grain_id, reason = %self.reason, "grain released a wake lock");
+        if let Some(server) = self.server.upgrade() {
+            server.runner.release_wake_lock(self.id);
+        }
     }
 }
 

@@ -41,6 +41,9 @@ pub struct Runner {
     pub idle_seconds: u64,
     /// Limits of grains whose app has none set by an administrator.
     pub default_limits: Cell<crate::apps::GrainLimits>,
+    /// Wake locks grains hold (`stayAwake`): id → (grain, reason), shown to the owner.
+    wake_locks: RefCell<HashMap<u64, (String, String)>>,
+    next_wake_lock: Cell<u64>,
 }
 
 impl Runner {
@@ -51,7 +54,28 @@ impl Runner {
             platform_dir,
             idle_seconds: 120,
             default_limits: Cell::new(crate::apps::GrainLimits { memory_mib: 512, tasks: 256 }),
+            wake_locks: RefCell::new(HashMap::new()),
+            next_wake_lock: Cell::new(1),
         }
+    }
+
+    /// Records a wake lock of `grain`; returns its id for [`Runner::release_wake_lock`].
+    pub fn hold_wake_lock(&self, grain: &str, reason: &str) -> u64 {
+        let id = self.next_wake_lock.get();
+        self.next_wake_lock.set(id + 1);
+        self.wake_locks.borrow_mut().insert(id, (grain.to_owned(), reason.to_owned()));
+        id
+    }
+
+    pub fn release_wake_lock(&self, id: u64) {
+        self.wake_locks.borrow_mut().remove(&id);
+    }
+
+    /// Why `grain` is kept awake, if it is.
+    pub fn wake_locks_of(&self, grain: &str) -> Vec<String> {
+        let mut v: Vec<(u64, String)> = self.wake_locks.borrow().iter().filter(|(_, (g, _))| g == grain).map(|(id, (_, r))| (*id, r.clone())).collect();
+        v.sort();
+        v.into_iter().map(|(_, r)| r).collect()
     }
 
     /// The grain's supervisor, if it runs.

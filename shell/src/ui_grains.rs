@@ -99,6 +99,8 @@ pub struct GrainPage<'a> {
     pub frame: Option<&'a str>,
     pub running: bool,
     pub error: Option<&'a str>,
+    /// Why the app keeps the grain awake (`stayAwake`), for the owner.
+    pub wake_locks: &'a [String],
 }
 
 pub fn grain(v: &Viewer<'_>, p: &GrainPage<'_>) -> Markup {
@@ -129,6 +131,9 @@ pub fn grain(v: &Viewer<'_>, p: &GrainPage<'_>) -> Markup {
             }
         }
         @if let Some(e) = p.error { div.error role="alert" { (e) } }
+        @if p.is_owner && !p.wake_locks.is_empty() {
+            p.muted #wake-locks { "Kept awake by the app (it will not be stopped while idle): " (p.wake_locks.join("; ")) }
+        }
         @if g.trashed.is_some() {
             div.card.empty {
                 h2 { "This grain is in the trash" }

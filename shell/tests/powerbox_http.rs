@@ -6,152 +6,17 @@
 
 mod common;
 mod grainkit;
+mod pbkit;
 mod server;
 
 use grainkit::{new_grain, open_frame, require_root, Origin};
 use granary_powerbox::matching::{encode_descriptor, http_api_descriptor, mail_descriptor};
+use pbkit::{install_app, OriginServer, Relay};
 use serde_json::{json, Value};
 use server::{bridge, Client, TestServer};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// One request the origin server received.
-#[derive(Clone, Debug)]
-struct Seen {
-    method: String,
-    path: String,
-    host: String,
-    body_bytes: usize,
-}
-
-/// A small HTTP/1.1 origin on 127.0.0.1 that records what reaches it.
-struct OriginServer {
-    port: u16,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    connections: Arc<Mutex<usize>>,
-}
-
-impl OriginServer {
-    fn start() -> OriginServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let connections = Arc::new(Mutex::new(0));
-        let (s, c) = (seen.clone(), connections.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                *c.lock().unwrap() += 1;
-                let s = s.clone();
-                std::thread::spawn(move || {
-                    let _ = serve_one(stream, &s);
-                });
-            }
-        });
-        OriginServer { port, seen, connections }
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-fn serve_one(stream: TcpStream, seen: &Mutex<Vec<Seen>>) -> std::io::Result<()> {
-    let mut r = BufReader::new(stream.try_clone()?);
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("").to_owned());
-    let (mut host, mut length, mut chunked) = (String::new(), 0usize, false);
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h)?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        let (k, v) = h.split_once(':').unwrap_or((h, ""));
-        match k.to_ascii_lowercase().as_str() {
-            "host" => host = v.trim().to_owned(),
-            "content-length" => length = v.trim().parse().unwrap_or(0),
-            "transfer-encoding" => chunked = v.to_ascii_lowercase().contains("chunked"),
-            _ => {}
-        }
-    }
-    let mut body_bytes = 0;
-    if chunked {
-        loop {
-            let mut size = String::new();
-            r.read_line(&mut size)?;
-            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
-            let mut chunk = vec![0; n + 2];
-            r.read_exact(&mut chunk)?;
-            body_bytes += n;
-            if n == 0 {
-                break;
-            }
-        }
-    } else {
-        let mut body = vec![0; length];
-        r.read_exact(&mut body)?;
-        body_bytes = length;
-    }
-    let answer = json!({ "origin": "test", "path": path, "body_bytes": body_bytes }).to_string();
-    seen.lock().unwrap().push(Seen { method, path, host, body_bytes });
-    let mut w = stream;
-    write!(w, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}", answer.len())?;
-    w.flush()
-}
-
-/// Packs `powerbox_app.py` with Debian's python3; it provides the API "echo-api" below
-/// `/api/` to holders of `edit`. Installs it; returns the package id.
-fn install_app(c: &mut Client) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let keyring = dir.path().join("keyring");
-    let app_id = common::granary_ok(&keyring, &["keygen"]).trim().to_owned();
-    std::fs::create_dir(dir.path().join("app")).unwrap();
-    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grain_app/powerbox_app.py"), dir.path().join("app/app.py")).unwrap();
-    let toml = format!(
-        r#"[app]
-id = "{app_id}"
-title = "Powerbox test"
-version = 1
-continue_command = ["/usr/bin/python3", "/app/app.py"]
-environment = {{ HOME = "/var", PYTHONDONTWRITEBYTECODE = "1" }}
-[[actions]]
-title = "New"
-noun = "test grain"
-command = ["/usr/bin/python3", "/app/app.py"]
-[http]
-port = 8000
-[[permissions]]
-name = "edit"
-title = "Edit"
-[[roles]]
-name = "viewer"
-title = "Viewer"
-[[roles]]
-name = "editor"
-title = "Editor"
-permissions = ["edit"]
-default = true
-[[powerbox.provides]]
-api = "echo-api"
-title = "Echo API"
-path_prefix = "/api/"
-permissions = ["edit"]
-[files]
-map = [ {{ to = "/app", from = "app" }}, {{ to = "/", from = "/" }} ]
-include = ["/app", "/usr/lib/python3.11"]
-hide = ["/usr/lib/python3.11/config-3.11-x86_64-linux-gnu", "/usr/lib/python3.11/test", "/usr/lib/python3.11/__pycache__"]
-"#
-    );
-    std::fs::write(dir.path().join("granary.toml"), toml).unwrap();
-    let gpk = dir.path().join("app.gpk");
-    common::granary_ok(&keyring, &["pack", dir.path().to_str().unwrap(), "-o", gpk.to_str().unwrap(), "--level", "1"]);
-    c.install(&std::fs::read(&gpk).unwrap())
-}
 
 /// One grain open in a browser: its id, its page, the frame's session id and origin.
 struct Open {
@@ -334,7 +199,7 @@ fn the_http_driver_reaches_only_its_origin_and_revocation_is_live() {
 #[test]
 fn grain_to_grain_needs_the_choosers_permissions_for_as_long_as_it_lives() {
     require_root();
-    let s = TestServer::start_with(&["--bridge", bridge().to_str().unwrap()]);
+    let mut s = TestServer::start_with(&["--bridge", bridge().to_str().unwrap()]);
     let mut ann = grainkit::admin(&s);
     let pkg = install_app(&mut ann);
     let provider = open(&s, &mut ann, &pkg, "Provider");
@@ -384,6 +249,21 @@ fn grain_to_grain_needs_the_choosers_permissions_for_as_long_as_it_lives() {
     // The provider's reach page shows who can reach it.
     let page = ann.get(&format!("/grains/{}/reach", provider.id));
     assert!(page.body.contains("may use Echo API in “Provider”"), "{}", page.body);
+
+    // After the server and then both grains restart, the consumer restores its grant and calls.
+    drop(bobs);
+    s.kill_and_restart();
+    let mut consumer = reopen(&s, &mut ann, &consumer.url, &consumer.id);
+    assert_eq!(call(&mut consumer, &token, "http://provider/once-more")["status"], 200);
+    for id in [&provider.id, &consumer.id] {
+        let csrf = ann.get(&format!("/grains/{id}")).hidden("csrf");
+        let r = ann.post(&format!("/grains/{id}/restart"), &[("csrf", &csrf)]);
+        assert_eq!(r.status, 303, "{}", r.body);
+    }
+    let mut consumer = reopen(&s, &mut ann, &consumer.url, &consumer.id);
+    let v = call(&mut consumer, &token, "http://provider/after-restarts");
+    assert_eq!(v["status"], 200, "{v}");
+    assert!(v["body"].as_str().unwrap().contains("/api/after-restarts"), "{v}");
 }
 
 #[test]
@@ -501,52 +381,6 @@ fn mail_is_sent_as_the_grain_and_received_into_its_maildir() {
     assert!(text.contains("Subject: Inbound") && text.contains("Hello grain."), "{text}");
 }
 
-/// An aiosmtpd relay (Debian's python3-aiosmtpd) writing to a Maildir; killed on drop.
-struct Relay {
-    child: std::process::Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Relay {
-    fn start() -> Relay {
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = std::process::Command::new("/usr/bin/python3")
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(dir.path().join("maildir"))
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("python3-aiosmtpd is needed: run scripts/deps.sh test");
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(20), "aiosmtpd did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Relay { child, port, dir }
-    }
-
-    fn wait_for_messages(&self, n: usize) -> Vec<String> {
-        let start = Instant::now();
-        loop {
-            let new = self.dir.path().join("maildir/new");
-            let got: Vec<String> = std::fs::read_dir(new).map(|d| d.map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect()).unwrap_or_default();
-            if got.len() >= n {
-                return got;
-            }
-            assert!(start.elapsed() < Duration::from_secs(20), "the relay received {} messages", got.len());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 const PW: &str = "correct horse battery";
 
 fn invite(s: &TestServer, admin: &mut Client, name: &str) -> Client {
@@ -582,4 +416,28 @@ fn link_id(page: &str, label: &str) -> String {
         .find(|row| row.split("<td>").nth(1).is_some_and(|cell| cell.starts_with(&format!("{label}</td>"))))
         .map(|row| row.split('"').next().unwrap().to_owned())
         .unwrap_or_else(|| panic!("no link labelled {label}"))
+}
+
+#[test]
+fn a_wake_lock_is_shown_to_the_owner_until_released() {
+    require_root();
+    let s = TestServer::start_with(&["--bridge", bridge().to_str().unwrap()]);
+    let mut ann = grainkit::admin(&s);
+    let pkg = install_app(&mut ann);
+    let mut a = open(&s, &mut ann, &pkg, "Awake");
+    assert!(!ann.get(&a.url).body.contains("wake-locks"));
+    let (status, v) = app(&mut a, "/awake", json!({ "reason": "syncing 3 calendars" }));
+    assert_eq!(status, 200, "{v}");
+    let id = v["id"].as_u64().unwrap();
+    let page = ann.get(&a.url).body;
+    assert!(page.contains("Kept awake by the app") && page.contains("syncing 3 calendars"), "{page}");
+    let (status, v) = app(&mut a, "/awake", json!({ "reason": " " }));
+    assert_eq!(status, 400, "a reason is required: {v}");
+    let (status, v) = app(&mut a, "/asleep", json!({ "id": id }));
+    assert_eq!(status, 200, "{v}");
+    let start = Instant::now();
+    while ann.get(&a.url).body.contains("syncing 3 calendars") {
+        assert!(start.elapsed() < Duration::from_secs(5), "the released wake lock is still shown");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -115,7 +115,8 @@ pub async fn grain(server: &Server, s: &Session, req: &Req, id: &str, action: Op
         }
         Some(_) => return Ok(not_found()),
     };
-    let page = ui_grains::GrainPage { grain: &g, app: app.as_ref(), is_owner, frame: None, running: false, error: None };
+    let wake_locks = server.runner.wake_locks_of(&g.id);
+    let page = ui_grains::GrainPage { grain: &g, app: app.as_ref(), is_owner, frame: None, running: false, error: None, wake_locks: &wake_locks };
     match (action, result) {
         (None, _) => {
             let frame = (g.trashed.is_none() && app.is_some())

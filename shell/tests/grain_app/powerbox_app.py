@@ -9,6 +9,7 @@
 # POST /burst  {"token", "n"}: n saves of copies of token, each returned token appended (and
 #              fsynced) to /var/tokens.txt before the next save starts   -> {"saved": k}
 # POST /mail   {"token", "to": [...], "message"}                -> the bridge's /mail/send answer
+# POST /awake  {"reason"} / POST /asleep {"id"}: the bridge's /stay-awake (wake locks)
 # GET  /direct?port=N: a direct TCP connect to 127.0.0.1:N and to 10.0.2.2:N from the grain
 # GET  /maildir: names and contents of the files in /var/mail/new
 # GET  /api/...: the provider's API: {"api": path, "user": X-Granary-User-Id, "permissions"}
@@ -117,6 +118,10 @@ class App(http.server.BaseHTTPRequestHandler):
                     os.fsync(f.fileno())
                     saved += 1
             self.reply(200, {"saved": saved})
+        elif self.path == "/awake":
+            self.reply(*local("POST", "/stay-awake", {"reason": b.get("reason", "")}))
+        elif self.path == "/asleep":
+            self.reply(*local("DELETE", "/stay-awake/%d" % int(b["id"])))
         elif self.path == "/mail":
             to = "&".join("to=" + urllib.request.quote(t) for t in b["to"])
             self.reply(*local("POST", "/mail/send?" + to, b["message"].encode(), {"Authorization": "Bearer " + b["token"]}))
