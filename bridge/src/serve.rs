@@ -8,7 +8,7 @@ use std::rc::Rc;
 use async_executor::LocalExecutor;
 use async_io::Async;
 use capnp_rpc::rpc_twoparty_capnp::Side;
-use capnp_rpc::{twoparty, RpcSystem};
+use capnp_rpc::RpcSystem;
 use futures::future::{select, Either};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite};
 use granary_schema::grain_capnp::{grain_api, main_view};
@@ -78,8 +78,7 @@ where
     W: AsyncWrite + Unpin + 'static,
 {
     let main_view: main_view::Client = capnp_rpc::new_client(MainViewImpl::new(bridge.clone()));
-    let mut network = twoparty::VatNetwork::new(reader, writer, Side::Client, Default::default());
-    network.set_window_size(granary_schema::STREAM_WINDOW_BYTES);
+    let network = granary_schema::vat_network(reader, writer, Side::Client);
     let mut rpc = RpcSystem::new(Box::new(network), Some(main_view.client));
     let grain_api: grain_api::Client = rpc.bootstrap(Side::Server);
     bridge.platform.connect(grain_api);

@@ -37,6 +37,23 @@ generated! {
 
 pub mod forward;
 
+/// A Cap'n Proto two-party network over one Granary connection (server ↔ supervisor,
+/// supervisor ↔ grain): buffered both ways, so a message's segment table and segments leave in
+/// one `write` and arrive in one `read` (capnp-futures writes them separately and flushes
+/// after each message), with the stream window of [`STREAM_WINDOW_BYTES`].
+pub fn vat_network<R, W>(reader: R, writer: W, side: capnp_rpc::rpc_twoparty_capnp::Side) -> capnp_rpc::twoparty::VatNetwork<futures::io::BufReader<R>>
+where
+    R: futures::AsyncRead + Unpin + 'static,
+    W: futures::AsyncWrite + Unpin + 'static,
+{
+    const BUFFER: usize = 64 << 10;
+    let reader = futures::io::BufReader::with_capacity(BUFFER, reader);
+    let writer = futures::io::BufWriter::with_capacity(BUFFER, writer);
+    let mut network = capnp_rpc::twoparty::VatNetwork::new(reader, writer, side, Default::default());
+    network.set_window_size(STREAM_WINDOW_BYTES);
+    network
+}
+
 /// Bytes of `-> stream` calls (`ByteStream.write`, `WebSocketPeer.send`) each Granary
 /// connection keeps in flight before the sender waits. capnp-rpc's default, 64 KiB, is one
 /// body chunk: every hop (gateway ↔ supervisor ↔ bridge) would then wait a round trip per

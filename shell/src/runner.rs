@@ -7,7 +7,7 @@ use crate::apps::InstalledApp;
 use crate::grains::{Grain, GrainDirs};
 use anyhow::{anyhow, bail, Context, Result};
 use async_executor::LocalExecutor;
-use capnp_rpc::{rpc_twoparty_capnp::Side, twoparty, RpcSystem};
+use capnp_rpc::{rpc_twoparty_capnp::Side, RpcSystem};
 use futures::AsyncReadExt;
 use granary_schema::grain_capnp::main_view;
 use granary_schema::supervisor_capnp::{grain_core, supervisor};
@@ -233,8 +233,7 @@ impl Runner {
 
 fn connect(ex: &Rc<LocalExecutor<'static>>, stream: UnixStream, alive: Rc<Cell<bool>>, pid: Option<u32>) -> Result<Running> {
     let (reader, writer) = async_io::Async::new(stream)?.split();
-    let mut network = twoparty::VatNetwork::new(reader, writer, Side::Client, Default::default());
-    network.set_window_size(granary_schema::STREAM_WINDOW_BYTES);
+    let network = granary_schema::vat_network(reader, writer, Side::Client);
     let mut rpc = RpcSystem::new(Box::new(network), None);
     let supervisor: supervisor::Client = rpc.bootstrap(Side::Server);
     let flag = alive.clone();

@@ -19,6 +19,8 @@ pub struct Db {
     pub(crate) store: Box<dyn Store>,
     writer: Mutex<()>,
     pub(crate) version: u32,
+    /// Committed write transactions since the database was opened (see [`Db::write_count`]).
+    commits: std::sync::atomic::AtomicU64,
 }
 
 thread_local! {
@@ -44,6 +46,7 @@ impl Db {
             store,
             writer: Mutex::new(()),
             version: 0,
+            commits: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -80,9 +83,18 @@ impl Db {
         let out = f(&mut tx)?;
         if !tx.writes.is_empty() {
             self.store.commit(&tx.writes)?;
+            // Counted before the flush: a reader comparing counts never misses a write.
+            self.commits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             self.store.flush()?;
         }
         Ok(out)
+    }
+
+    /// How many write transactions were committed through this handle since it was opened. A
+    /// caller that computed something from the database can reuse it for as long as this
+    /// number is unchanged (nothing was written in between).
+    pub fn write_count(&self) -> u64 {
+        self.commits.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The value under `key`, or `None`.

@@ -299,3 +299,37 @@ fn sled_data_survives_reopen_and_a_second_opener_is_refused() {
     let db = Db::open(&path, &[]).unwrap();
     assert_eq!(db.get(&USERS, "ada").unwrap(), Some(user("Ada", 36)));
 }
+
+#[test]
+fn the_write_count_moves_with_every_committed_write_and_only_then() {
+    for (engine, db, _dir) in engines() {
+        let start = db.write_count();
+        db.insert(&USERS, "ada", &user("Ada", 36)).unwrap();
+        assert_eq!(db.write_count(), start + 1, "{engine}: an insert");
+        let _ = db.get(&USERS, "ada").unwrap();
+        let _: Vec<_> = db.iter(&USERS).unwrap().collect();
+        assert_eq!(db.write_count(), start + 1, "{engine}: reads write nothing");
+        db.transaction(|_| Ok::<_, Error>(())).unwrap();
+        assert_eq!(db.write_count(), start + 1, "{engine}: an empty transaction commits nothing");
+        #[derive(Debug)]
+        struct Abandon;
+        impl From<Error> for Abandon {
+            fn from(_: Error) -> Abandon {
+                Abandon
+            }
+        }
+        let _ = db.transaction(|tx| {
+            tx.insert(&USERS, "bob", &user("Bob", 1))?;
+            Err::<(), Abandon>(Abandon)
+        });
+        assert_eq!(db.write_count(), start + 1, "{engine}: a failed transaction writes nothing");
+        db.transaction(|tx| {
+            tx.insert(&USERS, "cy", &user("Cy", 2))?;
+            tx.remove(&USERS, "ada")
+        })
+        .unwrap();
+        assert_eq!(db.write_count(), start + 2, "{engine}: one transaction, one count");
+        db.remove(&USERS, "nobody").unwrap();
+        assert_eq!(db.write_count(), start + 3, "{engine}: a remove");
+    }
+}

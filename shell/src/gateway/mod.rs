@@ -78,6 +78,9 @@ pub struct UiSession {
     /// Created on first use, from the grain's main view.
     pub web_session: RefCell<Option<web_session::Client>>,
     last_used: Cell<Instant>,
+    /// The store's write count when the session was last found still allowed: until something
+    /// is written, the answer cannot change.
+    pub allowed_at: Cell<Option<u64>>,
 }
 
 impl UiSession {
@@ -158,6 +161,7 @@ impl Gateway {
             origin,
             web_session: RefCell::new(None),
             last_used: Cell::new(Instant::now()),
+            allowed_at: Cell::new(None),
         };
         self.sessions.borrow_mut().insert(label, Rc::new(session));
         url

@@ -35,7 +35,18 @@ impl Server {
     /// `Err(why)` if the session may no longer be used: its user is gone or suspended, the
     /// grain is gone or in the trash, or the permissions it was opened with changed (a link
     /// revoked, a role lowered); a reopen then gets the new permissions or is refused.
+    /// The answer depends only on the store, so it is reused while nothing was written.
     pub fn session_still_allowed(&self, s: &UiSession) -> Result<(), String> {
+        let writes = self.db.write_count();
+        if s.allowed_at.get() == Some(writes) {
+            return Ok(());
+        }
+        let answer = self.check_session(s);
+        s.allowed_at.set(answer.is_ok().then_some(writes));
+        answer
+    }
+
+    fn check_session(&self, s: &UiSession) -> Result<(), String> {
         let err = |e: granary_store::Error| e.to_string();
         if let Some(uid) = &s.user_id {
             match self.db.get(&accounts::USERS, uid).map_err(err)? {

@@ -15,7 +15,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use async_io::{Async, Timer};
-use capnp_rpc::{rpc_twoparty_capnp::Side, twoparty, RpcSystem};
+use capnp_rpc::{rpc_twoparty_capnp::Side, RpcSystem};
 use futures::channel::{mpsc, oneshot};
 use futures::future::{select, Either, LocalBoxFuture};
 use futures::stream::FuturesUnordered;
@@ -243,8 +243,7 @@ async fn accept_loop(listener: Async<UnixListener>, shared: Rc<Shared>) {
         match listener.accept().await {
             Ok((stream, _)) => {
                 let (r, w) = stream.split();
-                let mut net = twoparty::VatNetwork::new(r, w, Side::Server, Default::default());
-                net.set_window_size(granary_schema::STREAM_WINDOW_BYTES);
+                let net = granary_schema::vat_network(r, w, Side::Server);
                 let rpc = RpcSystem::new(Box::new(net), Some(bootstrap.clone().client));
                 shared.spawner.spawn(rpc.map(|_| ()));
             }
@@ -410,8 +409,7 @@ impl Shared {
         cfg.extra_fd = Some(theirs.as_raw_fd());
         let output = Async::new(File::from(out_r))?;
         let (r, w) = Async::new(ours)?.split();
-        let mut net = twoparty::VatNetwork::new(r, w, Side::Server, Default::default());
-        net.set_window_size(granary_schema::STREAM_WINDOW_BYTES);
+        let net = granary_schema::vat_network(r, w, Side::Server);
         let api: granary_schema::grain_capnp::grain_api::Client = capnp_rpc::new_client(crate::rpc::GrainApiImpl::new(self.clone()));
         let mut rpc = RpcSystem::new(Box::new(net), Some(api.client));
         let view: main_view::Client = rpc.bootstrap(Side::Client);

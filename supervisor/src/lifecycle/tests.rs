@@ -5,6 +5,7 @@
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
+use capnp_rpc::twoparty;
 use capnp::capability::Rc as CapRc;
 use futures::channel::mpsc;
 use granary_schema::supervisor_capnp::{app_state, grain_core, supervisor};
