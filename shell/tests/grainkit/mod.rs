@@ -18,25 +18,39 @@ pub fn admin(s: &TestServer) -> Client {
 
 /// Packs the python echo app (with Debian's python3 and its standard library) and installs it.
 pub fn install_echo(c: &mut Client) -> String {
+    install_python_app(
+        c,
+        "app.py",
+        "Echo",
+        r#"identity_headers = { "X-Remote-User" = "handle", "X-Forwarded-Groups" = "permissions" }"#,
+        "",
+    )
+}
+
+/// Packs `tests/grain_app/<script>` as an app run by Debian's python3 (its standard library
+/// included), with one permission `edit`, roles viewer and editor (the default), HTTP on port
+/// 8000 plus `http_extra` in `[http]`, and `extra` appended to the manifest; installs it and
+/// returns the package id.
+pub fn install_python_app(c: &mut Client, script: &str, title: &str, http_extra: &str, extra: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let keyring = dir.path().join("keyring");
     let app_id = common::granary_ok(&keyring, &["keygen"]).trim().to_owned();
     fs::create_dir(dir.path().join("app")).unwrap();
-    fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grain_app/app.py"), dir.path().join("app/app.py")).unwrap();
+    fs::copy(format!("{}/tests/grain_app/{script}", env!("CARGO_MANIFEST_DIR")), dir.path().join("app/app.py")).unwrap();
     let toml = format!(
         r#"[app]
 id = "{app_id}"
-title = "Echo"
+title = "{title}"
 version = 1
 continue_command = ["/usr/bin/python3", "/app/app.py"]
 environment = {{ HOME = "/var", PYTHONDONTWRITEBYTECODE = "1" }}
 [[actions]]
-title = "New echo"
-noun = "echo"
+title = "New"
+noun = "grain"
 command = ["/usr/bin/python3", "/app/app.py"]
 [http]
 port = 8000
-identity_headers = {{ "X-Remote-User" = "handle", "X-Forwarded-Groups" = "permissions" }}
+{http_extra}
 [[permissions]]
 name = "edit"
 title = "Edit"
@@ -48,6 +62,7 @@ name = "editor"
 title = "Editor"
 permissions = ["edit"]
 default = true
+{extra}
 [files]
 map = [ {{ to = "/app", from = "app" }}, {{ to = "/", from = "/" }} ]
 include = ["/app", "/usr/lib/python3.11"]
@@ -55,12 +70,9 @@ hide = ["/usr/lib/python3.11/config-3.11-x86_64-linux-gnu", "/usr/lib/python3.11
 "#
     );
     fs::write(dir.path().join("granary.toml"), toml).unwrap();
-    let gpk = dir.path().join("echo.gpk");
+    let gpk = dir.path().join("app.gpk");
     common::granary_ok(&keyring, &["pack", dir.path().to_str().unwrap(), "-o", gpk.to_str().unwrap(), "--level", "1"]);
-    let csrf = c.get("/apps").hidden_attr("data-csrf");
-    let r = c.upload("/apps/upload", &fs::read(&gpk).unwrap(), &csrf);
-    assert_eq!(r.status, 200, "{}", r.body);
-    serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["package_id"].as_str().unwrap().to_owned()
+    c.install(&fs::read(&gpk).unwrap())
 }
 
 /// Creates a grain; returns (grain page path, grain id).

@@ -2,7 +2,6 @@
 //! reaches it, an aiosmtpd relay, and the powerbox test app packed and installed.
 #![allow(dead_code)]
 
-use crate::common;
 use crate::server::Client;
 use serde_json::json;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -100,50 +99,12 @@ fn serve_one(stream: TcpStream, seen: &Mutex<Vec<Seen>>) -> std::io::Result<()> 
 /// Packs `powerbox_app.py` with Debian's python3; it provides the API "echo-api" below
 /// `/api/` to holders of `edit`. Installs it; returns the package id.
 pub fn install_app(c: &mut Client) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let keyring = dir.path().join("keyring");
-    let app_id = common::granary_ok(&keyring, &["keygen"]).trim().to_owned();
-    std::fs::create_dir(dir.path().join("app")).unwrap();
-    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grain_app/powerbox_app.py"), dir.path().join("app/app.py")).unwrap();
-    let toml = format!(
-        r#"[app]
-id = "{app_id}"
-title = "Powerbox test"
-version = 1
-continue_command = ["/usr/bin/python3", "/app/app.py"]
-environment = {{ HOME = "/var", PYTHONDONTWRITEBYTECODE = "1" }}
-[[actions]]
-title = "New"
-noun = "test grain"
-command = ["/usr/bin/python3", "/app/app.py"]
-[http]
-port = 8000
-[[permissions]]
-name = "edit"
-title = "Edit"
-[[roles]]
-name = "viewer"
-title = "Viewer"
-[[roles]]
-name = "editor"
-title = "Editor"
-permissions = ["edit"]
-default = true
-[[powerbox.provides]]
+    let provides = r#"[[powerbox.provides]]
 api = "echo-api"
 title = "Echo API"
 path_prefix = "/api/"
-permissions = ["edit"]
-[files]
-map = [ {{ to = "/app", from = "app" }}, {{ to = "/", from = "/" }} ]
-include = ["/app", "/usr/lib/python3.11"]
-hide = ["/usr/lib/python3.11/config-3.11-x86_64-linux-gnu", "/usr/lib/python3.11/test", "/usr/lib/python3.11/__pycache__"]
-"#
-    );
-    std::fs::write(dir.path().join("granary.toml"), toml).unwrap();
-    let gpk = dir.path().join("app.gpk");
-    common::granary_ok(&keyring, &["pack", dir.path().to_str().unwrap(), "-o", gpk.to_str().unwrap(), "--level", "1"]);
-    c.install(&std::fs::read(&gpk).unwrap())
+permissions = ["edit"]"#;
+    crate::grainkit::install_python_app(c, "powerbox_app.py", "Powerbox test", "", provides)
 }
 
 /// An aiosmtpd relay (Debian's python3-aiosmtpd) writing to a Maildir; killed on drop.
