@@ -185,6 +185,7 @@ pub fn account(v: &Viewer<'_>, tokens: &[crate::tokens::ApiToken], new_token: Op
         h1 { "Your account" }
         div.card {
             p { "Signed in as " strong { (v.user.display_name) } " (" code { (v.user.username) } ")" @if v.user.admin { ", administrator" } "." }
+            p { a #reach-mine-link href="/reach" { "What you have granted your grains" } " — web APIs, mail, other grains — with a Revoke button for each." }
         }
         div.card #tokens {
             h2 { "Personal access tokens" }
@@ -257,6 +258,7 @@ pub fn admin(viewer: &Viewer<'_>, s: &AdminStatus<'_>) -> Markup {
             p { "Address: " code { (s.base_url) } }
             p { "Data directory: " code { (s.data_dir) } }
             p { a href="/admin/settings" { "Server settings" } }
+            p { a href="/reach" { "Every capability granted on this server" } }
         }
         div.card #users {
             h2 { "People" }
