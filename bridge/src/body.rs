@@ -17,6 +17,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Bytes, Incoming};
 
 use crate::limits::{MAX_WRITE, REQUEST_BODY_QUEUE};
+use std::time::Instant;
 
 /// The body of a request to the app.
 pub enum ReqBody {
@@ -42,7 +43,10 @@ impl Body for ReqBody {
             ReqBody::Empty => Poll::Ready(None),
             ReqBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             ReqBody::Stream(s) => match Pin::new(&mut s.rx).poll_next(cx) {
-                Poll::Ready(Some(b)) => Poll::Ready(Some(Ok(Frame::data(b)))),
+                Poll::Ready(Some(b)) => {
+                    s.state.progress.set(Some(Instant::now()));
+                    Poll::Ready(Some(Ok(Frame::data(b))))
+                }
                 Poll::Ready(None) if s.state.done.get() => Poll::Ready(None),
                 Poll::Ready(None) => {
                     let why = s.state.failure.borrow().clone();
@@ -70,16 +74,37 @@ impl Body for ReqBody {
     }
 }
 
+impl ReqBody {
+    /// For a streamed body, what tells when the receiving connection last took a chunk (the
+    /// HTTP driver's silence timeout counts from then, so a long upload that keeps flowing is
+    /// not cut off).
+    pub fn progress(&self) -> Option<Rc<SinkState>> {
+        match self {
+            ReqBody::Stream(s) => Some(s.state.clone()),
+            _ => None,
+        }
+    }
+}
+
 /// The app-facing end of a streamed request body.
 pub struct StreamBody {
     rx: mpsc::Receiver<Bytes>,
     state: Rc<SinkState>,
 }
 
-struct SinkState {
+/// What a [`RequestBodySink`] and its [`StreamBody`] share.
+pub struct SinkState {
     expected: Option<u64>,
     done: Cell<bool>,
     failure: RefCell<Option<String>>,
+    progress: Cell<Option<Instant>>,
+}
+
+impl SinkState {
+    /// When the receiving connection last took a chunk of the body, if ever.
+    pub fn last_progress(&self) -> Option<Instant> {
+        self.progress.get()
+    }
 }
 
 /// The `ByteStream` the caller writes a request body to (`requestBody`); the local API's
@@ -96,7 +121,7 @@ impl RequestBodySink {
     /// body the app's connection reads from it.
     pub fn new(expected: Option<u64>, limit: u64) -> (Self, StreamBody) {
         let (tx, rx) = mpsc::channel(REQUEST_BODY_QUEUE);
-        let state = Rc::new(SinkState { expected, done: Cell::new(false), failure: RefCell::new(None) });
+        let state = Rc::new(SinkState { expected, done: Cell::new(false), failure: RefCell::new(None), progress: Cell::new(None) });
         let sink = Self { tx: RefCell::new(Some(tx)), state: state.clone(), received: Cell::new(0), limit };
         (sink, StreamBody { rx, state })
     }

@@ -30,7 +30,8 @@ use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, HOST};
 use hyper::{Method, Uri};
 use smol_hyper::rt::FuturesIo;
 
-use super::http_body::{pump_response, OutBody, RequestBodySink};
+// The bridge's body plumbing, which carries app bodies the same way (one implementation).
+use granary_bridge::body::{pump_response, ReqBody as OutBody, RequestBodySink};
 use super::ssrf::NetPolicy;
 use super::tls;
 use super::DriverError;
@@ -257,13 +258,14 @@ impl HttpDriver {
             Err(e) => return refused(&mut results, 502, &e.to_string()),
         };
         let body = match plan {
-            Plan::None => OutBody::Full(None),
+            Plan::None => OutBody::Empty,
             Plan::Inline(b) => OutBody::Full(Some(b)),
             Plan::Streamed(len) => {
-                let (sink, body) = RequestBodySink::new(len);
+                // No size limit of its own: the origin decides what it accepts.
+                let (sink, body) = RequestBodySink::new(len, u64::MAX);
                 results.get().set_request_body(capnp_rpc::new_client(sink));
                 results.set_pipeline()?;
-                body
+                OutBody::Stream(body)
             }
         };
         let mut req = hyper::Request::new(body);

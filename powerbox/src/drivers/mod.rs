@@ -15,7 +15,6 @@
 //! granted.
 
 pub mod http;
-mod http_body;
 pub mod mail_receive;
 pub mod mail_send;
 pub mod ssrf;
