@@ -12,6 +12,7 @@ mod cli_sandbox;
 mod cli_supervisor;
 mod control;
 mod gateway;
+mod grain_tokens;
 mod grains;
 mod powerbox_host;
 mod powerbox_provider;

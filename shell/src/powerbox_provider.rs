@@ -1,6 +1,7 @@
-//! A grain-to-grain capability's far end: an `api` `WebSession` of the provider grain, opened
-//! on first use for the person who granted it, below the API's path prefix (SPEC.md,
-//! "Grain-to-grain"). The membrane around it (not this type) decides whether calls may pass.
+//! A grain's API as a capability: an `api` `WebSession` of the grain, opened on first use for
+//! the person who granted it (or made the API token), with at most the permissions given,
+//! below a path prefix. Used for grain-to-grain grants (behind a membrane, which decides
+//! whether calls may pass) and for grain API tokens (SPEC.md, "Powerbox").
 //!
 //! May touch: the runner (to start the provider grain), the store (read only).
 //! Must never: let a path leave the API's prefix.
@@ -18,13 +19,16 @@ pub struct ProviderSession {
     server: Weak<Server>,
     grain: String,
     path_prefix: String,
+    /// At most these permissions (intersected with the person's current ones when the
+    /// session opens).
+    limit: Vec<bool>,
     user: String,
     session: RefCell<Option<web_session::Client>>,
 }
 
 impl ProviderSession {
-    pub fn new(server: &Rc<Server>, grain: String, path_prefix: String, _permissions: Vec<bool>, user: String) -> ProviderSession {
-        ProviderSession { server: Rc::downgrade(server), grain, path_prefix, user, session: RefCell::new(None) }
+    pub fn new(server: &Rc<Server>, grain: String, path_prefix: String, limit: Vec<bool>, user: String) -> ProviderSession {
+        ProviderSession { server: Rc::downgrade(server), grain, path_prefix, limit, user, session: RefCell::new(None) }
     }
 
     /// The provider's path for `path` (which starts with `/`), or why it is refused.
@@ -51,7 +55,8 @@ impl ProviderSession {
         let app = apps::get(&server.db, &grain.package_id).map_err(|e| fail(e.to_string()))?.ok_or_else(|| fail("the providing grain's app is not installed any more".into()))?;
         let user = server.db.get(&accounts::USERS, &self.user).map_err(|e| fail(e.to_string()))?.ok_or_else(|| fail("the person who granted this API no longer exists".into()))?;
         let world = crate::powerbox_host::ShellWorld { db: &server.db };
-        let permissions = granary_powerbox::World::user_permissions(&world, &self.user, &self.grain).ok_or_else(|| fail("revoked: the person who granted this API lost their access to the grain providing it".into()))?;
+        let current = granary_powerbox::World::user_permissions(&world, &self.user, &self.grain).ok_or_else(|| fail("revoked: the person who granted this API lost their access to the grain providing it".into()))?;
+        let permissions: Vec<bool> = current.iter().enumerate().map(|(i, p)| *p && self.limit.get(i).copied().unwrap_or(false)).collect();
         let limits = server.db.get(&apps::APP_LIMITS, &app.app_id).map_err(|e| fail(e.to_string()))?;
         let view = server.runner.main_view(&server.ex, &grain, &app, limits).await.map_err(|e| fail(format!("the providing grain did not start: {e:#}")))?;
         server.runner.keep_alive(&server.ex, &grain.id, server.grain_core(&grain.id));

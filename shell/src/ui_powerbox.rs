@@ -70,7 +70,7 @@ fn table(v: &Viewer<'_>, rows: &[GrantRow], back: &str, id: &str) -> Markup {
     }
 }
 
-pub fn grain_reach(v: &Viewer<'_>, g: &Grain, held: &[GrantRow], into: &[GrantRow]) -> Markup {
+pub fn grain_reach(v: &Viewer<'_>, g: &Grain, held: &[GrantRow], into: &[GrantRow], tokens: &[(crate::grain_tokens::GrainToken, String)]) -> Markup {
     let back = format!("/grains/{}/reach", g.id);
     page(&format!("What {} can reach", g.title), Some(v), "home", false, html! {
         p { a href={ "/grains/" (g.id) } { "← " (g.title) } }
@@ -85,6 +85,31 @@ pub fn grain_reach(v: &Viewer<'_>, g: &Grain, held: &[GrantRow], into: &[GrantRo
             div.card.empty #reach-into { p { "No other grain holds access to this grain." } }
         } @else {
             (table(v, into, &back, "reach-into"))
+        }
+        h2.section { "Programs with an API token" }
+        @if tokens.is_empty() {
+            div.card.empty #reach-tokens { p { "No API tokens. The grain's app can offer you one for a program outside this server." } }
+        } @else {
+            div.card #reach-tokens {
+                table.grants {
+                    thead { tr { th { "Name" } th { "Made by" } th { "Made" } th {} } }
+                    tbody {
+                        @for (t, by) in tokens {
+                            tr data-token=(t.id) {
+                                td { (t.petname) }
+                                td.muted { (by) }
+                                td.muted { (ago(t.created)) }
+                                td {
+                                    form method="post" action={ "/grains/" (g.id) "/api-tokens/" (t.id) "/revoke" } data-confirm="Revoke this API token? Programs using it stop working at once." {
+                                        input type="hidden" name="csrf" value=(v.csrf);
+                                        button.secondary type="submit" { "Revoke" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
         }
         script src="/static/confirm.js" {}
     })

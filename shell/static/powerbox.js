@@ -89,6 +89,27 @@
     show(heading, asked, el("p", { class: "muted" }, "Choose what to give it. You can revoke this later on the grain's “What can this reach” page."), list, status, el("div", { class: "actions" }, cancelButton()));
   }
 
+  // Mints a grain API token and shows the app's template with it filled in, here on the
+  // shell's page: the app never sees the token.
+  async function renderTemplate(req) {
+    if (pending !== null) finish({ canceled: true });
+    const rpcId = req.rpcId;
+    const fields = { template: String(req.template || ""), petname: String(req.petname || "") };
+    if (req.roleAssignment && Number.isInteger(req.roleAssignment.roleId)) fields.role = String(req.roleAssignment.roleId);
+    const close = el("button", { type: "button", id: "powerbox-close", onclick: () => dialog.close() }, "Done");
+    try {
+      const r = await post(`/grains/${grain}/powerbox/template`, fields);
+      const text = el("textarea", { id: "powerbox-template", readonly: "", rows: "6", "aria-label": "Connection details" });
+      text.value = r.text;
+      const copy = el("button", { type: "button", class: "secondary", onclick: () => { text.select(); navigator.clipboard && navigator.clipboard.writeText(r.text); } }, "Copy");
+      show(el("h2", {}, r.petname), el("p", { class: "muted" }, "This contains a new API token for this grain. Keep it secret: anyone who has it can use the grain as you. Revoke it on “What can this reach”."), text, el("div", { class: "actions" }, copy, close));
+      reply({ rpcId, shown: true });
+    } catch (e) {
+      show(el("h2", {}, "API access"), el("div", { class: "error", role: "alert" }, e.message), el("div", { class: "actions" }, close));
+      reply({ rpcId, error: e.message });
+    }
+  }
+
   dialog.addEventListener("cancel", (e) => { e.preventDefault(); finish({ canceled: true }); });
 
   window.addEventListener("message", (event) => {
@@ -108,7 +129,7 @@
     } else if (m.showConnectionGraph) {
       location.assign(`/grains/${grain}/reach`);
     } else if (m.renderTemplate && typeof m.renderTemplate === "object") {
-      reply({ rpcId: m.renderTemplate.rpcId, error: "renderTemplate is not available on this server yet: grains have no API tokens of their own." });
+      renderTemplate(m.renderTemplate);
     }
   });
 })();

@@ -441,3 +441,45 @@ fn a_wake_lock_is_shown_to_the_owner_until_released() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_rendered_template_holds_a_grain_api_token_that_works_until_revoked() {
+    require_root();
+    let s = TestServer::start_with(&["--bridge", bridge().to_str().unwrap()]);
+    let mut ann = grainkit::admin(&s);
+    let pkg = install_app(&mut ann);
+    let a = open(&s, &mut ann, &pkg, "With an API");
+    let csrf = ann.get(&a.url).hidden("csrf");
+    let template = "curl -H 'Authorization: Bearer $API_TOKEN' $API_HOST/api/feed";
+    let form = [("csrf", csrf.as_str()), ("session", a.session.as_str()), ("template", template), ("petname", "Feed reader"), ("role", "0")];
+    let r = ann.post(&format!("/grains/{}/powerbox/template", a.id), &form);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let text = serde_json::from_str::<Value>(&r.body).unwrap()["text"].as_str().unwrap().to_owned();
+    let host = format!("{}/grain-api", s.base_url);
+    assert!(text.starts_with("curl -H 'Authorization: Bearer gk_") && text.ends_with(&format!(" {host}/api/feed")), "{text}");
+    let token = text.split("Bearer ").nth(1).unwrap().split('\'').next().unwrap().to_owned();
+
+    // A program (no cookies, another origin) calls the grain's API with it, as the viewer role.
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let get = |auth: &str| {
+        let mut r = agent.get(format!("{host}/api/feed?n=1")).header("Authorization", auth).header("Origin", "https://elsewhere.example").call().unwrap();
+        let cors = r.headers().get("access-control-allow-origin").map(|v| v.to_str().unwrap().to_owned());
+        (r.status().as_u16(), cors, r.body_mut().read_to_string().unwrap())
+    };
+    let (status, cors, body) = get(&format!("Bearer {token}"));
+    assert_eq!((status, cors.as_deref()), (200, Some("*")), "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["api"], "/api/feed?n=1");
+    assert_eq!(v["session_type"], "api");
+    assert_eq!(v["permissions"], "", "the viewer role has no permissions");
+    assert_eq!(get("Bearer gk_0000000000000000000000000000000000000000000000000000000000000000").0, 401);
+    assert_eq!(get("").0, 401);
+
+    // The reach page lists it; revoking it stops it at once.
+    let page = ann.get(&format!("/grains/{}/reach", a.id)).body;
+    assert!(page.contains("Feed reader"), "{page}");
+    let id = page.split("data-token=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let r = ann.post(&format!("/grains/{}/api-tokens/{id}/revoke", a.id), &[("csrf", &csrf)]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(get(&format!("Bearer {token}")).0, 401, "a revoked token still works");
+}

@@ -4,6 +4,7 @@
 //! grain as `WebSession` calls (`proxy`); responses get the platform's header policy
 //! (SPEC.md, "The gateway").
 
+pub mod grain_api;
 mod proxy;
 mod websocket;
 

@@ -147,8 +147,8 @@ pub(super) fn write_request(mut r: request::Builder<'_>, method: &Method, uri: &
         if DROP_REQUEST.contains(&n) || DROP_REQUEST_PREFIXES.iter().any(|p| n.starts_with(p)) || named_in_connection.iter().any(|c| c == n) {
             continue;
         }
-        if name == header::AUTHORIZATION && value.as_bytes().starts_with(b"Bearer gt_") {
-            continue; // a platform API token is never a grain's business
+        if name == header::AUTHORIZATION && (value.as_bytes().starts_with(b"Bearer gt_") || value.as_bytes().starts_with(b"Bearer gk_")) {
+            continue; // a platform or grain API token is never a grain's business
         }
         if name == header::COOKIE {
             let kept: Vec<&str> = value
@@ -174,7 +174,7 @@ pub(super) fn write_request(mut r: request::Builder<'_>, method: &Method, uri: &
 }
 
 /// Carries one request to the grain and its response back.
-async fn forward(ws: web_session::Client, req: Request<Incoming>, reset: super::GrainReset, grain_id: &str) -> Result<Resp, capnp::Error> {
+pub(super) async fn forward(ws: web_session::Client, req: Request<Incoming>, reset: super::GrainReset, grain_id: &str) -> Result<Resp, capnp::Error> {
     let (parts, mut body) = req.into_parts();
     let length: Option<u64> = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     let chunked = parts.headers.contains_key(header::TRANSFER_ENCODING);

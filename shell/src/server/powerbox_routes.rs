@@ -31,6 +31,9 @@ pub fn dialog(server: &Server, s: &Session, req: &Req, grain_id: &str, what: &st
     let Some(grain) = server.db.get(&grains::GRAINS, grain_id)? else {
         return Ok(json_error(StatusCode::NOT_FOUND, "This grain no longer exists."));
     };
+    if what == "template" {
+        return template(server, s, &grain, &form);
+    }
     let query = match powerbox_host::parse_query(form.get("query").map(String::as_str).unwrap_or("")) {
         Ok(q) => q,
         Err(e) => return Ok(json_error(StatusCode::BAD_REQUEST, &format!("The grain's request is malformed: {e}. Tell the app's developer."))),
@@ -54,6 +57,47 @@ pub fn dialog(server: &Server, s: &Session, req: &Req, grain_id: &str, what: &st
         }
         _ => Ok(json_error(StatusCode::NOT_FOUND, "There is nothing at this address.")),
     }
+}
+
+/// `renderTemplate`: mints a grain API token as the person (with at most the chosen role's
+/// permissions) and answers the template with `$API_TOKEN` and `$API_HOST` filled in, for the
+/// shell's page to show; the app never sees it.
+fn template(server: &Server, s: &Session, grain: &grains::Grain, form: &std::collections::HashMap<String, String>) -> anyhow::Result<Resp> {
+    let text = form.get("template").map(String::as_str).unwrap_or("");
+    if text.is_empty() || text.len() > 4096 || !text.contains("$API_TOKEN") {
+        return Ok(json_error(StatusCode::BAD_REQUEST, "The app's template must be 1 to 4096 bytes and contain $API_TOKEN. Tell the app's developer."));
+    }
+    let petname = form.get("petname").map(|p| p.trim()).filter(|p| !p.is_empty()).unwrap_or("API access");
+    let world = crate::powerbox_host::ShellWorld { db: &server.db };
+    let Some(mut permissions) = granary_powerbox::World::user_permissions(&world, &s.2.id, &grain.id) else {
+        return Ok(json_error(StatusCode::FORBIDDEN, "You no longer have access to this grain."));
+    };
+    if let Some(role) = form.get("role").filter(|r| !r.is_empty()) {
+        let app = crate::apps::get(&server.db, &grain.package_id)?.ok_or_else(|| anyhow::anyhow!("the grain's app is not installed"))?;
+        let Some((_, _, role_perms)) = role.parse::<u32>().ok().and_then(|i| crate::sharing::roles(&app.manifest).into_iter().find(|(n, _, _)| *n == i)) else {
+            return Ok(json_error(StatusCode::BAD_REQUEST, "The app asked for a role it does not have. Tell the app's developer."));
+        };
+        for (i, p) in permissions.iter_mut().enumerate() {
+            *p = *p && role_perms.get(i).copied().unwrap_or(false);
+        }
+    }
+    let (secret, t) = crate::grain_tokens::mint(&server.db, &grain.id, &s.2.id, permissions, petname)?;
+    tracing::info!(grain = %grain.id, token = %t.id, by = %s.2.username, "grain API token made");
+    let host = format!("{}{}", server.base.url, crate::gateway::grain_api::PREFIX);
+    let rendered = text.replace("$API_TOKEN", &secret).replace("$API_HOST", &host);
+    Ok(json(StatusCode::OK, j!({ "text": rendered, "petname": t.petname })))
+}
+
+/// `POST /grains/<id>/api-tokens/<token id>/revoke`: the grain's owner or the token's maker.
+pub fn revoke_grain_token(server: &Server, s: &Session, grain: &grains::Grain, token_id: &str) -> anyhow::Result<Resp> {
+    let Some(t) = crate::grain_tokens::list(&server.db, &grain.id)?.into_iter().find(|t| t.id == token_id) else {
+        return Ok(error(StatusCode::NOT_FOUND, "No such API token", "It may have been revoked already."));
+    };
+    if grain.owner != s.2.id && t.user != s.2.id {
+        return Ok(error(StatusCode::FORBIDDEN, "Not yours to revoke", "Only the grain's owner or the person who made the token can revoke it."));
+    }
+    crate::grain_tokens::revoke(&server.db, &grain.id, token_id)?;
+    Ok(redirect(&format!("/grains/{}/reach", grain.id)))
 }
 
 fn row(server: &Server, g: Grant) -> GrantRow {
@@ -98,7 +142,12 @@ pub fn grain_reach(server: &Server, s: &Session, grain: &grains::Grain) -> anyho
         .map(|g| row(server, g))
         .filter(|r| r.reaches_grain.as_deref() == Some(grain.id.as_str()))
         .collect();
-    Ok(html(StatusCode::OK, ui_powerbox::grain_reach(&viewer(s), grain, &held, &into)))
+    let username = |id: &str| server.db.get(&crate::accounts::USERS, id).ok().flatten().map(|u| u.username).unwrap_or_else(|| "(deleted)".into());
+    let tokens: Vec<(crate::grain_tokens::GrainToken, String)> = crate::grain_tokens::list(&server.db, &grain.id)?.into_iter().map(|t| {
+        let by = username(&t.user);
+        (t, by)
+    }).collect();
+    Ok(html(StatusCode::OK, ui_powerbox::grain_reach(&viewer(s), grain, &held, &into, &tokens)))
 }
 
 /// `GET /reach`: every grant the person made; for administrators, every grant on the server.

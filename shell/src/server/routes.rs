@@ -54,6 +54,10 @@ async fn route(server: &Server, peer: SocketAddr, req: hyper::Request<Incoming>)
         }
         return Ok(error(StatusCode::MISDIRECTED_REQUEST, "Wrong address", &format!("This server answers at {}.", server.base.url)));
     }
+    let path = req.uri().path();
+    if path == crate::gateway::grain_api::PREFIX || path.starts_with("/grain-api/") {
+        return Ok(crate::gateway::grain_api::handle(server, req).await);
+    }
     if req.uri().path().starts_with("/api/v1/") {
         return super::api::handle(server, req).await;
     }
@@ -149,6 +153,10 @@ async fn route(server: &Server, peer: SocketAddr, req: hyper::Request<Incoming>)
                 (&Method::GET, None) => grain_routes::grain(server, s, &req, rest, None).await,
                 (&Method::GET, Some((id, "access"))) => grain_routes::grain(server, s, &req, id, Some("access")).await,
                 (&Method::POST, Some((id, a))) if a.starts_with("powerbox/") => powerbox_routes::dialog(server, s, &req, id, &a["powerbox/".len()..]),
+                (&Method::POST, Some((id, a))) if a.starts_with("api-tokens/") && a.ends_with("/revoke") => match grain_routes::accessible(server, &s.2.id, id)? {
+                    Some((g, ..)) => powerbox_routes::revoke_grain_token(server, s, &g, a.trim_start_matches("api-tokens/").trim_end_matches("/revoke")),
+                    None => Ok(error(StatusCode::NOT_FOUND, "Grain not found", "There is no grain at this address, or it is not shared with you.")),
+                },
                 (&Method::GET, Some((id, "reach"))) => match grain_routes::accessible(server, &s.2.id, id)? {
                     Some((g, _, _, true)) => powerbox_routes::grain_reach(server, s, &g),
                     Some(_) => Ok(error(StatusCode::FORBIDDEN, "Only the owner can see this", "What a grain can reach is shown to its owner.")),

@@ -1,0 +1,80 @@
+//! `<base URL>/grain-api/…` with `Authorization: Bearer gk_…`: a program outside the server
+//! calls one grain's HTTP API (SPEC.md, "Grain API tokens"). Each request runs as an `api`
+//! `WebSession` of the grain for the token's maker, with the token's permissions intersected
+//! with the maker's current ones; the token stops working when the maker loses access, the
+//! grain is trashed or deleted, or the token is revoked. Cross-origin callers are welcome (the
+//! token, never a cookie, authenticates), so CORS is open and preflights are answered here.
+
+use super::proxy::forward;
+use crate::grain_tokens;
+use crate::powerbox_host::ShellWorld;
+use crate::powerbox_provider::ProviderSession;
+use crate::server::http::{full, Resp};
+use crate::server::Server;
+use granary_powerbox::World;
+use granary_schema::web_session_capnp::web_session;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+
+/// The path prefix of the grain API on the base host.
+pub const PREFIX: &str = "/grain-api";
+
+fn answer(status: StatusCode, msg: &str) -> Resp {
+    let body = serde_json::json!({ "error": msg }).to_string();
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn cors(r: &mut Resp) {
+    let h = r.headers_mut();
+    h.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+    h.insert("access-control-allow-headers", HeaderValue::from_static("Authorization, Content-Type, Accept, Depth, If-Match, If-None-Match, Range"));
+    h.insert("access-control-allow-methods", HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, PROPFIND, REPORT"));
+    h.insert("access-control-expose-headers", HeaderValue::from_static("ETag, Content-Range, Location"));
+    h.insert("access-control-max-age", HeaderValue::from_static("600"));
+}
+
+pub async fn handle(server: &Server, req: Request<Incoming>) -> Resp {
+    let mut r = serve(server, req).await;
+    cors(&mut r);
+    // A grain's API answers programs, never pages of the server's origin.
+    r.headers_mut().remove(header::SET_COOKIE);
+    r.headers_mut().insert("content-security-policy", HeaderValue::from_static("default-src 'none'; sandbox"));
+    r
+}
+
+async fn serve(server: &Server, req: Request<Incoming>) -> Resp {
+    if req.method() == Method::OPTIONS && !req.headers().contains_key(header::AUTHORIZATION) {
+        let mut r = Response::new(full(Vec::new()));
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        return r;
+    }
+    let secret = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("").trim().to_owned();
+    let token = match grain_tokens::lookup(&server.db, &secret) {
+        Ok(Some(t)) => t,
+        Ok(None) => return answer(StatusCode::UNAUTHORIZED, "send a grain API token: Authorization: Bearer gk_… (the grain's app shows how to get one)"),
+        Err(e) => return answer(StatusCode::INTERNAL_SERVER_ERROR, &format!("reading the token: {e}")),
+    };
+    let world = ShellWorld { db: &server.db };
+    let Some(now) = world.user_permissions(&token.user, &token.grain) else {
+        return answer(StatusCode::FORBIDDEN, "this token no longer works: its grain is gone or in the trash, or the person who made it lost access to it");
+    };
+    let permissions: Vec<bool> = token.permissions.iter().enumerate().map(|(i, p)| *p && now.get(i).copied().unwrap_or(false)).collect();
+    let Some(me) = server.me().upgrade() else { return answer(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping") };
+    let session = ProviderSession::new(&me, token.grain.clone(), String::new(), permissions, token.user.clone());
+    let ws: web_session::Client = capnp_rpc::new_client(session);
+    let (mut parts, body) = req.into_parts();
+    let rest = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("").strip_prefix(PREFIX).unwrap_or("");
+    let path = if rest.starts_with('/') { rest.to_owned() } else { format!("/{rest}") };
+    parts.uri = match path.parse() {
+        Ok(u) => u,
+        Err(_) => return answer(StatusCode::BAD_REQUEST, "the path is not a valid URL path"),
+    };
+    match forward(ws, Request::from_parts(parts, body), server.gateway.grain_reset(), &token.grain).await {
+        Ok(r) => r,
+        Err(e) => answer(StatusCode::BAD_GATEWAY, &format!("the grain did not answer: {}", e.extra)),
+    }
+}
