@@ -63,6 +63,13 @@ pre:empty{display:none}pre[data-ok=false]{background:#fdecea;color:var(--bad)}
 <button id="loop-mail" class="quiet" aria-pressed="false">Send every 2 s</button></div>
 <p id="message-mail" class="message"></p><pre id="result-mail"></pre>
 </section>
+
+<section id="programs">
+<h2>A program outside Granary</h2>
+<p class="hint">Asks Granary to show you an API token for this dashboard's state, for a script of yours. Granary shows it; this page never sees it.</p>
+<div class="row"><button id="api-token">Get an API token</button></div>
+<p id="api-token-status" class="status"></p>
+</section>
 </main>
 <script>
 "use strict";
@@ -86,6 +93,31 @@ window.addEventListener("message", (event) => {
   pending.delete(m.rpcId);
   resolve(m);
 });
+
+function askShell(message) {
+  if (window.parent === window) {
+    return Promise.reject(new Error("not inside Granary: there is no shell to ask"));
+  }
+  const rpcId = nextRpcId++;
+  const [name] = Object.keys(message);
+  return new Promise((resolve) => {
+    pending.set(rpcId, resolve);
+    window.parent.postMessage({ [name]: { rpcId, ...message[name] } }, "*");
+  });
+}
+
+async function apiToken() {
+  const status = $("api-token-status");
+  status.textContent = "Asking Granary…";
+  try {
+    const r = await askShell({ renderTemplate: { petname: "Dashboard state for a script",
+      template: "curl -H 'Authorization: Bearer $API_TOKEN' $API_HOST/state" } });
+    status.textContent = r.shown ? "Granary showed you the token and how to use it." : "Granary said: " + (r.error || "no answer");
+    status.dataset.connected = r.shown ? "true" : "false";
+  } catch (e) {
+    status.textContent = "Cannot ask: " + e.message + ".";
+  }
+}
 
 function powerboxRequest(descriptor, saveLabel) {
   if (window.parent === window) {
@@ -196,6 +228,7 @@ for (const kind of KINDS) {
   $("forget-" + kind).addEventListener("click", () => forget(kind));
 }
 $("send-mail").addEventListener("click", () => call("mail"));
+$("api-token").addEventListener("click", apiToken);
 refresh();
 </script>
 </body></html>

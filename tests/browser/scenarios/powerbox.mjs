@@ -342,6 +342,50 @@ export const scenarios = [
     },
   },
   {
+    name: "powerbox: renderTemplate shows an API token in the shell's dialog; a program uses it until it is revoked",
+    timeout: TIMEOUT,
+    async run(t) {
+      const { server, admin, dashboardApp } = await powerboxServer(t);
+      const dash = await dashboardGrain(admin, server, dashboardApp);
+      await dash.frame.locator("#api-token").click();
+      const dialog = admin.locator("dialog#powerbox[open]");
+      const text = dialog.locator("#powerbox-template");
+      await text.waitFor();
+      const shown = await text.inputValue();
+      const m = /^curl -H 'Authorization: Bearer (gk_[0-9a-f]{64})' (\S+)\/state$/.exec(shown);
+      assert.ok(m, `the dialog shows the filled-in template: ${shown}`);
+      assert.equal(m[2], server.url("/grain-api"), "$API_HOST is the server's grain API");
+      await t.screenshot(admin, "42-powerbox-api-token");
+      await expectText(dash.frame.locator('#api-token-status[data-connected="true"]'), "Granary showed you the token");
+      assert.ok(!(await dash.frame.locator("body").innerText()).includes(m[1]), "the grain's page never sees the token");
+      await dialog.locator("#powerbox-close").click();
+      await expectHidden(admin.locator("dialog#powerbox"), { what: "the dialog" });
+      // A program (node's http: no cookies) reads the dashboard's state with the token. Node
+      // does not resolve *.localhost, so it connects to loopback and names the host itself.
+      const url = new URL(`${m[2]}/state`);
+      const get = () => new Promise((resolve, reject) => {
+        const req = http.request({ host: "127.0.0.1", port: url.port, path: url.pathname, headers: { host: url.host, authorization: `Bearer ${m[1]}` } }, (res) => {
+          let body = "";
+          res.on("data", (c) => { body += c; });
+          res.on("end", () => resolve({ status: res.statusCode, body }));
+        });
+        req.on("error", reject);
+        req.end();
+      });
+      const r = await get();
+      assert.equal(r.status, 200, `the token works: ${r.body}`);
+      assert.ok("connections" in JSON.parse(r.body), "the dashboard's /state answered");
+      // Revoked on the reach page, it stops at once.
+      expectStatus(await admin.goto(server.url(`/grains/${dash.id}/reach`)), 200, "the reach page");
+      const row = admin.locator("#reach-tokens tr[data-token]");
+      await expectText(row, "Dashboard state for a script", { what: "the token's row" });
+      admin.once("dialog", (d) => d.accept());
+      const id = await row.getAttribute("data-token");
+      expectStatus(await submit(admin, row.getByRole("button", { name: "Revoke" }), `/grains/${dash.id}/api-tokens/${id}/revoke`), 303, "revoking the token");
+      assert.equal((await get()).status, 401, "a revoked token no longer works");
+    },
+  },
+  {
     name: "powerbox: canceling the dialog grants nothing; with no Notes grain the dialog says nothing provides it",
     timeout: TIMEOUT,
     async run(t) {
