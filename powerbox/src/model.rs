@@ -159,6 +159,8 @@ pub enum Requirement {
     UserIsAdmin { user: String },
     /// The API token with this id still exists.
     TokenValid { token: String },
+    /// `user` still has `address` as their verified mail address (a "send mail as" grant).
+    UserOwnsAddress { user: String, address: String },
 }
 
 /// A saved capability as stored under its [`GrantId`] in the `grants` table.

@@ -12,6 +12,8 @@ pub trait World {
     fn user_is_admin(&self, user: &str) -> bool;
     /// Whether the API token with this id still exists.
     fn token_valid(&self, token: &str) -> bool;
+    /// `user`'s verified mail address, if they have one (and exist and are not suspended).
+    fn verified_address(&self, user: &str) -> Option<String>;
 }
 
 /// The first requirement that does not hold, in words.
@@ -25,6 +27,8 @@ pub enum Unmet {
     NotAdmin { user: String },
     #[error("API token {token} was revoked: create a new token and grant it again")]
     TokenRevoked { token: String },
+    #[error("user {user} no longer has the verified mail address {address}: they must verify it again and grant it again")]
+    AddressLost { user: String, address: String },
 }
 
 /// `Ok` when every requirement holds; otherwise the first that does not.
@@ -55,6 +59,11 @@ pub fn check(reqs: &[Requirement], world: &dyn World) -> Result<(), Unmet> {
                     return Err(Unmet::TokenRevoked { token: token.clone() });
                 }
             }
+            Requirement::UserOwnsAddress { user, address } => {
+                if !world.verified_address(user).is_some_and(|a| a.eq_ignore_ascii_case(address)) {
+                    return Err(Unmet::AddressLost { user: user.clone(), address: address.clone() });
+                }
+            }
         }
     }
     Ok(())
@@ -67,6 +76,8 @@ pub struct FakeWorld {
     pub permissions: std::collections::HashMap<(String, String), Vec<bool>>,
     pub admins: std::collections::HashSet<String>,
     pub tokens: std::collections::HashSet<String>,
+    /// user → verified address.
+    pub addresses: std::collections::HashMap<String, String>,
 }
 
 impl World for FakeWorld {
@@ -78,6 +89,9 @@ impl World for FakeWorld {
     }
     fn token_valid(&self, token: &str) -> bool {
         self.tokens.contains(token)
+    }
+    fn verified_address(&self, user: &str) -> Option<String> {
+        self.addresses.get(user).cloned()
     }
 }
 
@@ -115,6 +129,20 @@ mod tests {
         let e = check(&[perms("bob", "g1", &[])], &w).unwrap_err();
         assert_eq!(e, Unmet::NoAccess { user: "bob".into(), grain: "g1".into() });
         assert!(e.to_string().contains("no longer has access"), "{e}");
+    }
+
+    #[test]
+    fn an_address_requirement_holds_only_while_the_user_has_that_verified_address() {
+        let mut w = world();
+        let req = Requirement::UserOwnsAddress { user: "ada".into(), address: "ada@example.org".into() };
+        let lost = Err(Unmet::AddressLost { user: "ada".into(), address: "ada@example.org".into() });
+        assert_eq!(check(std::slice::from_ref(&req), &w), lost, "no verified address");
+        w.addresses.insert("ada".into(), "Ada@Example.org".into());
+        assert_eq!(check(std::slice::from_ref(&req), &w), Ok(()), "addresses compare case-insensitively");
+        w.addresses.insert("ada".into(), "ada@elsewhere.org".into());
+        let e = check(&[req], &w);
+        assert_eq!(e, lost, "another address");
+        assert!(e.unwrap_err().to_string().contains("verify it again"));
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub struct User {
     pub admin: bool,
     pub suspended: bool,
     pub created: u64,
+    /// The mail address the user proved they receive mail at (`email_verify`), if any.
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 /// A signed-in browser, keyed by SHA-256 of its cookie token.
@@ -156,6 +159,7 @@ fn new_user(username: &str, display_name: &str, password_hash: String, admin: bo
         admin,
         suspended: false,
         created: now(),
+        email: None,
     })
 }
 

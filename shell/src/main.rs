@@ -11,6 +11,7 @@ mod cli_package;
 mod cli_sandbox;
 mod cli_supervisor;
 mod control;
+mod email_verify;
 mod gateway;
 mod grain_tokens;
 mod grains;

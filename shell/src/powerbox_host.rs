@@ -133,6 +133,10 @@ impl World for ShellWorld<'_> {
         matches!(self.db.get(&accounts::USERS, user), Ok(Some(u)) if u.admin && !u.suspended)
     }
 
+    fn verified_address(&self, user: &str) -> Option<String> {
+        self.db.get(&accounts::USERS, user).ok()?.filter(|u| !u.suspended)?.email
+    }
+
     fn token_valid(&self, token: &str) -> bool {
         let Ok(iter) = self.db.iter(&tokens::TOKENS) else { return false };
         iter.filter_map(Result::ok).any(|(_, t)| t.id == token && matches!(self.db.get(&accounts::USERS, &t.user_id), Ok(Some(u)) if !u.suspended))
@@ -221,6 +225,21 @@ pub fn options(server: &Server, user: &User, grain: &Grain, query: &[OwnedDescri
         if matching::offer_matches(req, mail_offer.reader()).is_some() {
             let own = grain_address(server, &grain.id);
             let wanted = matching::mail_address_of(req).flatten().unwrap_or_default();
+            if let Some(mine) = user.email.as_ref().filter(|m| wanted.is_empty() || wanted.eq_ignore_ascii_case(m)) {
+                out.push(PbOption {
+                    id: format!("mail-user:{i}"),
+                    title: "Send mail as you".into(),
+                    verb_phrase: format!("may send mail as {mine}"),
+                    description: "Your verified address. Through this server's mail relay, with the sender forced to it, at most 30 messages a minute; it ends if you change or remove the address.".into(),
+                    answers: i,
+                    pending: Pending {
+                        target: Target::SendMail { address: mine.clone() },
+                        display: format!("may send mail as {mine}"),
+                        requirements: vec![Requirement::UserOwnsAddress { user: user.id.clone(), address: mine.clone() }],
+                        granted_by: user.id.clone(),
+                    },
+                });
+            }
             if wanted.is_empty() || wanted.eq_ignore_ascii_case(&own) {
                 out.push(PbOption {
                     id: format!("mail:{i}"),

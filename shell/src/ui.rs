@@ -180,12 +180,25 @@ pub fn invite(token: &str, csrf: &str, error: Option<&str>, username: &str, disp
     new_account(&f, csrf, error, username, display_name)
 }
 
-pub fn account(v: &Viewer<'_>, tokens: &[crate::tokens::ApiToken], new_token: Option<&str>, base: &str) -> Markup {
+pub fn account(v: &Viewer<'_>, tokens: &[crate::tokens::ApiToken], new_token: Option<&str>, base: &str, email_notice: Option<&str>) -> Markup {
     page("Account", Some(v), "", false, html! {
         h1 { "Your account" }
         div.card {
             p { "Signed in as " strong { (v.user.display_name) } " (" code { (v.user.username) } ")" @if v.user.admin { ", administrator" } "." }
             p { a #reach-mine-link href="/reach" { "What you have granted your grains" } " — web APIs, mail, other grains — with a Revoke button for each." }
+        }
+        div.card #email {
+            h2 { "Mail address" }
+            @if let Some(n) = email_notice { p.notice role="status" { (n) } }
+            @match &v.user.email {
+                Some(e) => p { "Your verified address is " strong #email-verified { (e) } ". You can let a grain send mail as it." },
+                None => p.muted { "No verified address. Add one to let grains send mail as you; the server mails you a link to confirm it." },
+            }
+            form.stack method="post" action="/account/email" {
+                input type="hidden" name="csrf" value=(v.csrf);
+                label { "Address (empty removes it)" input type="email" name="email" value=(v.user.email.as_deref().unwrap_or("")) placeholder="you@example.org"; }
+                button.secondary type="submit" { "Send a confirmation link" }
+            }
         }
         div.card #tokens {
             h2 { "Personal access tokens" }

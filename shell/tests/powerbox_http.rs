@@ -351,6 +351,34 @@ fn mail_is_sent_as_the_grain_and_received_into_its_maildir() {
     assert!(!got[0].contains("someone-else@example.org"), "the forged From is gone: {}", got[0]);
     assert!(got[0].contains("From the grain."));
 
+    // The person's own address, once verified by a mailed link, can be granted too; removing
+    // it ends the grant.
+    let csrf = ann.get("/account").hidden("csrf");
+    let r = ann.post("/account/email", &[("csrf", &csrf), ("email", "Ann@Example.org")]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("We sent a link to ann@example.org"), "{}", r.body);
+    let mails = relay.wait_for_messages(2);
+    let check = mails.iter().find(|m| m.contains("Confirm your mail address")).expect("the verification mail");
+    let link = check.split(&format!("{}/account/email/", s.base_url)).nth(1).unwrap().split_whitespace().next().unwrap();
+    assert!(!options(&mut ann, &a, &query)["options"].to_string().contains("ann@example.org"), "not before it is verified");
+    let r = ann.get(&format!("/account/email/{link}"));
+    assert!(r.body.contains("ann@example.org is now your verified mail address"), "{}", r.body);
+    assert_eq!(ann.get(&format!("/account/email/{link}")).status, 400, "a link works once");
+    let opts = options(&mut ann, &a, &query);
+    let mine = opts["options"].as_array().unwrap().iter().find(|o| o["id"] == "mail-user:0").unwrap_or_else(|| panic!("{opts}")).clone();
+    assert_eq!(mine["verbPhrase"], "may send mail as ann@example.org");
+    let as_ann = grant(&mut ann, &mut a, &query, "mail-user:0");
+    let (status, v) = app(&mut a, "/mail", json!({ "token": as_ann, "to": ["friend@example.org"], "message": "Subject: From Ann\r\n\r\nHi.\r\n" }));
+    assert_eq!(status, 200, "{v}");
+    let got = relay.wait_for_messages(3);
+    let sent = got.iter().find(|m| m.contains("Subject: From Ann")).expect("the mail sent as Ann");
+    assert!(sent.contains("From: ann@example.org"), "{sent}");
+    let csrf = ann.get("/account").hidden("csrf");
+    assert_eq!(ann.post("/account/email", &[("csrf", &csrf), ("email", "")]).status, 200);
+    let (status, v) = app(&mut a, "/mail", json!({ "token": as_ann, "to": ["friend@example.org"], "message": "Subject: Again\r\n\r\nHi.\r\n" }));
+    assert_eq!(status, 403, "the grant ended with the address: {v}");
+    assert!(v["error"].as_str().unwrap().contains("revoked"), "{v}");
+
     // Mail to the grain's address lands in its Maildir.
     let mut smtp = TcpStream::connect(("127.0.0.1", smtp_port)).unwrap();
     smtp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();

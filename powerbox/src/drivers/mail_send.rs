@@ -207,6 +207,22 @@ pub fn rewrite(message: &[u8], address: &str) -> Result<(Vec<u8>, String), Drive
     Ok((out, message_id))
 }
 
+/// Sends one message as `from` through `relay` now (blocking; for the server's own mail, such
+/// as address verification): the same checks and header rewriting as a `MailSender`, no rate.
+/// Returns the Message-ID.
+pub fn send_now(relay: &SmtpRelay, from: &str, to: &[String], message: &[u8]) -> Result<String, DriverError> {
+    if !plausible_address(from) {
+        return Err(DriverError::BadSender(from.to_owned()));
+    }
+    check_recipients(to)?;
+    if message.len() > MAX_MESSAGE {
+        return Err(DriverError::MessageTooLarge { size: message.len(), max: MAX_MESSAGE });
+    }
+    let (data, message_id) = rewrite(message, from)?;
+    smtp_send(relay, from, to, &data)?;
+    Ok(message_id)
+}
+
 /// One SMTP transaction with the relay (blocking).
 fn smtp_send(relay: &SmtpRelay, from: &str, to: &[String], data: &[u8]) -> Result<(), DriverError> {
     let io = |why: String| DriverError::RelayIo { relay: relay.to_string(), why };

@@ -5,6 +5,7 @@ mod api;
 mod app_routes;
 pub use app_routes::MAX_UPLOAD_BYTES;
 pub use http::human_bytes;
+mod email_routes;
 mod grain_routes;
 pub mod http;
 mod log_route;

@@ -101,6 +101,15 @@ async fn route(server: &Server, peer: SocketAddr, req: hyper::Request<Incoming>)
         (&Method::GET, "/admin") => admin(server, session.as_ref(), None),
         (m, "/admin/settings") => admin_settings(server, session.as_ref(), &req, *m == Method::POST),
         (&Method::GET, "/account") => account(session.as_ref(), server, None),
+        (m, p) if p == "/account/email" || p.starts_with("/account/email/") => {
+            let Some(s) = session.as_ref() else { return Ok(redirect("/login")) };
+            match (m, p.strip_prefix("/account/email/")) {
+                (&Method::POST, None) if req.form().get("csrf") == Some(&s.1.csrf) => super::email_routes::set(server, s, &req).await,
+                (&Method::POST, None) => Ok(expired_form()),
+                (&Method::GET, Some(secret)) => super::email_routes::confirm(server, s, secret),
+                _ => Ok(error(StatusCode::NOT_FOUND, "Page not found", "There is nothing at this address.")),
+            }
+        }
         (&Method::POST, p) if p.starts_with("/account/tokens") => {
             let Some(s) = session.as_ref() else { return Ok(redirect("/login")) };
             let form = req.form();
@@ -369,7 +378,7 @@ fn admin(server: &Server, session: Option<&Session>, invite_url: Option<&str>) -
 fn account(session: Option<&Session>, server: &Server, new_token: Option<&str>) -> anyhow::Result<Resp> {
     let Some(s) = session else { return Ok(redirect("/login")) };
     let list = crate::tokens::list(&server.db, &s.2.id)?;
-    Ok(html(StatusCode::OK, ui::account(&viewer(s), &list, new_token, &server.base.url)))
+    Ok(html(StatusCode::OK, ui::account(&viewer(s), &list, new_token, &server.base.url, None)))
 }
 
 /// `GET/POST /admin/settings` (admins).
