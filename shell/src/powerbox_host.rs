@@ -160,11 +160,24 @@ pub fn holds_all(holds: &[bool], needs: &[bool]) -> bool {
     needs.iter().enumerate().all(|(i, n)| !*n || holds.get(i).copied().unwrap_or(false))
 }
 
+/// The permissions held in both `a` and `b`, indexed like `a`.
+pub fn intersect(a: &[bool], b: &[bool]) -> Vec<bool> {
+    a.iter().enumerate().map(|(i, p)| *p && b.get(i).copied().unwrap_or(false)).collect()
+}
+
+/// The domain of grain mail addresses: the `mail_domain` setting, else the base URL's host.
+pub fn mail_domain(server: &Server) -> String {
+    let s = crate::settings::load(&server.db).unwrap_or_default();
+    if s.mail_domain.is_empty() {
+        server.base.host.split(':').next().unwrap_or("localhost").to_owned()
+    } else {
+        s.mail_domain
+    }
+}
+
 /// The grain's own mail address.
 pub fn grain_address(server: &Server, grain_id: &str) -> String {
-    let s = crate::settings::load(&server.db).unwrap_or_default();
-    let domain = if s.mail_domain.is_empty() { server.base.host.split(':').next().unwrap_or("localhost").to_owned() } else { s.mail_domain };
-    format!("{grain_id}@{domain}")
+    format!("{grain_id}@{}", mail_domain(server))
 }
 
 /// What a request asks for, in words.
@@ -349,7 +362,7 @@ pub fn start_smtp(server: &Rc<Server>, addr: &str) -> anyhow::Result<()> {
     use anyhow::Context as _;
     use granary_powerbox::drivers::mail_receive::{serve_smtp, DeliverError, Delivery, MailReceiver, IDLE_TIMEOUT};
     let listener = std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen for mail on {addr}; pass another --smtp-listen"))?;
-    let domain = grain_address(server, "x").split_once('@').map(|(_, d)| d.to_owned()).unwrap_or_default();
+    let domain = mail_domain(server);
     let db = server.db.clone();
     let accepts = Rc::new(move |grain: &str| matches!(db.get(&grains::GRAINS, grain), Ok(Some(g)) if g.trashed.is_none()));
     let weak = Rc::downgrade(server);
@@ -386,4 +399,20 @@ pub fn start_smtp(server: &Rc<Server>, addr: &str) -> anyhow::Result<()> {
 /// A capability whose every call fails with `why`.
 fn broken(why: String) -> capnp::capability::Client {
     capnp_rpc::new_broken_cap(capnp::Error::failed(why))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{holds_all, intersect};
+
+    #[test]
+    fn permission_sets_intersect_and_compare_flag_by_flag() {
+        assert_eq!(intersect(&[true, true, false], &[true, false, true]), [true, false, false]);
+        assert_eq!(intersect(&[true, true], &[true]), [true, false], "a shorter side lacks the rest");
+        assert!(holds_all(&[true, false, true], &[true, false, true]));
+        assert!(holds_all(&[true, false, true], &[false, false, true]), "a superset holds");
+        assert!(holds_all(&[true], &[]), "nothing needed");
+        assert!(!holds_all(&[true, false], &[false, true]));
+        assert!(!holds_all(&[true], &[true, true]), "beyond what is held is missing");
+    }
 }

@@ -56,7 +56,7 @@ impl ProviderSession {
         let user = server.db.get(&accounts::USERS, &self.user).map_err(|e| fail(e.to_string()))?.ok_or_else(|| fail("the person who granted this API no longer exists".into()))?;
         let world = crate::powerbox_host::ShellWorld { db: &server.db };
         let current = granary_powerbox::World::user_permissions(&world, &self.user, &self.grain).ok_or_else(|| fail("revoked: the person who granted this API lost their access to the grain providing it".into()))?;
-        let permissions: Vec<bool> = current.iter().enumerate().map(|(i, p)| *p && self.limit.get(i).copied().unwrap_or(false)).collect();
+        let permissions = crate::powerbox_host::intersect(&current, &self.limit);
         let limits = server.db.get(&apps::APP_LIMITS, &app.app_id).map_err(|e| fail(e.to_string()))?;
         let view = server.runner.main_view(&server.ex, &grain, &app, limits).await.map_err(|e| fail(format!("the providing grain did not start: {e:#}")))?;
         server.runner.keep_alive(&server.ex, &grain.id, server.grain_core(&grain.id));

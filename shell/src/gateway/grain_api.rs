@@ -62,7 +62,7 @@ async fn serve(server: &Server, req: Request<Incoming>) -> Resp {
     let Some(now) = world.user_permissions(&token.user, &token.grain) else {
         return answer(StatusCode::FORBIDDEN, "this token no longer works: its grain is gone or in the trash, or the person who made it lost access to it");
     };
-    let permissions: Vec<bool> = token.permissions.iter().enumerate().map(|(i, p)| *p && now.get(i).copied().unwrap_or(false)).collect();
+    let permissions = crate::powerbox_host::intersect(&token.permissions, &now);
     let Some(me) = server.me().upgrade() else { return answer(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping") };
     let session = ProviderSession::new(&me, token.grain.clone(), String::new(), permissions, token.user.clone());
     let ws: web_session::Client = capnp_rpc::new_client(session);

@@ -34,7 +34,7 @@ pub async fn set(server: &Server, s: &Session, req: &Req) -> anyhow::Result<Resp
         return account_page(server, s, "This server cannot send mail yet (an administrator sets the outgoing mail relay in Admin → Settings), so addresses cannot be verified.", StatusCode::CONFLICT);
     };
     let secret = email_verify::start(&server.db, &s.2.id, &email)?;
-    let from = format!("granary@{}", crate::powerbox_host::grain_address(server, "x").split_once('@').map(|(_, d)| d.to_owned()).unwrap_or_default());
+    let from = format!("granary@{}", crate::powerbox_host::mail_domain(server));
     let link = format!("{}/account/email/{secret}", server.base.url);
     let message = format!(
         "To: {email}\r\nSubject: Confirm your mail address\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\

@@ -77,9 +77,7 @@ fn template(server: &Server, s: &Session, grain: &grains::Grain, form: &std::col
         let Some((_, _, role_perms)) = role.parse::<u32>().ok().and_then(|i| crate::sharing::roles(&app.manifest).into_iter().find(|(n, _, _)| *n == i)) else {
             return Ok(json_error(StatusCode::BAD_REQUEST, "The app asked for a role it does not have. Tell the app's developer."));
         };
-        for (i, p) in permissions.iter_mut().enumerate() {
-            *p = *p && role_perms.get(i).copied().unwrap_or(false);
-        }
+        permissions = crate::powerbox_host::intersect(&permissions, &role_perms);
     }
     let (secret, t) = crate::grain_tokens::mint(&server.db, &grain.id, &s.2.id, permissions, petname)?;
     tracing::info!(grain = %grain.id, token = %t.id, by = %s.2.username, "grain API token made");
