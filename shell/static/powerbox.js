@@ -118,9 +118,11 @@
     if (!m || typeof m !== "object") return;
     if (m.powerboxRequest && typeof m.powerboxRequest === "object") {
       request(m.powerboxRequest);
-    } else if (typeof m.setPath === "string" && m.setPath.startsWith("/")) {
+    } else if (typeof m.setPath === "string" && m.setPath.startsWith("/") && !m.setPath.startsWith("//")) {
+      // Reopening this URL opens the grain at that path (the server checks it again).
       const url = new URL(location.href);
-      url.hash = m.setPath.length > 1 ? m.setPath : "";
+      url.search = m.setPath.length > 1 ? new URLSearchParams({ path: m.setPath.slice(0, 2048) }).toString() : "";
+      url.hash = "";
       history.replaceState(null, "", url);
     } else if (typeof m.setTitle === "string") {
       document.title = `${m.setTitle.slice(0, 200)} · ${dialog.dataset.title}`;

@@ -511,3 +511,28 @@ fn a_rendered_template_holds_a_grain_api_token_that_works_until_revoked() {
     assert_eq!(r.status, 303, "{}", r.body);
     assert_eq!(get(&format!("Bearer {token}")).0, 401, "a revoked token still works");
 }
+
+#[test]
+fn a_grain_page_reopens_its_frame_at_the_path_set_by_set_path_and_only_inside_the_grain() {
+    require_root();
+    let s = TestServer::start_with(&["--bridge", bridge().to_str().unwrap()]);
+    let mut ann = grainkit::admin(&s);
+    let pkg = install_app(&mut ann);
+    let (url, _) = new_grain(&mut ann, &pkg, "Deep");
+    let land = |ann: &mut Client, query: &str| {
+        let (host, init) = open_frame(ann, &format!("{url}{query}"));
+        let mut c = Client::new(&s);
+        let r = c.get_with(&init, &[("Host", host.as_str())]);
+        assert_eq!(r.status, 303, "{}", r.body);
+        r.location()
+    };
+    assert_eq!(land(&mut ann, "?path=%2Fapi%2Fdeep%3Fq%3D1"), "/api/deep?q=1");
+    assert_eq!(land(&mut ann, ""), "/");
+    for outside in ["%2F%2Fevil.example%2F", "https%3A%2F%2Fevil.example%2F", "%2F%5Cevil.example", "relative"] {
+        assert_eq!(land(&mut ann, &format!("?path={outside}")), "/", "{outside} must not leave the grain");
+        // The gateway checks it again when the init URL itself carries it.
+        let (host, init) = open_frame(&mut ann, &url);
+        let r = Client::new(&s).get_with(&format!("{init}?path={outside}"), &[("Host", host.as_str())]);
+        assert_eq!((r.status, r.location()), (303, "/".to_owned()), "{outside} at the gateway");
+    }
+}

@@ -144,6 +144,13 @@ impl Gateway {
     }
 
     /// Starts a session on `grain`; returns the init URL to load in the frame.
+    /// A path inside the grain that a session may open at (`setPath`, reopened): absolute,
+    /// not protocol-relative, no backslash or control character, at most 2 KiB.
+    pub fn in_grain_path(path: &str) -> Option<&str> {
+        let ok = path.starts_with('/') && !path.starts_with("//") && path.len() <= 2048 && !path.chars().any(|c| c == '\\' || c.is_control());
+        ok.then_some(path)
+    }
+
     pub fn open(&self, grain: &Grain, access: Access) -> String {
         self.expire();
         let label = crate::grains::new_id();

@@ -63,8 +63,11 @@ pub async fn handle(server: &Server, label: &str, req: Request<Incoming>) -> Res
         if !session.take_init(token) {
             return page(StatusCode::FORBIDDEN, "This link no longer works", "It was used already or is too old. Open the grain again from Granary.");
         }
+        // `?path=` (a reopened `setPath`) says where in the grain to land.
+        let wanted = req.uri().query().and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "path").map(|(_, v)| v.into_owned()));
+        let to = wanted.as_deref().and_then(super::Gateway::in_grain_path).unwrap_or("/");
         let mut r = response(StatusCode::SEE_OTHER, "text/plain; charset=utf-8", "");
-        r.headers_mut().insert(header::LOCATION, HeaderValue::from_static("/"));
+        r.headers_mut().insert(header::LOCATION, HeaderValue::from_str(to).unwrap_or(HeaderValue::from_static("/")));
         let secure = if server.base.secure { "; Secure" } else { "" };
         let c = format!("{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax{secure}", session.secret);
         r.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&c).expect("hex cookie"));

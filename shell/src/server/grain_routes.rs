@@ -119,8 +119,14 @@ pub async fn grain(server: &Server, s: &Session, req: &Req, id: &str, action: Op
     let page = ui_grains::GrainPage { grain: &g, app: app.as_ref(), is_owner, frame: None, running: false, error: None, wake_locks: &wake_locks };
     match (action, result) {
         (None, _) => {
-            let frame = (g.trashed.is_none() && app.is_some())
-                .then(|| server.gateway.open(&g, Access { user: Some(&s.2), reveal: true, link_id: None, permissions: perms.clone() }));
+            let at = req.query_param("path").filter(|p| crate::gateway::Gateway::in_grain_path(p).is_some() && p != "/");
+            let frame = (g.trashed.is_none() && app.is_some()).then(|| {
+                let init = server.gateway.open(&g, Access { user: Some(&s.2), reveal: true, link_id: None, permissions: perms.clone() });
+                match &at {
+                    Some(p) => format!("{init}?path={}", form_urlencoded::byte_serialize(p.as_bytes()).collect::<String>()),
+                    None => init,
+                }
+            });
             let running = server.runner.is_running(&g.id);
             let mut r = html(StatusCode::OK, ui_grains::grain(&viewer(s), &ui_grains::GrainPage { frame: frame.as_deref(), running, ..page }));
             if let Some(url) = &frame {

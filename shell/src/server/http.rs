@@ -32,6 +32,8 @@ pub const MAX_HEAD_BYTES: usize = 80 * 1024;
 pub struct Req {
     pub method: Method,
     pub path: String,
+    /// The raw query string ("" when there is none).
+    pub query: String,
     pub headers: HeaderMap,
     pub peer: SocketAddr,
     pub body: Bytes,
@@ -65,7 +67,13 @@ impl Req {
         if seen > MAX_FORM_BYTES {
             return Err(BodyError::TooLarge);
         }
-        Ok(Req { method: parts.method, path: parts.uri.path().to_owned(), headers: parts.headers, peer, body: buf.into() })
+        let query = parts.uri.query().unwrap_or("").to_owned();
+        Ok(Req { method: parts.method, path: parts.uri.path().to_owned(), query, headers: parts.headers, peer, body: buf.into() })
+    }
+
+    /// The first value of query parameter `name`, decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        form_urlencoded::parse(self.query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
     }
 
     /// The value of cookie `name`.
