@@ -362,3 +362,37 @@ fn a_crash_mid_body_cuts_the_download_off_and_the_next_request_works() {
     assert_eq!(got, pattern_bytes(0..got.len() as u64), "what did arrive is the app's bytes");
     assert_eq!(o.visits(), 2, "the next request works");
 }
+
+#[test]
+fn websocket_messages_keep_the_grain_awake_and_it_stops_once_they_end() {
+    use tungstenite::client::IntoClientRequest;
+    use tungstenite::Message;
+    use std::time::Duration;
+
+    let mut p = Platform::start_with(&["--idle", "2"]);
+    let (_, o) = p.grain("Chatty");
+    let mut req = format!("ws://{}/ws", o.host).into_client_request().unwrap();
+    req.headers_mut().insert("Cookie", o.cookie_header().parse().unwrap());
+    req.headers_mut().insert("Origin", o.origin().parse().unwrap());
+    let stream = std::net::TcpStream::connect(("127.0.0.1", o.port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let (mut ws, _) = tungstenite::client::client(req, stream).unwrap_or_else(|e| panic!("handshake: {e}"));
+    let running = echo_grain::supervisor_pids(p.server.pid());
+    assert_eq!(running.len(), 1, "one grain runs");
+    // Three times the idle period of messages and nothing else: the grain must stay up.
+    let start = Instant::now();
+    let mut n = 0;
+    while start.elapsed() < Duration::from_secs(6) {
+        ws.send(Message::text(format!("tick {n}"))).unwrap();
+        assert_eq!(ws.read().unwrap(), Message::text(format!("tick {n}")));
+        n += 1;
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    assert_eq!(echo_grain::supervisor_pids(p.server.pid()), running, "the grain was stopped while its WebSocket was busy");
+    // Quiet (the socket open but silent): it stops for idleness.
+    let quiet = Instant::now();
+    while !echo_grain::supervisor_pids(p.server.pid()).is_empty() {
+        assert!(quiet.elapsed() < Duration::from_secs(30), "the grain never stopped once the messages ended");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

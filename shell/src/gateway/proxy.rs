@@ -101,7 +101,7 @@ pub async fn handle(server: &Server, label: &str, req: Request<Incoming>) -> Res
         Err(why) => return page(StatusCode::SERVICE_UNAVAILABLE, "The app could not start", &why),
     };
     let mut resp = if super::websocket::is_upgrade(&req) {
-        super::websocket::open(server, ws, req).await
+        super::websocket::open(server, ws, req, &session.grain_id).await
     } else {
         match forward(ws, req, server.gateway.grain_reset(), &session.grain_id).await {
             Ok(r) if r.status() == StatusCode::BAD_GATEWAY => {

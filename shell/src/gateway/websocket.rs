@@ -54,7 +54,7 @@ impl web_socket_peer::Server for ToBrowser {
 }
 
 /// Answers the browser's upgrade after the grain accepted the WebSocket.
-pub async fn open(server: &Server, ws: web_session::Client, req: Request<Incoming>) -> Resp {
+pub async fn open(server: &Server, ws: web_session::Client, req: Request<Incoming>, grain_id: &str) -> Resp {
     let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).map(|k| derive_accept_key(k.as_bytes())) else {
         return response(StatusCode::BAD_REQUEST, "text/plain; charset=utf-8", "missing Sec-WebSocket-Key\n");
     };
@@ -102,6 +102,15 @@ pub async fn open(server: &Server, ws: web_session::Client, req: Request<Incomin
     if let Some(p) = protocol.and_then(|p| HeaderValue::from_bytes(&p).ok()) {
         r.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, p);
     }
+    // Messages either way are use of the grain: its supervisor must not stop it for idleness
+    // while they flow (the runner sends keepAlive at most every min(30 s, idle / 4)).
+    let me = server.me();
+    let grain = grain_id.to_owned();
+    let in_use = move || {
+        if let Some(server) = me.upgrade() {
+            server.runner.keep_alive(&server.ex, &grain, server.grain_core(&grain));
+        }
+    };
     server.spawn(async move {
         let upgraded = match hyper::upgrade::on(req).await {
             Ok(u) => u,
@@ -115,6 +124,7 @@ pub async fn open(server: &Server, ws: web_session::Client, req: Request<Incomin
         let (mut browser_tx, mut browser_rx) = stream.split();
         let outbound = async {
             while let Some(m) = from_grain.next().await {
+                in_use();
                 let closing = matches!(m, Message::Close(_));
                 if browser_tx.send(m).await.is_err() || closing {
                     break;
@@ -124,6 +134,7 @@ pub async fn open(server: &Server, ws: web_session::Client, req: Request<Incomin
         // Ends with true when the browser sent its Close (passed on to the grain).
         let inbound = async {
             while let Some(Ok(m)) = browser_rx.next().await {
+                in_use();
                 let mut req = to_grain.send_request();
                 {
                     let mut msg = req.get().init_message();
