@@ -192,7 +192,7 @@ fn read_fields(list: capnp::struct_list::Reader<'_, header::Owned>) -> Result<Ve
 }
 
 /// Header names listed in `Connection` fields (they are hop-by-hop too).
-pub(crate) fn connection_tokens<'a>(fields: impl IntoIterator<Item = (&'a HeaderName, &'a HeaderValue)>) -> Vec<HeaderName> {
+pub fn connection_tokens<'a>(fields: impl IntoIterator<Item = (&'a HeaderName, &'a HeaderValue)>) -> Vec<HeaderName> {
     fields
         .into_iter()
         .filter(|(n, _)| *n == hyper::header::CONNECTION)

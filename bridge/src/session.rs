@@ -194,14 +194,14 @@ impl web_session::Server for WebSessionImpl {
 
 /// Whether the path part has a `.` or `..` segment once percent-encoded dots and (back)slashes
 /// are decoded (`/a/%2e%2e/b`, `/a%2f..`); other encoded slashes (`group%2Fproject`) are fine.
-fn has_dot_segment(path: &str) -> bool {
+pub fn has_dot_segment(path: &str) -> bool {
     let path = path.split(['?', '#']).next().unwrap_or_default().to_ascii_lowercase();
     let path = path.replace("%2f", "/").replace("%5c", "/").replace('\\', "/").replace("%2e", ".");
     path.split('/').any(|seg| seg == "." || seg == "..")
 }
 
 /// Writes status and headers into a `Response`.
-pub(crate) fn write_head(mut r: response::Builder<'_>, status: u16, headers: &[(&HeaderName, &HeaderValue)]) {
+pub fn write_head(mut r: response::Builder<'_>, status: u16, headers: &[(&HeaderName, &HeaderValue)]) {
     r.set_status(status);
     let mut list = r.init_headers(headers.len() as u32);
     for (i, (n, v)) in headers.iter().enumerate() {

@@ -236,36 +236,27 @@ pub fn options(server: &Server, user: &User, grain: &Grain, query: &[OwnedDescri
             }
         }
         if matching::offer_matches(req, mail_offer.reader()).is_some() {
-            let own = grain_address(server, &grain.id);
             let wanted = matching::mail_address_of(req).flatten().unwrap_or_default();
-            if let Some(mine) = user.email.as_ref().filter(|m| wanted.is_empty() || wanted.eq_ignore_ascii_case(m)) {
-                out.push(PbOption {
-                    id: format!("mail-user:{i}"),
-                    title: "Send mail as you".into(),
-                    verb_phrase: format!("may send mail as {mine}"),
-                    description: "Your verified address. Through this server's mail relay, with the sender forced to it, at most 30 messages a minute; it ends if you change or remove the address.".into(),
-                    answers: i,
-                    pending: Pending {
-                        target: Target::SendMail { address: mine.clone() },
-                        display: format!("may send mail as {mine}"),
-                        requirements: vec![Requirement::UserOwnsAddress { user: user.id.clone(), address: mine.clone() }],
-                        granted_by: user.id.clone(),
-                    },
-                });
+            let fits = |a: &str| wanted.is_empty() || wanted.eq_ignore_ascii_case(a);
+            // (id, title, address, description, requirements)
+            let mut choices = Vec::new();
+            if let Some(mine) = user.email.clone().filter(|m| fits(m)) {
+                let why = "Your verified address. Through this server's mail relay, with the sender forced to it, at most 30 messages a minute; it ends if you change or remove the address.";
+                let needs = vec![Requirement::UserOwnsAddress { user: user.id.clone(), address: mine.clone() }];
+                choices.push(("mail-user", "Send mail as you", mine, why, needs));
             }
-            if wanted.is_empty() || wanted.eq_ignore_ascii_case(&own) {
+            let own = grain_address(server, &grain.id);
+            if fits(&own) {
+                choices.push(("mail", "Send mail", own, "Through this server's mail relay, with the sender forced to this address, at most 30 messages a minute.", vec![]));
+            }
+            for (id, title, address, why, requirements) in choices {
                 out.push(PbOption {
-                    id: format!("mail:{i}"),
-                    title: "Send mail".into(),
-                    verb_phrase: format!("may send mail as {own}"),
-                    description: "Through this server's mail relay, with the sender forced to this address, at most 30 messages a minute.".into(),
+                    id: format!("{id}:{i}"),
+                    title: title.into(),
+                    verb_phrase: format!("may send mail as {address}"),
+                    description: why.into(),
                     answers: i,
-                    pending: Pending {
-                        target: Target::SendMail { address: own.clone() },
-                        display: format!("may send mail as {own}"),
-                        requirements: vec![],
-                        granted_by: user.id.clone(),
-                    },
+                    pending: Pending { display: format!("may send mail as {address}"), target: Target::SendMail { address }, requirements, granted_by: user.id.clone() },
                 });
             }
         }

@@ -36,9 +36,7 @@ impl ProviderSession {
         if !path.starts_with('/') {
             return Err(Error::failed("the path must start with /".into()));
         }
-        let only_path = path.split(['?', '#']).next().unwrap_or("");
-        let decoded = only_path.to_ascii_lowercase().replace("%2e", ".");
-        if decoded.split('/').any(|seg| seg == "." || seg == "..") {
+        if granary_bridge::session::has_dot_segment(path) {
             return Err(Error::failed("a path through a grain's API may not contain . or .. segments".into()));
         }
         Ok(format!("{}{}", self.path_prefix.trim_end_matches('/'), path))

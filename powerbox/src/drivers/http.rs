@@ -32,6 +32,10 @@ use smol_hyper::rt::FuturesIo;
 
 // The bridge's body plumbing, which carries app bodies the same way (one implementation).
 use granary_bridge::body::{pump_response, ReqBody as OutBody, RequestBodySink};
+// The same header rules, limits and path check the bridge applies to apps.
+use granary_bridge::headers::{connection_tokens, is_hop_by_hop, response_headers};
+use granary_bridge::limits::{MAX_HEADER_COUNT, MAX_HEADER_FIELD, MAX_HEADER_TOTAL};
+use granary_bridge::session::{has_dot_segment, write_head};
 use super::ssrf::NetPolicy;
 use super::tls;
 use super::DriverError;
@@ -42,16 +46,11 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// before the driver gives up (a long upload is not cut off while the origin reads it).
 pub const RESPONSE_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_PATH: usize = 8 * 1024;
-const MAX_HEADER_COUNT: usize = 100;
-const MAX_HEADER_FIELD: usize = 16 * 1024;
-const MAX_HEADER_TOTAL: usize = 64 * 1024;
 const MAX_INLINE_BODY: usize = 64 * 1024;
 const UNKNOWN_LENGTH: u64 = u64::MAX;
 
-/// Headers that describe one connection (dropped both ways, with those named in Connection),
-/// and request headers the driver sets itself.
-const HOP_BY_HOP: &[&str] =
-    &["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization"];
+/// Request headers the driver sets itself (hop-by-hop headers, and those named in Connection,
+/// are dropped both ways as the bridge drops them).
 const REPLACED: &[&str] = &["host", "content-length", "expect"];
 
 /// An HTTP origin: scheme, host and port.
@@ -224,7 +223,7 @@ impl HttpDriver {
         let mut map = HeaderMap::with_capacity(fields.len() + 2);
         for (name, value) in fields {
             let n = name.as_str();
-            if HOP_BY_HOP.contains(&n) || REPLACED.contains(&n) || n.starts_with("x-granary-") || hop.contains(&name) {
+            if is_hop_by_hop(&name) || REPLACED.contains(&n) || n.starts_with("x-granary-") || hop.contains(&name) {
                 continue;
             }
             map.append(name, value);
@@ -279,7 +278,7 @@ impl HttpDriver {
         let (parts, body) = resp.into_parts();
         let none = body.is_end_stream();
         let hint = body.size_hint().exact();
-        let Some(headers) = response_headers(&parts.headers, none) else {
+        let Ok(headers) = response_headers(&parts.headers, none) else {
             return refused(&mut results, 502, "the origin's response headers are too large");
         };
         let mut r = results.get().init_response();
@@ -381,54 +380,6 @@ async fn timeout<T>(limit: Duration, f: impl Future<Output = T>) -> Option<T> {
     }
 }
 
-/// Whether the path has a `.` or `..` segment once percent-encoded dots and (back)slashes are
-/// decoded (`/a/%2e%2e/b`, `/a%2f..`, `/a\..`); the query is not a path.
-pub fn has_dot_segment(path: &str) -> bool {
-    let path = path.split(['?', '#']).next().unwrap_or_default().to_ascii_lowercase();
-    let path = path.replace("%2f", "/").replace("%5c", "/").replace('\\', "/").replace("%2e", ".");
-    path.split('/').any(|seg| seg == "." || seg == "..")
-}
-
-/// Header names listed in `Connection` fields (hop-by-hop too).
-fn connection_tokens<'a>(fields: impl IntoIterator<Item = (&'a HeaderName, &'a HeaderValue)>) -> Vec<HeaderName> {
-    fields
-        .into_iter()
-        .filter(|(n, _)| *n == hyper::header::CONNECTION)
-        .filter_map(|(_, v)| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect()
-}
-
-/// The origin's response headers as the caller gets them, or `None` over the limits.
-fn response_headers(map: &HeaderMap, body_is_none: bool) -> Option<Vec<(&HeaderName, &HeaderValue)>> {
-    let hop = connection_tokens(map.iter());
-    let mut out = Vec::with_capacity(map.len());
-    let mut total = 0;
-    for (name, value) in map {
-        let n = name.as_str();
-        if HOP_BY_HOP.contains(&n) || hop.contains(name) || (n == "content-length" && !body_is_none) {
-            continue;
-        }
-        total += n.len() + value.len();
-        if n.len() + value.len() > MAX_HEADER_FIELD || total > MAX_HEADER_TOTAL {
-            return None;
-        }
-        out.push((name, value));
-    }
-    (out.len() <= MAX_HEADER_COUNT).then_some(out)
-}
-
-fn write_head(mut r: response::Builder<'_>, status: u16, headers: &[(&HeaderName, &HeaderValue)]) {
-    r.set_status(status);
-    let mut list = r.init_headers(headers.len() as u32);
-    for (i, (n, v)) in headers.iter().enumerate() {
-        let mut h = list.reborrow().get(i as u32);
-        h.set_name(n.as_str());
-        h.set_value(v.as_bytes());
-    }
-}
-
 /// Answers the call with a driver-made response.
 fn refused(results: &mut web_session::RequestResults, status: u16, why: &str) -> capnp::Result<()> {
     refuse(results.get().init_response(), status, why);
@@ -468,15 +419,5 @@ mod tests {
         }
         assert_eq!(parse_origin("https://a.com:443").unwrap().to_string(), "https://a.com");
         assert_eq!(parse_origin("https://a.com:80").unwrap().to_string(), "https://a.com:80");
-    }
-
-    #[test]
-    fn dot_segments_are_found_however_spelled() {
-        for p in ["/..", "/a/../b", "/./a", "/a/%2e%2E/b", "/a/.%2e", "/a%2f..", "/a\\..\\b", "/x/%5c.."] {
-            assert!(has_dot_segment(p), "{p}");
-        }
-        for p in ["/", "/a/b", "/a/..b/c", "/.well-known/x", "/a?x=/../", "/a/...", "/group%2Fproject"] {
-            assert!(!has_dot_segment(p), "{p}");
-        }
     }
 }
