@@ -31,8 +31,12 @@ interface GrainApi {
 interface MainView {
   # The app's bootstrap capability for the supervisor.
 
-  newSession @0 (context :SessionContext, params :SessionParams) -> (session :WebSession);
-  # Open one UI or API session for one user.
+  newSession @0 (context :SessionContext, params :SessionParams)
+      -> (session :WebSession, directKey :Data);
+  # Open one UI or API session for one user. `directKey`, when not empty, names the same
+  # session on the grain's direct web channel (`WebChannel.session`): the server then sends the
+  # session's requests there instead of through the supervisor. Random, chosen by the bridge,
+  # meaningful only on that channel; empty when the app offers no direct channel.
 
   restore @1 (objectId :Data) -> (cap :Capability);
   # Restore a capability the app itself implements and previously handed out.
@@ -43,6 +47,34 @@ interface MainView {
   # Mail sent to the grain's address (`<grain id>@<mail domain>`). Returning means the grain
   # stored it; an error makes the platform's SMTP listener answer 451 (try again later).
   # granary-bridge writes it as a Maildir file under `/var/mail/new`.
+
+  provide @4 (interfaceId :UInt64, descriptor :Powerbox.PowerboxDescriptor, user :UserInfo,
+              permissions :List(Bool)) -> (cap :Capability);
+  # A raw Cap'n Proto interface this app declares in `[[powerbox.provides]] interface`, made
+  # live for a grant: `descriptor` is the one the grant was made for (the request's, or the
+  # one the app's chooser passed to `fulfillRequest`), `user` and `permissions` those of the
+  # person who chose this grain (the grant requires they keep them). The platform wraps the
+  # result in a revocation membrane before anyone else sees it. granary-bridge forwards this to
+  # the app's `AppObjects` on 127.0.0.1:<capnp_port>.
+}
+
+interface WebChannel {
+  # The bootstrap of a grain's direct web channel: a unix socket the supervisor creates outside
+  # the sandbox, in a directory only the server can reach, and hands to the bridge as a
+  # listening socket on fd 4. It carries only the data path of sessions that were opened
+  # through the supervisor (which still mediates `newSession` and the session's context).
+
+  session @0 (directKey :Data) -> (session :WebSession);
+  # The session `MainView.newSession` returned with this key, for as long as it is held
+  # through the supervisor; fails for an unknown or dropped key.
+}
+
+interface AppObjects {
+  # The bootstrap an app serves with Cap'n Proto RPC on 127.0.0.1:<capnp_port> inside its grain
+  # when its manifest provides raw interfaces. Same contract as `MainView.provide`.
+
+  provide @0 (interfaceId :UInt64, descriptor :Powerbox.PowerboxDescriptor, user :UserInfo,
+              permissions :List(Bool)) -> (cap :Capability);
 }
 
 struct SessionParams {
@@ -78,7 +110,14 @@ interface SessionContext {
 
   fulfillRequest @1 (cap :Capability, descriptor :Powerbox.PowerboxDescriptor,
                      displayInfo :Powerbox.PowerboxDisplayInfo);
-  # A provider grain answers a powerbox request shown in its chooser UI.
+  # A provider grain answers the powerbox request its chooser UI (this session) was opened
+  # for. `descriptor` names what the person chose among what the app declares: `WebSession` +
+  # `HttpApi{apiName, pathPrefix}` for one of its HTTP APIs, `pathPrefix` at or below the
+  # declared one (the grant is then narrowed to it), or a declared raw interface's type id
+  # with any tag values (passed to `MainView.provide` whenever the grant is made live).
+  # `cap` must be null: the platform makes the capability itself, so it can be saved and
+  # restored after restarts. Fails if this session is not a chooser or the descriptor names
+  # nothing the app declares or does not match the request.
 
   offer @2 (cap :Capability, descriptor :Powerbox.PowerboxDescriptor,
             displayInfo :Powerbox.PowerboxDisplayInfo);

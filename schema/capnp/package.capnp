@@ -52,7 +52,11 @@ struct Manifest {
   roles @10 :List(RoleDef);
   metadata @11 :Metadata;
   provides @12 :List(ApiProvide);
-  # HTTP APIs this app offers other grains through the powerbox.
+  # HTTP APIs and raw interfaces this app offers other grains through the powerbox.
+
+  capnpPort @13 :UInt16;
+  # The TCP port on 127.0.0.1 inside the grain where the app serves Cap'n Proto RPC with a
+  # `Grain.AppObjects` bootstrap; 0 = none. Required when `provides` lists an interface.
 
   struct Action {
     title @0 :Text;
@@ -118,6 +122,13 @@ struct Manifest {
     permissions @3 :List(Bool);
     # Indexed like Manifest.permissions: what the choosing user must hold on the provider
     # grain, checked when granting and for as long as the grant lives.
+    chooserPath @4 :Text;
+    # A page of the app (path and query, starting with "/") where the person chooses what to
+    # grant; shown inside the powerbox dialog, which ends when the page calls
+    # `SessionContext.fulfillRequest`. Empty = picking the grain grants the whole entry.
+    interfaceId @5 :UInt64;
+    # Non-zero: this entry provides a raw Cap'n Proto interface (this type id; the app makes
+    # it with `AppObjects.provide`) instead of an HTTP API; `api` and `pathPrefix` are empty.
   }
 
   struct Metadata {

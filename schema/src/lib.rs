@@ -33,6 +33,7 @@ generated! {
     supervisor_capnp => "supervisor_capnp.rs",
     control_capnp => "control_capnp.rs",
     mail_capnp => "mail_capnp.rs",
+    sample_capnp => "sample_capnp.rs",
 }
 
 pub mod forward;
@@ -70,4 +71,5 @@ pub const SCHEMA_FILES: &[&str] = &[
     "supervisor.capnp",
     "control.capnp",
     "mail.capnp",
+    "sample.capnp",
 ];
