@@ -20,9 +20,13 @@ pub struct Manifest {
     pub permissions: Vec<PermissionDef>,
     pub roles: Vec<RoleDef>,
     pub metadata: Metadata,
-    /// HTTP APIs a grain of this app can give other grains through the powerbox.
+    /// HTTP APIs and raw interfaces a grain of this app can give other grains through the
+    /// powerbox.
     #[serde(default)]
     pub provides: Vec<ApiProvide>,
+    /// The port on 127.0.0.1 inside the grain where the app serves `Grain.AppObjects`; 0 = none.
+    #[serde(default)]
+    pub capnp_port: u16,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,23 +82,61 @@ pub struct RoleDef {
     pub default: bool,
 }
 
-/// One HTTP API the app offers other grains (`[[powerbox.provides]]` in granary.toml): a grain
-/// that receives it sends requests below `path_prefix` of the provider grain.
+/// One thing the app offers other grains (`[[powerbox.provides]]` in granary.toml): an HTTP
+/// API (a grain that receives it sends requests below `path_prefix` of the provider grain) or,
+/// when `interface_id` is not 0, a raw Cap'n Proto interface made by the app's `AppObjects`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiProvide {
-    /// The name requests use (`HttpApi.apiName`); see [`valid_api_name`].
+    /// The name requests use (`HttpApi.apiName`); see [`valid_api_name`]. Empty for an interface.
     pub api: String,
     /// Shown in the picker.
     pub title: String,
     /// Every request through the capability goes below this path; see [`valid_path_prefix`].
+    /// Empty for an interface.
     pub path_prefix: String,
     /// Indexed like [`Manifest::permissions`]: what the choosing user must hold on the provider.
     pub permissions: Vec<bool>,
+    /// A page where the person chooses what to grant, shown in the powerbox dialog; empty =
+    /// none. See [`valid_chooser_path`].
+    #[serde(default)]
+    pub chooser_path: String,
+    /// The Cap'n Proto type id of the raw interface provided; 0 for an HTTP API.
+    #[serde(default)]
+    pub interface_id: u64,
+}
+
+impl ApiProvide {
+    /// How error messages and pages name this entry: the API name or the interface's id.
+    pub fn name(&self) -> String {
+        if self.interface_id != 0 {
+            format!("interface {:#018x}", self.interface_id)
+        } else {
+            self.api.clone()
+        }
+    }
 }
 
 /// The longest `api` name and `path_prefix` a provided API may have.
 pub const MAX_API_NAME: usize = 40;
 pub const MAX_PATH_PREFIX: usize = 200;
+
+/// The longest chooser path.
+pub const MAX_CHOOSER_PATH: usize = 2048;
+
+/// A chooser page: a path (and query) of the app starting with one `/`, at most 2048 printable
+/// ASCII characters without spaces, `\` or `#`, with no `.` or `..` segment.
+pub fn valid_chooser_path(p: &str) -> bool {
+    p.len() <= MAX_CHOOSER_PATH
+        && p.starts_with('/')
+        && !p.starts_with("//")
+        && p.bytes().all(|b| b.is_ascii_graphic() && !b"\\#".contains(&b))
+        && !p.split('?').next().unwrap_or_default().split('/').any(|seg| seg == "." || seg == "..")
+}
+
+/// A Cap'n Proto type id: the compiler always sets the top bit.
+pub fn valid_interface_id(id: u64) -> bool {
+    id & (1 << 63) != 0
+}
 
 /// An API name: 1 to 40 lowercase ASCII letters, digits and `-`.
 pub fn valid_api_name(api: &str) -> bool {
@@ -157,6 +199,16 @@ pub enum ManifestError {
     BadPathPrefix { api: String, prefix: String },
     #[error("provided API `{api}` lists {got} permission flags but the manifest defines {want} permissions")]
     ApiPermissions { api: String, got: usize, want: usize },
+    #[error("provided `{api}` has chooser_path `{path}`; it must start with one `/`, have at most 2048 printable ASCII characters without spaces, `\\` or `#`, and no `.` or `..` segment, such as `/choose`")]
+    BadChooserPath { api: String, path: String },
+    #[error("[[powerbox.provides]] interface {0:#018x} is not a Cap'n Proto type id (those have the top bit set); copy the id from the interface's schema, such as 0xb5e3f0c2a9d84f61")]
+    BadInterfaceId(u64),
+    #[error("[[powerbox.provides]] interface {0:#018x} must not also set `api` or `path_prefix`; an entry provides either an HTTP API or an interface")]
+    InterfaceWithApi(u64),
+    #[error("[[powerbox.provides]] interface {0:#018x} is listed twice; each interface may appear once")]
+    DuplicateInterface(u64),
+    #[error("[[powerbox.provides]] lists interface {0:#018x} but the manifest has no Cap'n Proto port; set `[capnp] port`, where the app serves Grain.AppObjects")]
+    NoCapnpPort(u64),
 }
 
 impl Manifest {
@@ -216,7 +268,33 @@ impl Manifest {
             }
         }
         let mut apis = std::collections::HashSet::new();
+        let mut interfaces = std::collections::HashSet::new();
         for p in &self.provides {
+            if !p.chooser_path.is_empty() && !valid_chooser_path(&p.chooser_path) {
+                return Err(ManifestError::BadChooserPath { api: p.name(), path: p.chooser_path.clone() });
+            }
+            if p.interface_id != 0 {
+                let id = p.interface_id;
+                if !valid_interface_id(id) {
+                    return Err(ManifestError::BadInterfaceId(id));
+                }
+                if !p.api.is_empty() || !p.path_prefix.is_empty() {
+                    return Err(ManifestError::InterfaceWithApi(id));
+                }
+                if !interfaces.insert(id) {
+                    return Err(ManifestError::DuplicateInterface(id));
+                }
+                if self.capnp_port == 0 {
+                    return Err(ManifestError::NoCapnpPort(id));
+                }
+                if p.title.trim().is_empty() {
+                    return Err(ManifestError::NoApiTitle(p.name()));
+                }
+                if p.permissions.len() != self.permissions.len() {
+                    return Err(ManifestError::ApiPermissions { api: p.name(), got: p.permissions.len(), want: self.permissions.len() });
+                }
+                continue;
+            }
             if !valid_api_name(&p.api) {
                 return Err(ManifestError::BadApiName(p.api.clone()));
             }
@@ -297,11 +375,14 @@ impl Manifest {
             pb.set_api(p.api.as_str());
             pb.set_title(p.title.as_str());
             pb.set_path_prefix(p.path_prefix.as_str());
+            pb.set_chooser_path(p.chooser_path.as_str());
+            pb.set_interface_id(p.interface_id);
             let mut flags = pb.init_permissions(p.permissions.len() as u32);
             for (j, f) in p.permissions.iter().enumerate() {
                 flags.set(j as u32, *f);
             }
         }
+        b.set_capnp_port(self.capnp_port);
         let mut m = b.init_metadata();
         m.set_icon(&self.metadata.icon);
         m.set_icon_media_type(self.metadata.icon_media_type.as_str());
@@ -356,6 +437,8 @@ impl Manifest {
                 title: text(p.get_title())?,
                 path_prefix: text(p.get_path_prefix())?,
                 permissions: p.get_permissions()?.iter().collect(),
+                chooser_path: text(p.get_chooser_path())?,
+                interface_id: p.get_interface_id(),
             });
         }
         let m = r.get_metadata()?;
@@ -388,6 +471,7 @@ impl Manifest {
                 website: text(m.get_website())?,
             },
             provides,
+            capnp_port: r.get_capnp_port(),
         })
     }
 }
@@ -434,7 +518,9 @@ pub(crate) mod tests {
                 title: "Notes".into(),
                 path_prefix: "/api/".into(),
                 permissions: vec![true],
+                ..Default::default()
             }],
+            capnp_port: 0,
         }
     }
 
@@ -486,14 +572,24 @@ pub(crate) mod tests {
             r.permissions.push(false);
         }
         m.provides = vec![
-            ApiProvide { api: "notes".into(), title: "Notes".into(), path_prefix: "/api/".into(), permissions: vec![true, false] },
-            ApiProvide { api: "notes-v2".into(), title: "Notes 2".into(), path_prefix: "/v2/api/".into(), permissions: vec![false, true] },
+            ApiProvide { api: "notes".into(), title: "Notes".into(), path_prefix: "/api/".into(), permissions: vec![true, false], ..Default::default() },
+            ApiProvide {
+                api: "notes-v2".into(),
+                title: "Notes 2".into(),
+                path_prefix: "/v2/api/".into(),
+                permissions: vec![false, true],
+                chooser_path: "/choose?what=note".into(),
+                ..Default::default()
+            },
+            ApiProvide { title: "Counter".into(), permissions: vec![true, true], interface_id: 0xb5e3_f0c2_a9d8_4f61, ..Default::default() },
         ];
+        m.capnp_port = 8001;
         m.validate().unwrap();
         let mut msg = capnp::message::Builder::new_default();
         m.write(msg.init_root());
         let back = Manifest::read(msg.get_root_as_reader().unwrap()).unwrap();
         assert_eq!(back.provides, m.provides);
+        assert_eq!(back.capnp_port, 8001);
         // A manifest written before `provides` existed reads as providing nothing.
         let mut old = sample(&AppId([3; 32]).to_string());
         old.provides.clear();
@@ -533,5 +629,40 @@ pub(crate) mod tests {
         let mut m = sample(&id);
         m.provides.push(ApiProvide { title: "Other".into(), path_prefix: "/other/".into(), ..m.provides[0].clone() });
         assert_eq!(m.validate(), Err(ManifestError::DuplicateApi("notes".into())));
+
+        for good in ["/choose", "/", "/pick?kind=note&x=%2F", "/a/b.c/"] {
+            assert_eq!(with(&|p| p.chooser_path = good.into()), Ok(()), "{good:?}");
+        }
+        for bad in ["choose", "//evil.example/", "/a b", "/a\\b", "/a#x", "/a/../b", "/./a", "/ä", &format!("/{}", "a".repeat(MAX_CHOOSER_PATH))] {
+            let want = Err(ManifestError::BadChooserPath { api: "notes".into(), path: bad.into() });
+            assert_eq!(with(&|p| p.chooser_path = bad.into()), want, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn provided_interfaces_are_validated() {
+        let id = AppId([3; 32]).to_string();
+        const COUNTER: u64 = 0xb5e3_f0c2_a9d8_4f61;
+        let with = |port: u16, f: &dyn Fn(&mut ApiProvide)| {
+            let mut m = sample(&id);
+            m.capnp_port = port;
+            let mut p = ApiProvide { title: "Counter".into(), permissions: vec![true], interface_id: COUNTER, ..Default::default() };
+            f(&mut p);
+            m.provides.push(p);
+            m.validate()
+        };
+        assert_eq!(with(8001, &|_| {}), Ok(()));
+        assert_eq!(with(0, &|_| {}), Err(ManifestError::NoCapnpPort(COUNTER)));
+        assert_eq!(with(8001, &|p| p.interface_id = 0x35e3_f0c2_a9d8_4f61), Err(ManifestError::BadInterfaceId(0x35e3_f0c2_a9d8_4f61)));
+        assert_eq!(with(8001, &|p| p.api = "counter".into()), Err(ManifestError::InterfaceWithApi(COUNTER)));
+        assert_eq!(with(8001, &|p| p.path_prefix = "/api/".into()), Err(ManifestError::InterfaceWithApi(COUNTER)));
+        assert_eq!(with(8001, &|p| p.title = String::new()), Err(ManifestError::NoApiTitle(format!("interface {COUNTER:#018x}"))));
+        assert!(matches!(with(8001, &|p| p.permissions = vec![]), Err(ManifestError::ApiPermissions { got: 0, want: 1, .. })));
+        assert_eq!(with(8001, &|p| p.chooser_path = "/pick".into()), Ok(()));
+        let mut m = sample(&id);
+        m.capnp_port = 8001;
+        let p = ApiProvide { title: "Counter".into(), permissions: vec![true], interface_id: COUNTER, ..Default::default() };
+        m.provides.extend([p.clone(), p]);
+        assert_eq!(m.validate(), Err(ManifestError::DuplicateInterface(COUNTER)));
     }
 }

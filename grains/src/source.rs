@@ -51,6 +51,15 @@
 //! title = "Notes"                   # required; shown in the powerbox picker
 //! path_prefix = "/api/"             # required; requests through the grant go below it
 //! permissions = ["read"]            # optional ([]); what the choosing user must hold
+//! chooser_path = "/choose"          # optional (""); a page of the app, shown in the
+//!                                   #   dialog, where the person chooses what to grant
+//!
+//! [[powerbox.provides]]             # or: a raw Cap'n Proto interface, by type id
+//! interface = "0xb5e3f0c2a9d84f61"  # required (hex string); unique; no api/path_prefix
+//! title = "Counter"                 # required; permissions, chooser_path as above
+//!
+//! [capnp]                           # required if an interface is provided
+//! port = 8001                       # the app serves Grain.AppObjects on 127.0.0.1:port
 //!
 //! [metadata]                        # optional; every key optional ("")
 //! icon = "icon.svg"                 # file relative to granary.toml; .svg or .png
@@ -145,6 +154,8 @@ pub enum Problem {
     UnknownPermission { role: String, permission: String },
     #[error("[[powerbox.provides]] `{api}` lists permission `{permission}`, which no [[permissions]] entry defines; add it or remove it from the API")]
     UnknownApiPermission { api: String, permission: String },
+    #[error("[[powerbox.provides]] interface `{0}` is not a hex type id; write it as a string such as \"0xb5e3f0c2a9d84f61\" (the id in the interface's schema)")]
+    BadInterface(String),
     #[error("icon `{}` must end in .svg or .png", .0.display())]
     IconType(PathBuf),
     #[error("{0}; paths must be absolute package paths without `.` or `..`")]
@@ -196,6 +207,7 @@ struct Doc {
     metadata: MetadataToml,
     #[serde(default)]
     powerbox: PowerboxToml,
+    capnp: Option<CapnpToml>,
     files: FilesToml,
 }
 
@@ -209,11 +221,23 @@ struct PowerboxToml {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProvideToml {
+    #[serde(default)]
     api: String,
     title: String,
+    #[serde(default)]
     path_prefix: String,
     #[serde(default)]
     permissions: Vec<String>,
+    #[serde(default)]
+    chooser_path: String,
+    /// A Cap'n Proto type id as hex text (`"0xb5e3f0c2a9d84f61"`): TOML integers stop at 2^63.
+    interface: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CapnpToml {
+    port: u16,
 }
 
 #[derive(Deserialize)]
@@ -380,14 +404,29 @@ fn to_manifest(doc: Doc, base: &Path) -> Result<Manifest, Problem> {
     }
     let mut provides = Vec::new();
     for p in doc.powerbox.provides {
+        let interface_id = match &p.interface {
+            None => 0,
+            Some(hex) => hex
+                .strip_prefix("0x")
+                .and_then(|h| u64::from_str_radix(h, 16).ok())
+                .ok_or_else(|| Problem::BadInterface(hex.clone()))?,
+        };
+        let name = if interface_id != 0 { format!("interface {interface_id:#018x}") } else { p.api.clone() };
         let mut flags = vec![false; doc.permissions.len()];
-        for name in &p.permissions {
-            let i = doc.permissions.iter().position(|d| &d.name == name).ok_or_else(|| {
-                Problem::UnknownApiPermission { api: p.api.clone(), permission: name.clone() }
+        for perm in &p.permissions {
+            let i = doc.permissions.iter().position(|d| &d.name == perm).ok_or_else(|| {
+                Problem::UnknownApiPermission { api: name.clone(), permission: perm.clone() }
             })?;
             flags[i] = true;
         }
-        provides.push(manifest::ApiProvide { api: p.api, title: p.title, path_prefix: p.path_prefix, permissions: flags });
+        provides.push(manifest::ApiProvide {
+            api: p.api,
+            title: p.title,
+            path_prefix: p.path_prefix,
+            permissions: flags,
+            chooser_path: p.chooser_path,
+            interface_id,
+        });
     }
     let (icon, icon_media_type) = match &doc.metadata.icon {
         None => (Vec::new(), String::new()),
@@ -440,5 +479,6 @@ fn to_manifest(doc: Doc, base: &Path) -> Result<Manifest, Problem> {
             website: doc.metadata.website,
         },
         provides,
+        capnp_port: doc.capnp.map_or(0, |c| c.port),
     })
 }

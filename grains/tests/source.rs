@@ -177,6 +177,36 @@ fn provided_apis_are_read_with_named_permissions() {
 }
 
 #[test]
+fn provided_interfaces_and_choosers_are_read() {
+    let dir = project();
+    let extra = "[[powerbox.provides]]\ninterface = \"0xb5e3f0c2a9d84f61\"\ntitle = \"Counter\"\npermissions = [\"edit\"]\nchooser_path = \"/pick?x=1\"\n\n[capnp]\nport = 8001\n\n[metadata]";
+    let toml = |from: &str, to: &str| write_toml(dir.path(), &full_toml().replacen("[metadata]", extra, 1).replacen(from, to, 1));
+    toml("", "");
+    let m = load(&dir.path().join("granary.toml")).unwrap().manifest;
+    assert_eq!(m.capnp_port, 8001);
+    let p = &m.provides[2];
+    assert_eq!((p.interface_id, p.api.as_str(), p.title.as_str(), p.chooser_path.as_str()), (0xb5e3_f0c2_a9d8_4f61, "", "Counter", "/pick?x=1"));
+    assert_eq!(p.permissions, [false, true]);
+    for bad in ["b5e3f0c2a9d84f61", "0xzz", "0x1b5e3f0c2a9d84f61"] {
+        toml("0xb5e3f0c2a9d84f61", bad);
+        let err = load(&dir.path().join("granary.toml")).unwrap_err();
+        assert!(matches!(&err.problem, Problem::BadInterface(s) if s == bad), "{bad}: {err}");
+    }
+    toml("0xb5e3f0c2a9d84f61", "0x35e3f0c2a9d84f61");
+    let err = load(&dir.path().join("granary.toml")).unwrap_err().to_string();
+    assert!(err.contains("top bit"), "{err}");
+    toml("[capnp]\nport = 8001", "");
+    let err = load(&dir.path().join("granary.toml")).unwrap_err().to_string();
+    assert!(err.contains("[capnp] port"), "{err}");
+    toml(r#"permissions = ["edit"]"#, r#"permissions = ["fly"]"#);
+    let err = load(&dir.path().join("granary.toml")).unwrap_err().to_string();
+    assert!(err.contains("interface 0xb5e3f0c2a9d84f61") && err.contains("`fly`"), "{err}");
+    toml(r#"chooser_path = "/pick?x=1""#, r#"chooser_path = "//evil.example/""#);
+    let err = load(&dir.path().join("granary.toml")).unwrap_err().to_string();
+    assert!(err.contains("//evil.example/"), "{err}");
+}
+
+#[test]
 fn provided_apis_survive_pack_and_verify() {
     let key = granary_grains::keyring::AppKey::from_seed([9; 32]);
     let dir = project();
