@@ -141,7 +141,10 @@ pub fn grain(v: &Viewer<'_>, p: &GrainPage<'_>) -> Markup {
                 form method="post" action={ "/grains/" (g.id) "/restore" } { (csrf(v)) button type="submit" { "Restore" } }
             }
         } @else if let Some(src) = p.frame {
-            iframe.grain #grain-frame src=(src) title=(g.title) {}
+            // A name unique to this session origin: browsers restore a frame's last address
+            // on Back and reload by its name, which would be the previous session's origin,
+            // blocked by this page's `frame-src`.
+            iframe.grain #grain-frame name=(frame_name(&src)) src=(src) title=(g.title) {}
             dialog #powerbox data-grain=(g.id) data-csrf=(v.csrf) data-title=(g.title) aria-label="Grant access" {}
             script src="/static/powerbox.js" {}
             @if p.is_owner {
@@ -172,4 +175,10 @@ pub fn new_grain_form(v: &Viewer<'_>, app: &InstalledApp, action: usize) -> Mark
             button type="submit" { (a.title) }
         }
     }
+}
+
+/// The grain frame's `name`: `grain-` and the session label of its init URL.
+fn frame_name(src: &str) -> String {
+    let host = src.split("//").nth(1).unwrap_or_default();
+    format!("grain-{}", host.split(['.', ':', '/']).next().unwrap_or_default())
 }
