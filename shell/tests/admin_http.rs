@@ -65,7 +65,15 @@ fn suspension_ends_sessions_at_once_and_refuses_login() {
     assert!(action.ends_with("/suspend"), "{action}");
     let r = root.post(&action, &[("csrf", &page.hidden("csrf"))]);
     assert_eq!(r.status, 303, "{}", r.body);
-    assert_eq!(cy.get("/").location(), "/login", "the open session ended");
+    assert!(cy.has_cookie("granary_sid"));
+    let r = cy.get("/");
+    assert_eq!(r.location(), "/login", "the open session ended");
+    assert!(
+        r.header("set-cookie").is_some_and(|c| c.starts_with("granary_sid=;") && c.contains("Max-Age=0")),
+        "the dead session cookie is cleared: {:?}",
+        r.header("set-cookie")
+    );
+    assert!(!cy.has_cookie("granary_sid"), "the browser no longer sends it");
     let (_, status, body) = login(&s, "cy", "a long password");
     assert_eq!(status, 403);
     assert!(body.contains("suspended"), "{body}");

@@ -83,6 +83,19 @@ async fn route(server: &Server, peer: SocketAddr, req: hyper::Request<Incoming>)
         Some(token) => accounts::session_user(&server.db, token)?.map(|(s, u)| (token.to_owned(), s, u)),
         None => None,
     };
+    // A session cookie that no longer names a session (signed out elsewhere, expired, the
+    // person suspended or deleted) is cleared, so the browser stops sending it.
+    let dead_cookie = req.cookie(SESSION_COOKIE).is_some() && session.is_none();
+    let mut resp = dispatch(server, req, session).await?;
+    let sets_it = resp.headers().get_all(header::SET_COOKIE).iter().any(|c| c.as_bytes().starts_with(format!("{SESSION_COOKIE}=").as_bytes()));
+    if dead_cookie && !sets_it {
+        set_cookie(&mut resp, SESSION_COOKIE, "", Some(0), server.base.secure, "Lax");
+    }
+    Ok(resp)
+}
+
+/// The routes of the main host, for a request read in full, with its session if any.
+async fn dispatch(server: &Server, req: Req, session: Option<Session>) -> anyhow::Result<Resp> {
     let path = req.path.clone();
     match (&req.method, path.as_str()) {
         (&Method::GET, "/static/granary.css") => {
