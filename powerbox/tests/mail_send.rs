@@ -1,59 +1,20 @@
-//! The send-mail driver against a real SMTP server: Debian's `python3-aiosmtpd` (installed by
-//! `scripts/deps.sh test`), started per test on a free loopback port with its Maildir handler,
-//! so each test reads exactly the messages the relay accepted.
+//! The send-mail driver against a real SMTP server (`support/smtp_relay.rs`: Debian's
+//! aiosmtpd, one per test, so each test reads exactly the messages the relay accepted).
 
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::TcpListener;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
 
 use granary_powerbox::drivers::mail_send::{mail_sender, SendRate, SmtpRelay};
 use granary_schema::mail_capnp::mail_sender;
 
-/// An aiosmtpd process writing what it receives to a Maildir; killed on drop.
-struct Relay {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
+#[path = "support/smtp_relay.rs"]
+mod smtp_relay;
+use smtp_relay::Relay;
 
-impl Relay {
-    fn start() -> Relay {
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new("/usr/bin/python3")
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(dir.path().join("maildir"))
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("python3-aiosmtpd is needed: run scripts/deps.sh test");
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(20), "aiosmtpd did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Relay { child, port, dir }
-    }
-
-    fn setting(&self) -> Rc<dyn Fn() -> Option<SmtpRelay>> {
-        let port = self.port;
-        Rc::new(move || Some(SmtpRelay { host: "127.0.0.1".into(), port }))
-    }
-
-    /// The messages received so far, as text.
-    fn messages(&self) -> Vec<String> {
-        let new: PathBuf = self.dir.path().join("maildir/new");
-        let Ok(entries) = std::fs::read_dir(new) else { return Vec::new() };
-        entries.map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect()
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The relay as the driver's setting.
+fn setting(relay: &Relay) -> Rc<dyn Fn() -> Option<SmtpRelay>> {
+    let port = relay.port;
+    Rc::new(move || Some(SmtpRelay { host: "127.0.0.1".into(), port }))
 }
 
 async fn send(sender: &mail_sender::Client, to: &[&str], message: &[u8]) -> Result<String, capnp::Error> {
@@ -72,7 +33,7 @@ const FORGED: &[u8] = b"From: The Bank <security@bank.example>\r\nSender: boss@c
 fn a_message_arrives_with_the_forced_from_to_its_recipients() {
     let relay = Relay::start();
     async_io::block_on(async {
-        let sender = mail_sender("abc123@mail.test".into(), relay.setting(), SendRate::new(30));
+        let sender = mail_sender("abc123@mail.test".into(), setting(&relay), SendRate::new(30));
         let id = send(&sender, &["a@x.test", "b@y.test"], FORGED).await.unwrap();
         let msgs = relay.messages();
         assert_eq!(msgs.len(), 1);
@@ -89,7 +50,7 @@ fn a_message_arrives_with_the_forced_from_to_its_recipients() {
 fn too_many_recipients_and_no_relay_are_refused_before_sending() {
     let relay = Relay::start();
     async_io::block_on(async {
-        let sender = mail_sender("abc123@mail.test".into(), relay.setting(), SendRate::new(30));
+        let sender = mail_sender("abc123@mail.test".into(), setting(&relay), SendRate::new(30));
         let many: Vec<String> = (0..21).map(|i| format!("r{i}@x.test")).collect();
         let many: Vec<&str> = many.iter().map(|s| s.as_str()).collect();
         let e = send(&sender, &many, FORGED).await.unwrap_err();
@@ -98,7 +59,7 @@ fn too_many_recipients_and_no_relay_are_refused_before_sending() {
         assert!(e.to_string().contains("invalid recipient address"), "{e}");
         let e = send(&sender, &["a@x.test"], &vec![b'a'; (10 << 20) + 1]).await.unwrap_err();
         assert!(e.to_string().contains("limit is 10485760 bytes"), "{e}");
-        let injected = mail_sender("g@mail.test>\r\nRCPT TO:<victim@x.test".into(), relay.setting(), SendRate::new(30));
+        let injected = mail_sender("g@mail.test>\r\nRCPT TO:<victim@x.test".into(), setting(&relay), SendRate::new(30));
         let e = send(&injected, &["a@x.test"], FORGED).await.unwrap_err();
         assert!(e.to_string().contains("which is not a valid address"), "{e}");
         let none = mail_sender("abc123@mail.test".into(), Rc::new(|| None), SendRate::new(30));
@@ -115,14 +76,14 @@ fn the_31st_message_in_a_minute_is_overloaded_and_the_rate_is_per_grant() {
         let rate = SendRate::new(30);
         for i in 0..30 {
             // A new capability for the same grant shares its rate.
-            let sender = mail_sender("abc123@mail.test".into(), relay.setting(), rate.clone());
+            let sender = mail_sender("abc123@mail.test".into(), setting(&relay), rate.clone());
             send(&sender, &["a@x.test"], format!("Subject: {i}\r\n\r\nbody\r\n").as_bytes()).await.unwrap();
         }
-        let sender = mail_sender("abc123@mail.test".into(), relay.setting(), rate.clone());
+        let sender = mail_sender("abc123@mail.test".into(), setting(&relay), rate.clone());
         let e = send(&sender, &["a@x.test"], b"Subject: 31\r\n\r\nbody\r\n").await.unwrap_err();
         assert_eq!(e.kind, capnp::ErrorKind::Overloaded, "{e}");
         assert_eq!(relay.messages().len(), 30);
-        let other = mail_sender("def456@mail.test".into(), relay.setting(), SendRate::new(30));
+        let other = mail_sender("def456@mail.test".into(), setting(&relay), SendRate::new(30));
         send(&other, &["a@x.test"], b"Subject: other grant\r\n\r\nbody\r\n").await.unwrap();
         assert_eq!(relay.messages().len(), 31);
     });

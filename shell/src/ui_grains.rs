@@ -144,7 +144,7 @@ pub fn grain(v: &Viewer<'_>, p: &GrainPage<'_>) -> Markup {
             // A name unique to this session origin: browsers restore a frame's last address
             // on Back and reload by its name, which would be the previous session's origin,
             // blocked by this page's `frame-src`.
-            iframe.grain #grain-frame name=(frame_name(&src)) src=(src) title=(g.title) {}
+            iframe.grain #grain-frame src=(src) name=(frame_name(src)) title=(g.title) {}
             dialog #powerbox data-grain=(g.id) data-csrf=(v.csrf) data-title=(g.title) aria-label="Grant access" {}
             script src="/static/powerbox.js" {}
             @if p.is_owner {

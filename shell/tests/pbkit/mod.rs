@@ -7,7 +7,6 @@ use serde_json::json;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 /// One request the origin server received.
 #[derive(Clone, Debug)]
@@ -107,49 +106,7 @@ permissions = ["edit"]"#;
     crate::grainkit::install_python_app(c, "powerbox_app.py", "Powerbox test", "", provides)
 }
 
-/// An aiosmtpd relay (Debian's python3-aiosmtpd) writing to a Maildir; killed on drop.
-pub struct Relay {
-    child: std::process::Child,
-    pub port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Relay {
-    pub fn start() -> Relay {
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = std::process::Command::new("/usr/bin/python3")
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(dir.path().join("maildir"))
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("python3-aiosmtpd is needed: run scripts/deps.sh test");
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(20), "aiosmtpd did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Relay { child, port, dir }
-    }
-
-    pub fn wait_for_messages(&self, n: usize) -> Vec<String> {
-        let start = Instant::now();
-        loop {
-            let new = self.dir.path().join("maildir/new");
-            let got: Vec<String> = std::fs::read_dir(new).map(|d| d.map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect()).unwrap_or_default();
-            if got.len() >= n {
-                return got;
-            }
-            assert!(start.elapsed() < Duration::from_secs(20), "the relay received {} messages", got.len());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+#[path = "../../../powerbox/tests/support/smtp_relay.rs"]
+mod smtp_relay;
+pub use smtp_relay::Relay;
 
