@@ -22,6 +22,7 @@ mod ratelimit;
 mod runner;
 mod server;
 mod settings;
+mod storage_meter;
 mod sharing;
 mod tokens;
 mod ui;

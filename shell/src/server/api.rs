@@ -22,10 +22,12 @@ fn user_json(u: &User) -> Value {
     j!({ "id": u.id, "username": u.username, "display_name": u.display_name, "admin": u.admin, "suspended": u.suspended })
 }
 
-fn grain_json(g: &grains::Grain, is_owner: bool, perms: &[bool], m: Option<&granary_grains::manifest::Manifest>) -> Value {
+fn grain_json(server: &Server, g: &grains::Grain, is_owner: bool, perms: &[bool], m: Option<&granary_grains::manifest::Manifest>) -> Value {
+    // The storage it takes is the owner's business (their quota), measured at most every 30 s.
+    let storage = if is_owner { server.storage.grain_bytes(&g.id, &grains::GrainDirs::new(&server.data_dir, &g.id).var()) } else { None };
     let names: Vec<&str> = m.map(|m| m.permissions.iter().zip(perms).filter(|(_, p)| **p).map(|(d, _)| d.name.as_str()).collect()).unwrap_or_default();
     j!({ "id": g.id, "title": g.title, "package_id": g.package_id, "app_id": g.app_id, "owner": is_owner,
-         "trashed": g.trashed.is_some(), "created": g.created, "storage_bytes": g.storage_bytes, "permissions": names })
+         "trashed": g.trashed.is_some(), "created": g.created, "storage_bytes": storage, "permissions": names })
 }
 
 /// Every `/api/v1/…` request. `POST /api/v1/apps` streams its body, so it is dispatched
@@ -79,7 +81,7 @@ async fn route(server: &Server, user: &User, method: &Method, parts: &[&str], bo
             ids.extend(sharing::shared_with(db, &user.id)?);
             for id in ids {
                 if let Some((g, app, perms, owner)) = accessible(server, &user.id, &id)? {
-                    out.push(grain_json(&g, owner, &perms, app.as_ref().map(|a| &a.manifest)));
+                    out.push(grain_json(server, &g, owner, &perms, app.as_ref().map(|a| &a.manifest)));
                 }
             }
             Ok(json(StatusCode::OK, j!({ "grains": out })))
@@ -90,7 +92,7 @@ async fn route(server: &Server, user: &User, method: &Method, parts: &[&str], bo
             let Some(a) = app.manifest.actions.get(action) else { return Ok(err(StatusCode::BAD_REQUEST, "the app has no such action")) };
             let title = Some(s("title")).filter(|t| !t.trim().is_empty()).unwrap_or_else(|| format!("Untitled {}", a.noun_phrase));
             match grains::create(db, &server.data_dir, &user.id, &app.package_id, &app.app_id, action as u32, &title) {
-                Ok(g) => Ok(json(StatusCode::CREATED, grain_json(&g, true, &vec![true; app.manifest.permissions.len()], Some(&app.manifest)))),
+                Ok(g) => Ok(json(StatusCode::CREATED, grain_json(server, &g, true, &vec![true; app.manifest.permissions.len()], Some(&app.manifest)))),
                 Err(e @ grains::GrainError::BadTitle) => Ok(err(StatusCode::BAD_REQUEST, &e.to_string())),
                 Err(e) => Err(e.into()),
             }
@@ -98,7 +100,7 @@ async fn route(server: &Server, user: &User, method: &Method, parts: &[&str], bo
         (m, ["grains", id, rest @ ..]) => {
             let Some((g, app, perms, owner)) = accessible(server, &user.id, id)? else { return Ok(err(StatusCode::NOT_FOUND, "grain not found")) };
             match (m, rest) {
-                (&Method::GET, []) => Ok(json(StatusCode::OK, grain_json(&g, owner, &perms, app.as_ref().map(|a| &a.manifest)))),
+                (&Method::GET, []) => Ok(json(StatusCode::OK, grain_json(server, &g, owner, &perms, app.as_ref().map(|a| &a.manifest)))),
                 (&Method::DELETE, []) => {
                     if !owner {
                         return Ok(err(StatusCode::FORBIDDEN, "only the owner can delete a grain"));

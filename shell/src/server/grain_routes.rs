@@ -29,11 +29,11 @@ pub fn home(server: &Server, s: &Session) -> anyhow::Result<Resp> {
             shared.push(g);
         }
     }
-    // Storage is measured when the list is shown (a walk of each grain's /var, like `du`).
+    // Storage is measured by walking each grain's /var, like `du`, at most every 30 s.
     let status: HashMap<String, ui_grains::GrainStatus> = list
         .iter()
         .map(|g| {
-            let size = granary_supervisor::disk_usage(&grains::GrainDirs::new(&server.data_dir, &g.id).var()).ok().or(g.storage_bytes);
+            let size = server.storage.grain_bytes(&g.id, &grains::GrainDirs::new(&server.data_dir, &g.id).var()).or(g.storage_bytes);
             (g.id.clone(), ui_grains::GrainStatus { size, running: server.runner.is_running(&g.id) })
         })
         .collect();

@@ -147,6 +147,8 @@ pub struct Server {
     pub limiter: RefCell<LoginLimiter>,
     /// Grants, claims, live membranes and the drivers' network policy.
     pub powerbox: crate::powerbox_host::PowerboxHost,
+    /// Grain storage sizes for the lists, measured at most every 30 s per grain.
+    pub storage: crate::storage_meter::StorageMeter,
     /// A weak handle on this server, set once it is in its `Rc`.
     pub me: std::cell::OnceCell<std::rc::Weak<Server>>,
 }
@@ -206,6 +208,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         apps_root,
         limiter: Default::default(),
         powerbox: crate::powerbox_host::PowerboxHost::new(db.clone(), net_policy(&args.resolve)?),
+        storage: Default::default(),
         me: Default::default(),
     });
     let _ = server.me.set(Rc::downgrade(&server));
