@@ -14,7 +14,7 @@ use smtp_relay::Relay;
 /// The relay as the driver's setting.
 fn setting(relay: &Relay) -> Rc<dyn Fn() -> Option<SmtpRelay>> {
     let port = relay.port;
-    Rc::new(move || Some(SmtpRelay { host: "127.0.0.1".into(), port }))
+    Rc::new(move || Some(SmtpRelay::plain("127.0.0.1", port)))
 }
 
 async fn send(sender: &mail_sender::Client, to: &[&str], message: &[u8]) -> Result<String, capnp::Error> {
@@ -93,7 +93,7 @@ fn the_31st_message_in_a_minute_is_overloaded_and_the_rate_is_per_grant() {
 fn a_relay_that_is_down_is_a_clear_error() {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     async_io::block_on(async {
-        let relay = Rc::new(move || Some(SmtpRelay { host: "127.0.0.1".into(), port }));
+        let relay = Rc::new(move || Some(SmtpRelay::plain("127.0.0.1", port)));
         let sender = mail_sender("abc123@mail.test".into(), relay, SendRate::new(30));
         let e = send(&sender, &["a@x.test"], FORGED).await.unwrap_err();
         assert!(e.to_string().contains(&format!("talking to the SMTP relay 127.0.0.1:{port} failed")), "{e}");

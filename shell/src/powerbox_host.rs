@@ -326,12 +326,9 @@ pub fn live_capability(server: &Rc<Server>, live: LiveGrant) -> capnp::capabilit
             Err(e) => broken(format!("{e}")),
         },
         Target::SendMail { address } => {
-            let db = server.db.clone();
-            let relay: Rc<dyn Fn() -> Option<mail_send::SmtpRelay>> = Rc::new(move || {
-                let s = crate::settings::load(&db).ok()?;
-                let (host, port) = s.smtp_relay.rsplit_once(':')?;
-                Some(mail_send::SmtpRelay { host: host.to_owned(), port: port.parse().ok()? })
-            });
+            let (db, net) = (server.db.clone(), server.powerbox.net.clone());
+            let relay: Rc<dyn Fn() -> Option<mail_send::SmtpRelay>> =
+                Rc::new(move || crate::settings::load(&db).ok()?.relay(net.borrow().extra_root_certs.clone()));
             // One rate per address (a grain's own address is the grain's): restoring again
             // does not reset it.
             let rate = server.powerbox.mail_rates.borrow_mut().entry(address.clone()).or_insert_with(|| mail_send::SendRate::new(30)).clone();

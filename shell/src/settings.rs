@@ -5,6 +5,7 @@
 //! Command-line flags given at start win.
 
 use crate::apps::GrainLimits;
+use granary_powerbox::drivers::mail_send::{RelayLogin, RelaySecurity, SmtpRelay};
 use crate::server::{Server, SETTINGS};
 use granary_store::Db;
 use std::sync::atomic::Ordering;
@@ -25,6 +26,11 @@ pub struct Settings {
     pub wildcard_host: String,
     /// `host:port` of the SMTP relay the send-mail driver uses ("" = no outgoing mail).
     pub smtp_relay: String,
+    /// How the connection to the relay is protected: `none`, `starttls` or `tls`.
+    pub smtp_security: RelaySecurity,
+    /// The relay login ("" = none); the password is never shown again once saved.
+    pub smtp_username: String,
+    pub smtp_password: String,
     /// The domain of grain mail addresses (`<grain id>@<domain>`; "" = the base URL's host).
     pub mail_domain: String,
     /// Host names the HTTP driver may reach although they resolve to private, loopback or
@@ -45,6 +51,9 @@ pub fn load(db: &Db) -> Result<Settings, granary_store::Error> {
         base_url: get(db, "base_url")?.unwrap_or_default(),
         wildcard_host: get(db, "wildcard_host")?.unwrap_or_default(),
         smtp_relay: get(db, "smtp_relay")?.unwrap_or_default(),
+        smtp_security: get(db, "smtp_security")?.and_then(|v| RelaySecurity::parse(&v)).unwrap_or_default(),
+        smtp_username: get(db, "smtp_username")?.unwrap_or_default(),
+        smtp_password: get(db, "smtp_password")?.unwrap_or_default(),
         mail_domain: get(db, "mail_domain")?.unwrap_or_default(),
         http_allowlist: get(db, "http_allowlist")?.map(|v| split_hosts(&v)).unwrap_or_default(),
     })
@@ -53,6 +62,16 @@ pub fn load(db: &Db) -> Result<Settings, granary_store::Error> {
 /// Host names from a comma- or space-separated list, lowercased.
 pub fn split_hosts(v: &str) -> Vec<String> {
     v.split([',', ' ', '\n', '\r', '\t']).map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect()
+}
+
+impl Settings {
+    /// The outgoing mail relay, if one is set, trusting `extra_roots` besides the webpki roots.
+    pub fn relay(&self, extra_roots: Vec<Vec<u8>>) -> Option<SmtpRelay> {
+        let (host, port) = self.smtp_relay.rsplit_once(':')?;
+        let login = (!self.smtp_username.is_empty())
+            .then(|| RelayLogin { username: self.smtp_username.clone(), password: self.smtp_password.clone() });
+        Some(SmtpRelay { host: host.to_owned(), port: port.parse().ok()?, security: self.smtp_security, login, extra_roots })
+    }
 }
 
 /// `host:port` with a port, or a message saying what to enter.
@@ -106,6 +125,23 @@ pub fn save(server: &Server, form: &std::collections::HashMap<String, String>) -
     if !smtp_relay.is_empty() {
         check_relay(&smtp_relay)?;
     }
+    let security = RelaySecurity::parse(&f("smtp_security")).ok_or("choose none, STARTTLS or TLS for the relay connection")?;
+    let username = f("smtp_username");
+    // An empty password field keeps the saved one (it is never sent back to the page).
+    let password = match form.get("smtp_password").map(String::as_str) {
+        Some(p) if !p.is_empty() => p.to_owned(),
+        _ if username.is_empty() => String::new(),
+        _ => load(&server.db).map_err(|e| e.to_string())?.smtp_password,
+    };
+    if !username.is_empty() {
+        if password.is_empty() {
+            return Err("enter the relay password for the user name (or clear the user name)".into());
+        }
+        let probe = SmtpRelay { security, ..SmtpRelay::plain(smtp_relay.rsplit_once(':').map_or("", |(h, _)| h), 0) };
+        if !probe.may_log_in() {
+            return Err("a relay login needs STARTTLS or TLS (unless the relay is on this machine): the password would cross the network in clear".into());
+        }
+    }
     let mail_domain = f("mail_domain").to_ascii_lowercase();
     if !mail_domain.is_empty() && !mail_domain.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-') {
         return Err(format!("the mail domain `{mail_domain}` may contain only letters, digits, dots and dashes"));
@@ -125,6 +161,9 @@ pub fn save(server: &Server, form: &std::collections::HashMap<String, String>) -
             tx.insert(&SETTINGS, "base_url", &base_url)?;
             tx.insert(&SETTINGS, "wildcard_host", &wildcard)?;
             tx.insert(&SETTINGS, "smtp_relay", &smtp_relay)?;
+            tx.insert(&SETTINGS, "smtp_security", &security.as_str().to_owned())?;
+            tx.insert(&SETTINGS, "smtp_username", &username)?;
+            tx.insert(&SETTINGS, "smtp_password", &password)?;
             tx.insert(&SETTINGS, "mail_domain", &mail_domain)?;
             tx.insert(&SETTINGS, "http_allowlist", &allowlist.join(" "))
         })

@@ -166,7 +166,17 @@ pub fn settings(v: &Viewer<'_>, s: &crate::settings::Settings, defaults: crate::
                 label.check { input type="checkbox" name="dev_accounts" checked[s.dev_accounts]; " Development accounts (anyone can sign in as a test user — never on a real server)" }
                 label { "Base URL (from the next start; empty = the command line's or the default)" input type="text" name="base_url" value=(s.base_url) placeholder="https://granary.example.org"; }
                 label { "Wildcard host for grains (from the next start; empty = derived from the base URL)" input type="text" name="wildcard_host" value=(s.wildcard_host) placeholder="*.granary.example.org"; }
-                label { "Outgoing mail relay for “send mail as” grants (host:port; empty = grains cannot send mail)" input type="text" name="smtp_relay" value=(s.smtp_relay) placeholder="mail.example.org:25"; }
+                label { "Outgoing mail relay for “send mail as” grants (host:port; empty = grains cannot send mail)" input type="text" name="smtp_relay" value=(s.smtp_relay) placeholder="smtp.example.org:587"; }
+                label { "Relay connection"
+                    select name="smtp_security" {
+                        @for (value, text) in [("none", "Unencrypted (a relay on this machine or a trusted network)"), ("starttls", "STARTTLS (usually port 587)"), ("tls", "TLS (usually port 465)")] {
+                            option value=(value) selected[s.smtp_security.as_str() == value] { (text) }
+                        }
+                    }
+                }
+                label { "Relay user name (empty = the relay needs no login)" input type="text" name="smtp_username" value=(s.smtp_username) autocomplete="off"; }
+                label { "Relay password" (if s.smtp_password.is_empty() { "" } else { " (saved; leave empty to keep it)" })
+                    input type="password" name="smtp_password" value="" autocomplete="new-password"; }
                 label { "Mail domain of grain addresses (empty = the base URL's host)" input type="text" name="mail_domain" value=(s.mail_domain) placeholder="granary.example.org"; }
                 label { "Hosts on private addresses that grains may be granted HTTP access to (space-separated; normally empty)" input type="text" name="http_allowlist" value=(s.http_allowlist.join(" ")) placeholder="intranet.example.lan"; }
                 button type="submit" { "Save settings" }

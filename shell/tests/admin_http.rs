@@ -121,3 +121,43 @@ fn server_settings_are_saved_and_take_effect() {
     assert_eq!(bea.post("/admin/settings", &[("csrf", &csrf), ("memory_mib", "16"), ("tasks", "8")]).status, 403);
     assert!(root.get("/admin/settings").body.contains("value=\"300\""));
 }
+
+#[test]
+fn the_relay_login_is_kept_secret_and_never_sent_in_clear_over_the_network() {
+    let s = TestServer::start();
+    let mut root = s.new_admin("root", "Root");
+    let csrf = root.get("/admin/settings").hidden("csrf");
+    let form = |relay: &str, security: &str, user: &str, password: &str| {
+        vec![("csrf", csrf.clone()), ("memory_mib", "300".into()), ("tasks", "100".into()), ("smtp_relay", relay.into()),
+             ("smtp_security", security.into()), ("smtp_username", user.into()), ("smtp_password", password.into())]
+    };
+    let post = |c: &mut Client, f: Vec<(&str, String)>| {
+        let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        c.post("/admin/settings", &pairs)
+    };
+    // A login over an unencrypted connection to another machine is refused, saying why.
+    let r = post(&mut root, form("smtp.example.org:25", "none", "me", "secret one"));
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("needs STARTTLS or TLS"), "{}", r.body);
+    let r = post(&mut root, form("smtp.example.org:587", "starttls", "me", ""));
+    assert_eq!(r.status, 400, "a user name without a password: {}", r.body);
+    let r = post(&mut root, form("smtp.example.org:587", "sometimes", "", ""));
+    assert_eq!(r.status, 400);
+    // Saved with STARTTLS: the page shows the user and the choice, never the password.
+    let r = post(&mut root, form("smtp.example.org:587", "starttls", "me", "secret one"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let page = root.get("/admin/settings");
+    assert!(page.body.contains("value=\"me\"") && page.body.contains("<option value=\"starttls\" selected>"), "{}", page.body);
+    assert!(!page.body.contains("secret one"), "the password is never shown");
+    assert!(page.body.contains("saved; leave empty to keep it"));
+    // Saving again with an empty password keeps it (the form never has it to send back) …
+    assert_eq!(post(&mut root, form("smtp.example.org:465", "tls", "me", "")).status, 200);
+    // … which shows in that a change to cleartext is still refused as a login, and that
+    // clearing the user name clears the login.
+    let r = post(&mut root, form("smtp.example.org:25", "none", "me", ""));
+    assert_eq!(r.status, 400, "the kept password still counts as a login: {}", r.body);
+    assert_eq!(post(&mut root, form("smtp.example.org:25", "none", "", "")).status, 200);
+    assert!(!root.get("/admin/settings").body.contains("saved; leave empty"), "no login any more");
+    // A relay on this machine may get a login without TLS.
+    assert_eq!(post(&mut root, form("127.0.0.1:25", "none", "me", "secret two")).status, 200);
+}

@@ -5,15 +5,12 @@
 //! [`SendRate`]'s messages a minute (beyond: `overloaded`). Every `From:` and `Sender:` field
 //! (with its folded continuation lines) is removed and `From: <address>` prepended; a
 //! `Message-ID` is added if there is none, and returned either way. The relay is read at each
-//! send (it is a live setting) and spoken to with a small SMTP client written here (EHLO or
-//! HELO, MAIL FROM, RCPT TO, DATA with dot-stuffing, QUIT; plain TCP, no STARTTLS or AUTH:
-//! a relay on loopback or the local network). The blocking socket work runs on
-//! `blocking`'s thread pool, never on the RPC thread.
+//! send (it is a live setting) and spoken to with the small SMTP client of
+//! [`super::smtp_client`] (STARTTLS or TLS, AUTH PLAIN or LOGIN). The blocking socket work
+//! runs on `blocking`'s thread pool, never on the RPC thread.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -27,21 +24,8 @@ pub const MAX_RECIPIENTS: usize = 20;
 pub const MAX_MESSAGE: usize = 10 << 20;
 /// Messages a minute a grant may send by default.
 pub const DEFAULT_PER_MINUTE: usize = 30;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The administrator's relay (`smtp_relay` setting, `host:port`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SmtpRelay {
-    pub host: String,
-    pub port: u16,
-}
-
-impl std::fmt::Display for SmtpRelay {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.host, self.port)
-    }
-}
+pub use super::smtp_client::{RelayLogin, RelaySecurity, SmtpRelay};
 
 /// A sliding one-minute window of sends. Keep one per grant and pass it to every
 /// [`mail_sender`] made for that grant, so restoring the grant again does not reset it.
@@ -109,7 +93,7 @@ impl mail_sender::Server for MailSenderImpl {
             )));
         }
         let from = self.address.clone();
-        blocking::unblock(move || smtp_send(&relay, &from, &to, &data)).await?;
+        blocking::unblock(move || super::smtp_client::send(&relay, &from, &to, &data)).await?;
         results.get().set_message_id(&message_id);
         Ok(())
     }
@@ -219,97 +203,8 @@ pub fn send_now(relay: &SmtpRelay, from: &str, to: &[String], message: &[u8]) ->
         return Err(DriverError::MessageTooLarge { size: message.len(), max: MAX_MESSAGE });
     }
     let (data, message_id) = rewrite(message, from)?;
-    smtp_send(relay, from, to, &data)?;
+    super::smtp_client::send(relay, from, to, &data)?;
     Ok(message_id)
-}
-
-/// One SMTP transaction with the relay (blocking).
-fn smtp_send(relay: &SmtpRelay, from: &str, to: &[String], data: &[u8]) -> Result<(), DriverError> {
-    let io = |why: String| DriverError::RelayIo { relay: relay.to_string(), why };
-    let addrs = (relay.host.as_str(), relay.port).to_socket_addrs().map_err(|e| io(format!("cannot resolve it: {e}")))?;
-    let mut last = io("it resolves to no address".into());
-    let mut stream = None;
-    for a in addrs {
-        match TcpStream::connect_timeout(&a, CONNECT_TIMEOUT) {
-            Ok(s) => {
-                stream = Some(s);
-                break;
-            }
-            Err(e) => last = io(format!("cannot connect to {a}: {e}")),
-        }
-    }
-    let stream = stream.ok_or(last)?;
-    stream.set_read_timeout(Some(IO_TIMEOUT)).and_then(|_| stream.set_write_timeout(Some(IO_TIMEOUT))).map_err(|e| io(e.to_string()))?;
-    let w = stream.try_clone().map_err(|e| io(e.to_string()))?;
-    let mut c = SmtpConversation { w, r: BufReader::new(stream), relay };
-    c.step(None, "the greeting", &[220])?;
-    let helo = from.rsplit_once('@').map_or("granary", |(_, d)| d).to_string();
-    if c.command(&format!("EHLO {helo}"), &[250]).is_err() {
-        c.command(&format!("HELO {helo}"), &[250])?;
-    }
-    c.command(&format!("MAIL FROM:<{from}>"), &[250])?;
-    for t in to {
-        c.command(&format!("RCPT TO:<{t}>"), &[250, 251])?;
-    }
-    c.command("DATA", &[354])?;
-    let mut stuffed = Vec::with_capacity(data.len() + 64);
-    for line in data.split_inclusive(|b| *b == b'\n') {
-        if line.starts_with(b".") {
-            stuffed.push(b'.');
-        }
-        stuffed.extend_from_slice(line);
-    }
-    stuffed.extend_from_slice(b".\r\n");
-    c.step(Some(&stuffed), "the message data", &[250])?;
-    let _ = c.command("QUIT", &[221]);
-    Ok(())
-}
-
-/// One connection to the relay.
-struct SmtpConversation<'a> {
-    w: TcpStream,
-    r: BufReader<TcpStream>,
-    relay: &'a SmtpRelay,
-}
-
-impl SmtpConversation<'_> {
-    fn command(&mut self, cmd: &str, want: &[u16]) -> Result<(), DriverError> {
-        self.step(Some(format!("{cmd}\r\n").as_bytes()), cmd, want)
-    }
-
-    /// Sends `bytes` (if any), reads the reply, and fails unless its code is in `want`.
-    fn step(&mut self, bytes: Option<&[u8]>, what: &str, want: &[u16]) -> Result<(), DriverError> {
-        let io = |why: String| DriverError::RelayIo { relay: self.relay.to_string(), why };
-        if let Some(b) = bytes {
-            self.w.write_all(b).map_err(|e| io(e.to_string()))?;
-        }
-        let (code, text) = read_reply(&mut self.r).map_err(|e| io(e.to_string()))?;
-        if want.contains(&code) {
-            return Ok(());
-        }
-        Err(DriverError::RelayRefused { relay: self.relay.to_string(), reply: format!("{code} {text} (after {what})") })
-    }
-}
-
-/// Reads one (possibly multi-line) SMTP reply: its code and text.
-fn read_reply(r: &mut impl BufRead) -> std::io::Result<(u16, String)> {
-    let mut text = String::new();
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line)? == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the relay closed the connection"));
-        }
-        let line = line.trim_end();
-        let code = line.get(..3).and_then(|c| c.parse::<u16>().ok());
-        let Some(code) = code else {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not an SMTP reply: {line:?}")));
-        };
-        text.push_str(line.get(4..).unwrap_or_default());
-        if line.as_bytes().get(3) != Some(&b'-') {
-            return Ok((code, text));
-        }
-        text.push(' ');
-    }
 }
 
 #[cfg(test)]

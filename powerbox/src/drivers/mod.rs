@@ -5,18 +5,20 @@
 //! - [`http`]: a `WebSession` to one HTTP origin under one path prefix ([`http::http_session`]).
 //! - [`mail_send`]: a `MailSender` that sends as one address through the administrator's SMTP
 //!   relay ([`mail_send::mail_sender`]).
+//! - [`smtp_client`]: how [`mail_send`] talks to the relay (STARTTLS/TLS, AUTH).
 //! - [`mail_receive`]: the SMTP listener that delivers mail to grains
 //!   ([`mail_receive::serve_smtp`]).
 //! - [`ssrf`]: the address check every outgoing connection goes through ([`ssrf::NetPolicy`]).
 //!
 //! May touch: the outside network, only through addresses [`ssrf::NetPolicy::resolve_checked`]
-//! returned, and the SMTP listener it is given. Must never: connect to a private, loopback or
+//! returned, the administrator's SMTP relay, and the SMTP listener it is given. Must never: connect to a private, loopback or
 //! link-local address the administrator did not allow, or send mail as an address that was not
 //! granted.
 
 pub mod http;
 pub mod mail_receive;
 pub mod mail_send;
+pub mod smtp_client;
 pub mod ssrf;
 mod tls;
 

@@ -6,7 +6,7 @@ use super::routes::{error, Session};
 use super::Server;
 use crate::email_verify;
 use crate::ui;
-use granary_powerbox::drivers::mail_send::{send_now, SmtpRelay};
+use granary_powerbox::drivers::mail_send::send_now;
 use hyper::StatusCode;
 
 fn account_page(server: &Server, s: &Session, notice: &str, status: StatusCode) -> anyhow::Result<Resp> {
@@ -30,7 +30,7 @@ pub async fn set(server: &Server, s: &Session, req: &Req) -> anyhow::Result<Resp
         return account_page(server, s, "That does not look like a mail address (name@example.org).", StatusCode::BAD_REQUEST);
     };
     let settings = crate::settings::load(&server.db)?;
-    let Some((host, port)) = settings.smtp_relay.rsplit_once(':').and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?))) else {
+    let Some(relay) = settings.relay(server.powerbox.net.borrow().extra_root_certs.clone()) else {
         return account_page(server, s, "This server cannot send mail yet (an administrator sets the outgoing mail relay in Admin → Settings), so addresses cannot be verified.", StatusCode::CONFLICT);
     };
     let secret = email_verify::start(&server.db, &s.2.id, &email)?;
@@ -41,7 +41,6 @@ pub async fn set(server: &Server, s: &Session, req: &Req) -> anyhow::Result<Resp
          Someone (hopefully you, {}) asked to use this address on {}.\r\n\r\nTo confirm, open this link while signed in, within a day:\r\n\r\n{link}\r\n\r\nIf it was not you, ignore this mail.\r\n",
         s.2.username, server.base.url
     );
-    let relay = SmtpRelay { host, port };
     let to = vec![email.clone()];
     match blocking::unblock(move || send_now(&relay, &from, &to, message.as_bytes())).await {
         Ok(_) => account_page(server, s, &format!("We sent a link to {email}. Open it to confirm the address."), StatusCode::OK),
