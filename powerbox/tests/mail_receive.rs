@@ -17,6 +17,11 @@ type Delivered = Arc<Mutex<Vec<(String, Delivery)>>>;
 /// Starts the listener for `mail.test` on its own thread. Grains `g1`, `g2` and `broken`
 /// exist; delivery to `broken` fails.
 fn start(idle: Duration) -> (u16, Delivered) {
+    start_with(idle, Arc::new(Mutex::new("mail.test".into())))
+}
+
+/// [`start`] with the mail domain read from `domain` for each connection.
+fn start_with(idle: Duration, domain: Arc<Mutex<String>>) -> (u16, Delivered) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let delivered: Delivered = Arc::default();
@@ -24,7 +29,7 @@ fn start(idle: Duration) -> (u16, Delivered) {
     std::thread::spawn(move || {
         let ex = Rc::new(LocalExecutor::new());
         let receiver = Rc::new(MailReceiver {
-            domain: "mail.test".into(),
+            domain: Rc::new(move || domain.lock().unwrap().clone()),
             accepts: Rc::new(|g: &str| ["g1", "g2", "broken"].contains(&g)),
             deliver: Rc::new(move |grain: String, delivery: Delivery| {
                 let d = d.clone();
@@ -52,10 +57,16 @@ struct Client {
 
 impl Client {
     fn connect(port: u16) -> Client {
+        Self::connect_to(port, "mail.test")
+    }
+
+    /// Connects and expects the greeting of `domain`.
+    fn connect_to(port: u16, domain: &str) -> Client {
         let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let mut c = Client { w: s.try_clone().unwrap(), r: BufReader::new(s) };
-        assert!(c.reply().starts_with("220 mail.test"));
+        let greeting = c.reply();
+        assert!(greeting.starts_with(&format!("220 {domain} ")), "{greeting}");
         c
     }
 
@@ -226,4 +237,29 @@ fn an_idle_connection_is_closed_with_421() {
     assert!(c.reply().starts_with("421 "));
     let mut rest = Vec::new();
     assert_eq!(c.r.read_to_end(&mut rest).unwrap(), 0, "then it hangs up");
+}
+
+#[test]
+fn a_new_mail_domain_applies_to_the_next_connection() {
+    let domain = Arc::new(Mutex::new("mail.test".to_owned()));
+    let (port, delivered) = start_with(Duration::from_secs(60), domain.clone());
+    let mut before = Client::connect(port);
+    *domain.lock().unwrap() = "new.test".into();
+    // The connection already open keeps the domain it greeted with.
+    assert_eq!(before.code("HELO client.test"), 250);
+    assert_eq!(before.code("MAIL FROM:<a@ext.test>"), 250);
+    assert_eq!(before.code("RCPT TO:<g1@mail.test>"), 250);
+    let mut c = Client::connect_to(port, "new.test");
+    assert_eq!(c.code("HELO client.test"), 250);
+    assert_eq!(c.code("MAIL FROM:<a@ext.test>"), 250);
+    let refused = c.cmd("RCPT TO:<g1@mail.test>");
+    assert!(refused.starts_with("550") && refused.contains("<grain>@new.test"), "{refused}");
+    assert_eq!(c.code("RCPT TO:<g2@new.test>"), 250);
+    assert_eq!(c.code("DATA"), 354);
+    c.raw(b"Subject: moved\r\n\r\nhello\r\n.\r\n");
+    assert_eq!(&c.reply()[..3], "250");
+    let got = delivered.lock().unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, "g2");
+    assert_eq!(got[0].1.envelope_to, ["g2@new.test"]);
 }

@@ -350,7 +350,9 @@ pub fn start_smtp(server: &Rc<Server>, addr: &str) -> anyhow::Result<()> {
     use anyhow::Context as _;
     use granary_powerbox::drivers::mail_receive::{serve_smtp, DeliverError, Delivery, MailReceiver, IDLE_TIMEOUT};
     let listener = std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen for mail on {addr}; pass another --smtp-listen"))?;
-    let domain = mail_domain(server);
+    // The setting is live: the listener reads it for each connection.
+    let weak = Rc::downgrade(server);
+    let domain: Rc<dyn Fn() -> String> = Rc::new(move || weak.upgrade().map(|s| mail_domain(&s)).unwrap_or_default());
     let db = server.db.clone();
     let accepts = Rc::new(move |grain: &str| matches!(db.get(&grains::GRAINS, grain), Ok(Some(g)) if g.trashed.is_none()));
     let weak = Rc::downgrade(server);
@@ -378,8 +380,8 @@ pub fn start_smtp(server: &Rc<Server>, addr: &str) -> anyhow::Result<()> {
             Ok(())
         })
     });
-    let receiver = Rc::new(MailReceiver { domain: domain.clone(), accepts, deliver, idle_timeout: IDLE_TIMEOUT });
-    eprintln!("Accepting mail for <grain id>@{domain} on {addr}");
+    eprintln!("Accepting mail for <grain id>@{} on {addr}", domain());
+    let receiver = Rc::new(MailReceiver { domain, accepts, deliver, idle_timeout: IDLE_TIMEOUT });
     server.ex.spawn(serve_smtp(async_io::Async::new(listener)?, receiver, server.ex.clone())).detach();
     Ok(())
 }

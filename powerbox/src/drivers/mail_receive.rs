@@ -61,8 +61,9 @@ pub type DeliverFn = dyn Fn(String, Delivery) -> LocalBoxFuture<'static, Result<
 
 /// What the SMTP listener serves.
 pub struct MailReceiver {
-    /// The mail domain, e.g. `mail.example.com`.
-    pub domain: String,
+    /// The mail domain, e.g. `mail.example.com`: read for each connection, so a change of the
+    /// setting applies to the next one.
+    pub domain: Rc<dyn Fn() -> String>,
     /// Whether a grain id can take mail (checked at `RCPT TO`).
     pub accepts: Rc<dyn Fn(&str) -> bool>,
     /// Called once per grain for each message.
@@ -135,7 +136,8 @@ struct Transaction {
 async fn serve_connection(stream: Async<TcpStream>, peer: SocketAddr, rx: &MailReceiver) -> std::io::Result<()> {
     let mut w = stream.get_ref().try_clone().map(Async::new)??;
     let mut r = BufReader::new(stream);
-    send(&mut w, format!("220 {} ESMTP granary\r\n", rx.domain)).await?;
+    let domain = (rx.domain)();
+    send(&mut w, format!("220 {domain} ESMTP granary\r\n")).await?;
     let mut helo: Option<String> = None;
     let mut tx = Transaction::default();
     let mut errors = 0;
@@ -158,12 +160,12 @@ async fn serve_connection(stream: Async<TcpStream>, peer: SocketAddr, rx: &MailR
             "HELO" => {
                 helo = Some(arg.to_string());
                 tx = Transaction::default();
-                format!("250 {}", rx.domain)
+                format!("250 {}", domain)
             }
             "EHLO" => {
                 helo = Some(arg.to_string());
                 tx = Transaction::default();
-                format!("250-{}\r\n250-PIPELINING\r\n250-SIZE {MAX_MESSAGE}\r\n250 8BITMIME", rx.domain)
+                format!("250-{}\r\n250-PIPELINING\r\n250-SIZE {MAX_MESSAGE}\r\n250 8BITMIME", domain)
             }
             "MAIL" if helo.is_none() => "503 5.5.1 say HELO or EHLO first".into(),
             "MAIL" if tx.from.is_some() => "503 5.5.1 a transaction is already in progress; RSET first".into(),
@@ -181,13 +183,13 @@ async fn serve_connection(stream: Async<TcpStream>, peer: SocketAddr, rx: &MailR
             "RCPT" => match path_arg(arg, "TO:") {
                 None => "501 5.5.4 syntax: RCPT TO:<address>".into(),
                 Some(_) if tx.to.len() >= MAX_RECIPIENTS => format!("452 4.5.3 at most {MAX_RECIPIENTS} recipients per message"),
-                Some((addr, _)) => match grain_of(&addr, &rx.domain) {
+                Some((addr, _)) => match grain_of(&addr, &domain) {
                     Some(g) if (rx.accepts)(&g) => {
                         tx.to.push((g, addr));
                         "250 2.1.5 ok".into()
                     }
                     Some(_) => "550 5.1.1 no such mailbox here".into(),
-                    None => format!("550 5.7.1 this server only takes mail for <grain>@{}", rx.domain),
+                    None => format!("550 5.7.1 this server only takes mail for <grain>@{}", domain),
                 },
             },
             "DATA" if tx.from.is_none() => "503 5.5.1 MAIL FROM first".into(),
@@ -199,7 +201,7 @@ async fn serve_connection(stream: Async<TcpStream>, peer: SocketAddr, rx: &MailR
                     Data::Eof => return Ok(()),
                     Data::TooLarge => format!("552 5.3.4 messages are limited to {MAX_MESSAGE} bytes and lines to {MAX_DATA_LINE}"),
                     Data::Ok(data) => {
-                        let received = received_field(helo.as_deref().unwrap_or_default(), peer, &rx.domain);
+                        let received = received_field(helo.as_deref().unwrap_or_default(), peer, &domain);
                         deliver(rx, std::mem::take(&mut tx), received, data).await
                     }
                 };
