@@ -43,6 +43,7 @@ pub fn page(title: &str, viewer: Option<&Viewer<'_>>, active: &str, narrow: bool
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · " @if site_title().is_empty() { "Granary" } @else { (site_title()) } }
                 link rel="stylesheet" href="/static/granary.css";
+                link rel="icon" href="/static/favicon.svg" type="image/svg+xml";
             }
             body {
                 @if dev_accounts() {

@@ -137,6 +137,13 @@ fn development_accounts_only_exist_when_switched_on() {
     let mut c = Client::new(&s);
     let page = c.get("/login");
     assert!(!page.body.contains("Development accounts"), "off by default");
+    // Every page names the icon, which is served (also where browsers look without one).
+    assert!(page.body.contains(r#"<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">"#));
+    for icon in ["/static/favicon.svg", "/favicon.ico"] {
+        let r = c.get(icon);
+        assert_eq!((r.status, r.header("content-type")), (200, Some("image/svg+xml")), "{icon}");
+        assert!(r.body.starts_with("<svg"), "{icon}");
+    }
     let csrf = page.hidden("csrf");
     assert_eq!(c.post("/dev-login", &[("csrf", &csrf), ("username", "alice")]).status, 404);
     assert!(!c.has_cookie("granary_sid"));

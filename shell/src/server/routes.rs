@@ -159,6 +159,13 @@ async fn dispatch(server: &Server, req: Req, session: Option<Session>) -> anyhow
             r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("public, max-age=3600"));
             Ok(r)
         }
+        // Browsers ask for /favicon.ico when a page names no icon (error pages of other
+        // origins, a bare request): both answer the same picture.
+        (&Method::GET, "/static/favicon.svg" | "/favicon.ico") => {
+            let mut r = http::response(StatusCode::OK, "image/svg+xml", include_str!("../../static/favicon.svg"));
+            r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("public, max-age=86400"));
+            Ok(r)
+        }
         (&Method::GET, "/static/confirm.js") => {
             let mut r = http::response(StatusCode::OK, "text/javascript; charset=utf-8", include_str!("../../static/confirm.js"));
             r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("public, max-age=3600"));
