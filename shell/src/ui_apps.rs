@@ -82,6 +82,13 @@ pub fn details(v: &Viewer<'_>, d: &Details<'_>) -> Markup {
                 div.muted { "Version " (version(a)) }
             }
         }
+        // What most visitors of an app's page came for, first; uninstalling last.
+        div.card #new-grain {
+            h2 { "New grain" }
+            @for i in 0..m.actions.len() {
+                (crate::ui_grains::new_grain_form(v, a, i))
+            }
+        }
         div.card {
             @if !m.metadata.description.is_empty() { p { (m.metadata.description) } }
             table.facts {
@@ -143,12 +150,6 @@ pub fn details(v: &Viewer<'_>, d: &Details<'_>) -> Markup {
                     button.danger type="submit" { "Uninstall " (m.app_title) }
                 }
                 script src="/static/confirm.js" {}
-            }
-        }
-        div.card {
-            h2 { "New grain" }
-            @for i in 0..m.actions.len() {
-                (crate::ui_grains::new_grain_form(v, a, i))
             }
         }
     })

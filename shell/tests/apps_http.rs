@@ -78,6 +78,9 @@ fn an_admin_uploads_installs_and_inspects_an_app() {
     for text in ["Editor", "(default)", "Looks only", "Edit things", "Tess", &id] {
         assert!(details.body.contains(text), "{text} not on the details page");
     }
+    // Making a grain comes first on the page, uninstalling last.
+    let at = |needle: &str| details.body.find(needle).unwrap_or_else(|| panic!("{needle} not on the details page"));
+    assert!(at("id=\"new-grain\"") < at("Sharing roles") && at("Sharing roles") < at("id=\"uninstall\""));
     let icon = c.get(&format!("/apps/{id}/icon"));
     assert_eq!(icon.header("content-type"), Some("image/svg+xml"));
     assert!(icon.header("content-security-policy").unwrap().contains("sandbox"), "an app's SVG never runs scripts");
