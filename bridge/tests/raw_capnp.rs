@@ -238,7 +238,7 @@ fn an_app_restores_calls_saves_and_drops_its_tokens_over_the_local_capnp_endpoin
             let mut req = api.drop_request();
             req.get().set_token(&copy);
             req.send().promise.await.unwrap();
-            assert_eq!(p.record.borrow().dropped, [copy.clone()]);
+            assert_eq!(p.record.borrow().dropped, std::slice::from_ref(&copy));
 
             // The platform's refusals reach the app as they are.
             let mut req = api.restore_request();
@@ -246,7 +246,7 @@ fn an_app_restores_calls_saves_and_drops_its_tokens_over_the_local_capnp_endpoin
             let e = req.send().promise.await.err().expect("a dropped token");
             assert!(e.extra.contains("no such token"), "{e}");
             p.record.borrow_mut().revoked_through = u32::MAX - 1;
-            let e = get(&session, "/v1/again").await.err().expect("revoked");
+            let e = get(&session, "/v1/again").await.unwrap_err();
             assert!(e.extra.contains(REVOKED), "{e}");
 
             // A second app connection gets the same GrainApi.
