@@ -3,18 +3,20 @@
 //! `sample.capnp`'s `Counter` (`AppObjects` on its `[capnp] port`, which the bridge calls for
 //! `MainView.provide`), and it *uses* another grain's counter: the page asks the shell for a
 //! `Counter` (postMessage `powerboxRequest`), the server claims what the person picked (`POST
-//! $GRANARY_API/claim`), keeps the `gs_…` token, and restores it over the bridge's local Cap'n
-//! Proto endpoint (127.0.0.1:7871) to call `add` and `get`. See README.md.
+//! $GRANARY_API/claim`), keeps the `gs_…` token, restores it over the bridge's local Cap'n Proto
+//! endpoint (127.0.0.1:7871) and holds the capability to call `add` and `get`. See README.md.
 //!
 //! Usage: `counter [--new] [--capnp-port N] [PORT]` (HTTP on 127.0.0.1:PORT, default 8000;
 //! Cap'n Proto on 127.0.0.1:N, default 8001). `COUNTER_VAR_DIR` replaces `/var`.
 
+mod link;
 mod page;
 mod remote;
 mod tally;
 
 use granary_app_kit::http::{self, Request, Response};
 use granary_app_kit::json::Json;
+use link::{Link, Op};
 use remote::Platform;
 use std::io::Write;
 use std::net::TcpListener;
@@ -25,6 +27,7 @@ use tally::{Remote, Tally};
 pub struct App {
     tally: Arc<Tally>,
     platform: Platform,
+    link: Link,
 }
 
 fn main() {
@@ -58,7 +61,9 @@ fn main() {
     std::thread::spawn(move || tally::serve_objects(objects, t));
     println!("counter: listening on 127.0.0.1:{} (Cap'n Proto on 127.0.0.1:{capnp_port})", listener.local_addr().map(|a| a.port()).unwrap_or(port));
     let _ = std::io::stdout().flush();
-    let app = Arc::new(App { tally, platform: Platform::from_env() });
+    let platform = Platform::from_env();
+    let link = Link::start(platform.capnp.clone());
+    let app = Arc::new(App { tally, platform, link });
     http::serve(listener, 64 * 1024, Arc::new(move |req: &Request| handle(&app, req)));
 }
 
@@ -70,14 +75,14 @@ fn handle(app: &App, req: &Request) -> Response {
         (_, "/descriptor") if get => Response::json(200, &Json::obj([("descriptor", Json::from(remote::counter_query()))])),
         ("POST", "/add") => add(app, req),
         ("POST", "/connect") => connect(app, req),
-        (_, "/remote") if get => remote_call(app, |t| app.platform.with_counter(t, remote::get).map(|(total, name)| (total, Some(name)))),
+        (_, "/remote") if get => remote_call(app, Op::Get),
         ("POST", "/remote/add") => {
             let amount = body(req).ok().and_then(|b| match b.get("amount") {
                 Some(Json::Num(n)) if n.fract() == 0.0 && n.abs() <= 1e9 => Some(*n as i64),
                 _ => None,
             });
             let Some(amount) = amount else { return Response::error(400, "send {\"amount\": N}, N a whole number up to 10^9") };
-            remote_call(app, |t| app.platform.with_counter(t, async move |c| remote::add(c, amount).await).map(|total| (total, None)))
+            remote_call(app, Op::Add(amount))
         }
         ("DELETE", "/remote") => forget(app),
         (_, p) if ["/", "/state", "/descriptor", "/add", "/connect", "/remote", "/remote/add"].contains(&p) => {
@@ -134,21 +139,21 @@ fn connect(app: &App, req: &Request) -> Response {
                 // One connection at a time: the one it replaces is dropped on the platform too.
                 let _ = http::request(&app.platform.api, "DELETE", &format!("/tokens/{}", old.token), &[], b"", 1 << 16, std::time::Duration::from_secs(15));
             }
-            remote_call(app, |t| app.platform.with_counter(t, remote::get).map(|(total, name)| (total, Some(name))))
+            remote_call(app, Op::Get)
         }
         Err(e) => Response::error(500, &e),
     }
 }
 
-/// Runs `call` with the saved token: `{"ok": true, "total", "name"?}` or `{"ok": false, "error"}`
-/// (200 either way: the page shows the other counter's answer).
-fn remote_call(app: &App, call: impl FnOnce(&str) -> Result<(i64, Option<String>), String>) -> Response {
+/// Runs `op` on the other counter: `{"ok": true, "total", "name"?, "restores"}` or `{"ok": false,
+/// "error"}` (200 either way: the page shows the other counter's answer).
+fn remote_call(app: &App, op: Op) -> Response {
     let Some(r) = app.tally.state().remote else {
         return Response::json(200, &Json::obj([("ok", Json::Bool(false)), ("error", Json::from("not connected: press \"Connect to another counter\" first"))]));
     };
-    match call(&r.token) {
-        Ok((total, name)) => {
-            let mut m = vec![("ok", Json::Bool(true)), ("total", Json::Num(total as f64))];
+    match app.link.call(&r.token, op) {
+        Ok(link::Answer { total, name }) => {
+            let mut m = vec![("ok", Json::Bool(true)), ("total", Json::Num(total as f64)), ("restores", Json::Num(app.link.restores() as f64))];
             if let Some(n) = name {
                 m.push(("name", Json::from(n)));
             }

@@ -1,18 +1,13 @@
 //! The platform as this app uses it: `POST $GRANARY_API/claim` turns the claim token the page
-//! got from the powerbox into a saved `gs_…` token, and the bridge's local Cap'n Proto endpoint
-//! (127.0.0.1:7871, its bootstrap the grain's `GrainApi`) restores that token as a `Counter`
-//! to call. Each call opens its own connection: the app keeps no Cap'n Proto state between
-//! page requests, only the token.
+//! got from the powerbox into a saved `gs_…` token (which [`crate::link`] restores over the
+//! bridge's local Cap'n Proto endpoint), the calls on a `Counter`, and the encodings.
 
-use futures::future::{select, Either};
-use futures::AsyncReadExt;
 use granary_app_kit::http;
 use granary_app_kit::json::Json;
-use granary_schema::grain_capnp::grain_api;
 use granary_schema::sample_capnp::counter;
 use std::time::Duration;
 
-/// How long one claim or call may take.
+/// How long a claim may take.
 const TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Where the platform is, inside a grain.
@@ -50,34 +45,6 @@ impl Platform {
             Some(t) if t.starts_with("gs_") => Ok(t.to_owned()),
             _ => Err(format!("the platform's /claim answer has no gs_ token: {doc}")),
         }
-    }
-
-    /// Restores `token` over the local Cap'n Proto endpoint and runs `f` on the `Counter`.
-    pub fn with_counter<T: 'static>(&self, token: &str, f: impl AsyncFnOnce(counter::Client) -> Result<T, capnp::Error>) -> Result<T, String> {
-        let bytes = decode_token(token).ok_or("the saved token is not a gs_ token; connect again")?;
-        let addr = self.capnp.clone();
-        async_io::block_on(async move {
-            let stream = async_io::Async::<std::net::TcpStream>::connect(addr.parse::<std::net::SocketAddr>().map_err(|e| format!("{addr}: {e}"))?)
-                .await
-                .map_err(|e| format!("cannot reach the platform's Cap'n Proto endpoint at {addr}: {e}"))?;
-            let (r, w) = stream.split();
-            let network = granary_schema::vat_network(r, w, capnp_rpc::rpc_twoparty_capnp::Side::Client);
-            let mut rpc = capnp_rpc::RpcSystem::new(Box::new(network), None);
-            let api: grain_api::Client = rpc.bootstrap(capnp_rpc::rpc_twoparty_capnp::Side::Server);
-            let work = async move {
-                let mut req = api.restore_request();
-                req.get().set_token(&bytes);
-                let reply = req.send().promise.await?;
-                let remote: counter::Client = reply.get()?.get_cap().get_as_capability()?;
-                f(remote).await
-            };
-            let timeout = async_io::Timer::after(TIMEOUT);
-            match select(Box::pin(work), select(rpc, timeout)).await {
-                Either::Left((answer, _)) => answer.map_err(|e| platform_message(&e.extra).to_owned()),
-                Either::Right((Either::Left(_), _)) => Err("the platform closed the Cap'n Proto connection".into()),
-                Either::Right((Either::Right(_), _)) => Err(format!("the other counter did not answer within {} s", TIMEOUT.as_secs())),
-            }
-        })
     }
 }
 

@@ -2,7 +2,8 @@
 //! and its use of another counter through a `GrainApi` as the bridge's Cap'n Proto endpoint
 //! serves it (played here by a fake that restores one token).
 
-use crate::remote::{self, base64url, base64url_decode, Platform};
+use crate::link::{Answer, Link, Op};
+use crate::remote::{self, base64url, base64url_decode};
 use crate::tally::{CounterImpl, Tally, COUNTER_ID};
 use capnp_rpc::rpc_twoparty_capnp::Side;
 use futures::AsyncReadExt;
@@ -102,8 +103,32 @@ struct FakeGrainApi {
     tally: Arc<Tally>,
 }
 
+/// A counter whose first call fails `disconnected`, as an object does whose grain restarted
+/// (the platform then makes it again on the next call).
+struct RestartedCounter {
+    inner: counter::Client,
+    failed: std::cell::Cell<bool>,
+}
+
+impl counter::Server for RestartedCounter {
+    async fn add(self: capnp::capability::Rc<Self>, params: counter::AddParams, mut results: counter::AddResults) -> Result<(), capnp::Error> {
+        if !self.failed.replace(true) {
+            return Err(capnp::Error::disconnected("the providing grain restarted".into()));
+        }
+        let total = remote::add(self.inner.clone(), params.get()?.get_amount()).await?;
+        results.get().set_total(total);
+        Ok(())
+    }
+}
+
 impl grain_api::Server for FakeGrainApi {
     async fn restore(self: capnp::capability::Rc<Self>, params: grain_api::RestoreParams, mut results: grain_api::RestoreResults) -> Result<(), capnp::Error> {
+        if params.get()?.get_token()? == [8, 8, 8] {
+            let inner: counter::Client = capnp_rpc::new_client(CounterImpl { tally: self.tally.clone(), may_add: true });
+            let c: counter::Client = capnp_rpc::new_client(RestartedCounter { inner, failed: std::cell::Cell::new(false) });
+            results.get().init_cap().set_as_capability(c.client.hook);
+            return Ok(());
+        }
         if params.get()?.get_token()? != [7, 7, 7] {
             return Err(capnp::Error::failed("revoked: this saved capability is unknown, was revoked, or a requirement of its grant no longer holds; ask the user to grant it again".into()));
         }
@@ -128,18 +153,24 @@ fn another_counter_is_restored_and_called_over_the_local_capnp_endpoint() {
                 let (stream, _) = listener.accept().await.unwrap();
                 let (r, w) = stream.split();
                 let rpc = capnp_rpc::RpcSystem::new(Box::new(granary_schema::vat_network(r, w, Side::Server)), Some(api.clone().client));
-                let _ = rpc.await; // one app connection at a time is enough here
+                let _ = rpc.await; // the link keeps one connection
             }
         })
     });
-    let platform = Platform { api: "127.0.0.1:1".into(), capnp: addr.to_string() };
+    let link = Link::start(addr.to_string());
     let token = format!("gs_{}", base64url(&[7, 7, 7]));
-    assert_eq!(platform.with_counter(&token, async |c| remote::add(c, 5).await), Ok(5));
-    assert_eq!(platform.with_counter(&token, remote::get), Ok((5, "Tally".to_string())));
+    assert_eq!(link.call(&token, Op::Add(5)), Ok(Answer { total: 5, name: None }));
+    assert_eq!(link.call(&token, Op::Get), Ok(Answer { total: 5, name: Some("Tally".into()) }));
     assert_eq!(tally.state().total, 5);
+    assert_eq!(link.restores(), 1, "the restored capability is held between calls");
     let other = format!("gs_{}", base64url(&[1, 2, 3]));
-    let e = platform.with_counter(&other, remote::get).unwrap_err();
+    let e = link.call(&other, Op::Get).unwrap_err();
     assert!(e.starts_with("revoked: this saved capability"), "{e}");
-    assert!(platform.with_counter("gs_!!", remote::get).unwrap_err().contains("not a gs_ token"));
+    assert!(link.call("gs_!!", Op::Get).unwrap_err().contains("not a gs_ token"));
+    // A call that fails `disconnected` is sent again on the same held capability.
+    let restarted = format!("gs_{}", base64url(&[8, 8, 8]));
+    let before = link.restores();
+    assert_eq!(link.call(&restarted, Op::Add(2)), Ok(Answer { total: 7, name: None }));
+    assert_eq!(link.restores(), before + 1, "one restore, then the same capability twice");
     std::fs::remove_dir_all(var).unwrap();
 }
