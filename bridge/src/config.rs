@@ -190,6 +190,9 @@ impl BridgeConfig {
                 return Err(ConfigError::CapnpPortClash(taken));
             }
         }
+        if c.capnp_port != 0 && (c.capnp_port == c.port || c.capnp_port == c.api_port) {
+            return Err(ConfigError::AppCapnpPortClash(c.capnp_port));
+        }
         if c.command.is_empty() {
             return Err(ConfigError::MissingCommand);
         }
@@ -215,6 +218,8 @@ pub enum ConfigError {
     PortClash(u16),
     #[error("port {0} is also the local Cap'n Proto endpoint's port: pass another --capnp-api-port (default 7871)")]
     CapnpPortClash(u16),
+    #[error("--capnp-port {0} is also the app's HTTP port or the local API's port: the manifest's [capnp] port must differ from its [http] port and from 7870")]
+    AppCapnpPortClash(u16),
     #[error("the app's command is missing after `--`")]
     MissingCommand,
 }
@@ -273,6 +278,12 @@ mod tests {
             err(&["--port", "1", "--capnp-port", "7871", "--", "x"]),
             "port 7871 is also the local Cap'n Proto endpoint's port: pass another --capnp-api-port (default 7871)"
         );
+        for clash in ["8000", "7870"] {
+            assert_eq!(
+                err(&["--port", "8000", "--capnp-port", clash, "--", "x"]),
+                format!("--capnp-port {clash} is also the app's HTTP port or the local API's port: the manifest's [capnp] port must differ from its [http] port and from 7870")
+            );
+        }
         for reserved in ["X-Granary-User-Id=handle", "Host=handle", "X-Forwarded-Proto=user-id", "Connection=handle"] {
             assert_eq!(
                 err(&["--port", "1", "--identity-header", reserved, "--", "x"]),
