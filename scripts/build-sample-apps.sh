@@ -14,7 +14,7 @@ granary="$target/$profile/granary"
 [[ -x $granary ]] || cargo build --locked -p granary "${flags[@]}"
 # Each app: its own workspace under apps/, one static binary named like the app, mapped by its
 # granary.toml from bin/<app>. Each gets its own app id (a key in the keyring, made once).
-apps=(echo notes dashboard)
+apps=(echo notes dashboard counter)
 keyring="$target/sample-keyring"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -16,6 +16,7 @@ pub const USAGE: &str = "\
 usage: granary-bridge --port PORT [--api-path PATH] [--permission NAME]...
                       [--identity-header HEADER=FIELD]... [--startup-timeout SECONDS]
                       [--max-request-body BYTES] [--api-port PORT] [--maildir DIR]
+                      [--capnp-port PORT] [--capnp-api-port PORT]
                       -- COMMAND [ARG]...
 
 Runs COMMAND (the app) and serves its HTTP on 127.0.0.1:PORT to the platform as the grain's
@@ -23,7 +24,9 @@ MainView on fd 3. --permission gives the manifest's permission names in manifest
 --identity-header fills a conventional reverse-proxy header; FIELD is one of user-id, handle,
 display-name, permissions. The app's local capability API (claims, its HTTP proxy, mail) listens
 on 127.0.0.1:--api-port (default 7870); mail delivered to the grain goes to the Maildir
---maildir (default /var/mail).";
+--maildir (default /var/mail). --capnp-port is where the app serves Grain.AppObjects (the
+manifest's [capnp] port; MainView.provide goes there); the app may restore its saved
+capabilities over Cap'n Proto at 127.0.0.1:--capnp-api-port (default 7871).";
 
 /// A piece of the session's identity that a conventional reverse-proxy header can carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +72,11 @@ pub struct BridgeConfig {
     pub api_port: u16,
     /// The Maildir delivered mail is written to.
     pub maildir: PathBuf,
+    /// The app serves `Grain.AppObjects` on `127.0.0.1:capnp_port`; 0 = it provides no raw
+    /// interfaces.
+    pub capnp_port: u16,
+    /// The local Cap'n Proto endpoint (the supervisor's `GrainApi`) listens here.
+    pub capnp_api_port: u16,
     /// The app's argv.
     pub command: Vec<OsString>,
 }
@@ -85,6 +93,8 @@ impl BridgeConfig {
             max_request_body: DEFAULT_MAX_REQUEST_BODY,
             api_port: DEFAULT_API_PORT,
             maildir: PathBuf::from(crate::maildir::DEFAULT_MAILDIR),
+            capnp_port: 0,
+            capnp_api_port: crate::local_capnp::DEFAULT_CAPNP_API_PORT,
             command: Vec::new(),
         }
     }
@@ -159,12 +169,29 @@ impl BridgeConfig {
                     }
                     c.maildir = PathBuf::from(v);
                 }
+                "--capnp-port" | "--capnp-api-port" => {
+                    let v = value()?;
+                    let port = v.parse().ok().filter(|p| *p != 0).ok_or(ConfigError::Invalid { flag: flag.clone(), value: v })?;
+                    if flag == "--capnp-port" {
+                        c.capnp_port = port;
+                    } else {
+                        c.capnp_api_port = port;
+                    }
+                }
                 _ => return Err(ConfigError::Unknown(arg)),
             }
         }
         c.port = port.ok_or(ConfigError::MissingPort)?;
         if c.port == c.api_port {
             return Err(ConfigError::PortClash(c.port));
+        }
+        for taken in [c.port, c.api_port, c.capnp_port] {
+            if taken == c.capnp_api_port {
+                return Err(ConfigError::CapnpPortClash(taken));
+            }
+        }
+        if c.capnp_port != 0 && (c.capnp_port == c.port || c.capnp_port == c.api_port) {
+            return Err(ConfigError::AppCapnpPortClash(c.capnp_port));
         }
         if c.command.is_empty() {
             return Err(ConfigError::MissingCommand);
@@ -189,6 +216,10 @@ pub enum ConfigError {
     MissingPort,
     #[error("the app's port {0} is also the local API's port: pass another --api-port (default 7870)")]
     PortClash(u16),
+    #[error("port {0} is also the local Cap'n Proto endpoint's port: pass another --capnp-api-port (default 7871)")]
+    CapnpPortClash(u16),
+    #[error("--capnp-port {0} is also the app's HTTP port or the local API's port: the manifest's [capnp] port must differ from its [http] port and from 7870")]
+    AppCapnpPortClash(u16),
     #[error("the app's command is missing after `--`")]
     MissingCommand,
 }
@@ -218,6 +249,9 @@ mod tests {
         assert_eq!((c.api_port, c.maildir.as_path()), (7999, std::path::Path::new("/tmp/m")));
         let defaults = BridgeConfig::from_args(args(&["--port", "1", "--", "x"])).unwrap();
         assert_eq!((defaults.api_port, defaults.maildir.as_path()), (7870, std::path::Path::new("/var/mail")));
+        assert_eq!((defaults.capnp_port, defaults.capnp_api_port), (0, 7871));
+        let capnp = BridgeConfig::from_args(args(&["--port", "1", "--capnp-port", "8001", "--capnp-api-port=7999", "--", "x"])).unwrap();
+        assert_eq!((capnp.capnp_port, capnp.capnp_api_port), (8001, 7999));
     }
 
     #[test]
@@ -239,6 +273,17 @@ mod tests {
             "the app's port 7870 is also the local API's port: pass another --api-port (default 7870)"
         );
         assert_eq!(err(&["--port", "1", "--maildir", "mail", "--", "x"]), "invalid value `mail` for `--maildir`");
+        assert_eq!(err(&["--port", "1", "--capnp-port", "0", "--", "x"]), "invalid value `0` for `--capnp-port`");
+        assert_eq!(
+            err(&["--port", "1", "--capnp-port", "7871", "--", "x"]),
+            "port 7871 is also the local Cap'n Proto endpoint's port: pass another --capnp-api-port (default 7871)"
+        );
+        for clash in ["8000", "7870"] {
+            assert_eq!(
+                err(&["--port", "8000", "--capnp-port", clash, "--", "x"]),
+                format!("--capnp-port {clash} is also the app's HTTP port or the local API's port: the manifest's [capnp] port must differ from its [http] port and from 7870")
+            );
+        }
         for reserved in ["X-Granary-User-Id=handle", "Host=handle", "X-Forwarded-Proto=user-id", "Connection=handle"] {
             assert_eq!(
                 err(&["--port", "1", "--identity-header", reserved, "--", "x"]),

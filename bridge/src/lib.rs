@@ -6,11 +6,14 @@
 //! WebSockets are carried as whole messages. SPEC.md, "HTTP into a grain", is the contract.
 //! It also gives the app its side of the powerbox: a local HTTP API on 127.0.0.1 (claims,
 //! an HTTP proxy through granted capabilities, sending mail) over the supervisor's `GrainApi`,
-//! and writes mail delivered to the grain into a Maildir (SPEC.md, "Powerbox").
+//! the same `GrainApi` over Cap'n Proto on 127.0.0.1:--capnp-api-port, passes `provide` on to
+//! the app's own `AppObjects`, and writes mail delivered to the grain into a Maildir (SPEC.md,
+//! "Powerbox").
 //!
 //! May: talk to the app on 127.0.0.1 inside its own network namespace, and to the supervisor
 //! on fd 3; start the app as its child; write diagnostics to stderr (the grain log); serve the
-//! app on 127.0.0.1:--api-port; write delivered mail under --maildir.
+//! app on 127.0.0.1:--api-port and --capnp-api-port; connect to the app's --capnp-port; write
+//! delivered mail under --maildir.
 //!
 //! Must never: be trusted by the platform. The identity headers it sets and the client copies
 //! it strips protect the *app* from spoofing by browsers; they protect nothing from the app,
@@ -24,11 +27,13 @@ use std::rc::Rc;
 use async_executor::LocalExecutor;
 
 pub mod app;
+pub mod app_objects;
 pub mod body;
 pub mod config;
 pub mod headers;
 pub mod limits;
 pub mod local_api;
+pub mod local_capnp;
 pub mod main_view;
 pub mod maildir;
 pub mod platform;
@@ -50,13 +55,16 @@ pub struct Bridge {
     pub app: Rc<pool::AppClient>,
     /// The supervisor's `GrainApi`, session contexts and restored capabilities.
     pub platform: Rc<platform::Platform>,
+    /// The app's `AppObjects` (raw interfaces it provides), reached on first use.
+    pub objects: app_objects::AppObjects,
 }
 
 impl Bridge {
     /// A bridge to the app on `config.port`; background tasks (connections, response bodies,
     /// WebSocket pumps) run on `executor`, which must be driven for as long as the bridge is used.
     pub fn new(config: BridgeConfig, executor: Rc<LocalExecutor<'static>>) -> Self {
+        let objects = app_objects::AppObjects::new(config.capnp_port, executor.clone());
         let app = Rc::new(pool::AppClient::new(config.port, executor));
-        Self { config, app, platform: Rc::new(platform::Platform::new()) }
+        Self { config, app, platform: Rc::new(platform::Platform::new()), objects }
     }
 }

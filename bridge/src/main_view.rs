@@ -1,5 +1,6 @@
 //! `MainView`: the bridge's bootstrap capability for the supervisor. Sessions' contexts are
-//! kept for the local API's claims; delivered mail goes to the grain's Maildir.
+//! kept for the local API's claims; delivered mail goes to the grain's Maildir; `provide` goes to
+//! the app's `AppObjects`.
 
 use std::rc::Rc;
 
@@ -62,5 +63,13 @@ impl main_view::Server for MainViewImpl {
             .map_err(|e| capnp::Error::failed(e.to_string()))?;
         eprintln!("granary-bridge: delivered mail to {}", path.display());
         Ok(())
+    }
+
+    async fn provide(
+        self: capnp::capability::Rc<Self>,
+        params: main_view::ProvideParams,
+        results: main_view::ProvideResults,
+    ) -> Result<(), capnp::Error> {
+        self.bridge.objects.provide(params, results).await
     }
 }

@@ -34,6 +34,8 @@ pub enum ServeError {
     Launch(#[from] crate::app::LaunchError),
     #[error("cannot listen on 127.0.0.1:{port} for the app's local API: {error}; pass a free port with --api-port")]
     ApiPort { port: u16, error: std::io::Error },
+    #[error("cannot listen on 127.0.0.1:{port} for the app's local Cap'n Proto endpoint: {error}; pass a free port with --capnp-api-port")]
+    CapnpApiPort { port: u16, error: std::io::Error },
     #[error("waiting for the app failed: {0}")]
     Wait(std::io::Error),
 }
@@ -89,13 +91,16 @@ async fn serve(config: BridgeConfig, fd3: UnixStream, executor: Rc<LocalExecutor
     let stream = Async::new(fd3).map_err(ServeError::Fd)?;
     let api_port = config.api_port;
     let listener = crate::local_api::bind(api_port).map_err(|error| ServeError::ApiPort { port: api_port, error })?;
+    let capnp_api_port = config.capnp_api_port;
+    let capnp_listener = crate::local_capnp::bind(capnp_api_port).map_err(|error| ServeError::CapnpApiPort { port: capnp_api_port, error })?;
     let bridge = Rc::new(Bridge::new(config, executor.clone()));
     let (reader, writer) = stream.split();
     // Created now so the local API can queue GrainApi calls; fd 3 is read only once the app
     // listens (below), so the supervisor never reaches a MainView whose app is not up.
     let rpc = connect_supervisor(&bridge, reader, writer);
     executor.spawn(crate::local_api::serve(listener, bridge.clone())).detach();
-    eprintln!("granary-bridge: the local API listens on 127.0.0.1:{api_port}");
+    executor.spawn(crate::local_capnp::serve(capnp_listener, bridge.platform.clone(), executor.clone())).detach();
+    eprintln!("granary-bridge: the local API listens on 127.0.0.1:{api_port}, its Cap'n Proto endpoint on 127.0.0.1:{capnp_api_port}");
     let mut app = App::spawn(&bridge.config)?;
     if let Err(e) = app.wait_for_port(bridge.config.port, bridge.config.startup_timeout).await {
         app.terminate();

@@ -25,12 +25,12 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Starts the bridge with `args` and a free `--api-port`, our end of a socketpair as its fd 3
+/// Starts the bridge with `args` and free `--api-port` and `--capnp-api-port`, our end of a socketpair as its fd 3
 /// (unless `fd3` is false).
 fn bridge(args: &[&str], fd3: bool) -> (Child, UnixStream) {
     let (ours, theirs) = UnixStream::pair().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_granary-bridge"));
-    cmd.args(["--api-port", &free_port().to_string()]).args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.args(["--api-port", &free_port().to_string(), "--capnp-api-port", &free_port().to_string()]).args(args).stdout(Stdio::null()).stderr(Stdio::piped());
     if fd3 {
         let fd = theirs.as_raw_fd();
         // SAFETY: only async-signal-safe calls (dup2) between fork and exec.

@@ -120,6 +120,26 @@ pub fn encode_descriptor(descriptor: &OwnedDescriptor) -> String {
     B64.encode(bytes)
 }
 
+/// The packed message bytes of `descriptor` (what a `GrainObject` target keeps).
+pub fn packed_descriptor(descriptor: &OwnedDescriptor) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    capnp::serialize_packed::write_message(&mut bytes, &descriptor.message).expect("writing to a Vec cannot fail");
+    bytes
+}
+
+/// Reads [`packed_descriptor`]'s bytes back, with a query's limits.
+pub fn unpack_descriptor(bytes: &[u8]) -> Result<OwnedDescriptor, QueryError> {
+    let options = ReaderOptions { traversal_limit_in_words: Some(QUERY_TRAVERSAL_WORDS), nesting_limit: QUERY_NESTING };
+    let malformed = |e: capnp::Error| QueryError::Malformed(e.to_string());
+    let message = capnp::serialize_packed::read_message(&mut &bytes[..], options).map_err(malformed)?;
+    OwnedDescriptor::copy_of(message.get_root().map_err(malformed)?).map_err(malformed)
+}
+
+/// One tag `interface_id` with a null value: what a grain providing that raw interface offers.
+pub fn interface_descriptor(interface_id: u64) -> OwnedDescriptor {
+    one_tag(interface_id, None)
+}
+
 /// One tag `id` whose value is built by `value` (or null when `value` is `None`).
 fn one_tag(id: u64, value: Option<&dyn Fn(capnp::any_pointer::Builder)>) -> OwnedDescriptor {
     let mut message = Builder::new_default();

@@ -250,3 +250,17 @@ fn malformed_oversized_and_deep_queries_are_rejected() {
     assert!(err.to_string().contains("build it with the powerbox schema"));
     assert!(err.to_string().contains("deeply-nested"), "{err}");
 }
+
+#[test]
+fn an_interface_offer_matches_requests_for_its_type_id_and_packed_bytes_round_trip() {
+    const COUNTER: u64 = 0xa238_4a22_bc95_e238;
+    let offer = interface_descriptor(COUNTER);
+    let with_value = descriptor(&[(COUNTER, Some(&info(Some("my tally"), None)))]);
+    assert!(matches(&descriptor(&[(COUNTER, None)]), &offer));
+    assert!(matches(&with_value, &offer), "a request's tag value matches the offer's null");
+    assert!(!matches(&descriptor(&[(COUNTER ^ 1, None)]), &offer));
+    assert!(!matches(&descriptor(&[(COUNTER, None), (WEB_SESSION_ID, None)]), &offer), "every request tag must be offered");
+    let back = unpack_descriptor(&packed_descriptor(&with_value)).unwrap();
+    assert_eq!(encode_descriptor(&back), encode_descriptor(&with_value));
+    assert!(matches!(unpack_descriptor(b"\x10\x05garbage"), Err(QueryError::Malformed(_))));
+}

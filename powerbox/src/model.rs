@@ -117,6 +117,10 @@ pub enum Target {
     SendMail { address: String },
     /// An HTTP API of another grain: an `api` WebSession of `grain` with `permissions`.
     GrainApi { grain: String, api: String, path_prefix: String, permissions: Vec<bool> },
+    /// A raw Cap'n Proto interface `grain`'s app provides (`[[powerbox.provides]] interface`),
+    /// made by its `MainView.provide(interface_id, descriptor, chooser, permissions)`.
+    /// `descriptor` is the packed `PowerboxDescriptor` message the grant was made for.
+    GrainObject { grain: String, interface_id: u64, descriptor: Vec<u8>, permissions: Vec<bool> },
 }
 
 /// Who may restore a grant.

@@ -66,6 +66,21 @@ mod tests {
     }
 
     #[test]
+    fn a_grain_object_target_round_trips_with_its_descriptor_bytes() {
+        let token = SturdyRef::generate();
+        let id = token.grant_id();
+        let object = Target::GrainObject {
+            grain: "g-provider".into(),
+            interface_id: 0xa238_4a22_bc95_e238,
+            descriptor: vec![0x10, 0x01, 0x00, 0xff, 0x38, 0xe2],
+            permissions: vec![true, false],
+        };
+        let sealed = seal(&token, &id, &object);
+        assert_eq!(unseal(&token, &id, &sealed), Ok(object));
+        assert!(!String::from_utf8_lossy(&sealed).contains("g-provider"));
+    }
+
+    #[test]
     fn wrong_token_wrong_id_or_damage_fail() {
         let token = SturdyRef::generate();
         let id = token.grant_id();

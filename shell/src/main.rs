@@ -16,6 +16,7 @@ mod gateway;
 mod grain_tokens;
 mod grains;
 mod powerbox_host;
+mod powerbox_objects;
 mod powerbox_provider;
 mod powerbox_rpc;
 mod ratelimit;

@@ -197,7 +197,10 @@ pub fn describe_request(query: &[OwnedDescriptor]) -> String {
             if matching::mail_address_of(q.reader()).is_some() {
                 return "permission to send mail".into();
             }
-            "a kind of capability no installed app describes".into()
+            match q.reader().get_tags().ok().and_then(|t| t.iter().next()).map(|t| t.get_id()) {
+                Some(id) => format!("an object of the Cap'n Proto interface {id:#018x}"),
+                None => "a kind of capability no installed app describes".into(),
+            }
         })
         .collect();
     if parts.is_empty() {
@@ -260,8 +263,9 @@ pub fn options(server: &Server, user: &User, grain: &Grain, query: &[OwnedDescri
                 });
             }
         }
+        out.extend(crate::powerbox_objects::interface_options(i, q, &candidates, &user.id));
         for (g, app, perms) in &candidates {
-            for api in &app.manifest.provides {
+            for api in app.manifest.provides.iter().filter(|p| p.interface_id == 0) {
                 let offer = matching::http_api_descriptor(None, None, Some(&api.api));
                 if matching::offer_matches(req, offer.reader()).is_none() || !holds_all(perms, &api.permissions) {
                     continue;
@@ -339,6 +343,11 @@ pub fn live_capability(server: &Rc<Server>, live: LiveGrant) -> capnp::capabilit
             let provider = crate::powerbox_provider::ProviderSession::new(server, grain.clone(), path_prefix.clone(), permissions.clone(), user);
             let client: granary_schema::web_session_capnp::web_session::Client = capnp_rpc::new_client(provider);
             client.client
+        }
+        Target::GrainObject { grain, interface_id, descriptor, permissions } => {
+            let user = live.granted_by.clone().unwrap_or_default();
+            let object = crate::powerbox_objects::ProvidedObject::new(server, grain.clone(), *interface_id, descriptor.clone(), permissions.clone(), user);
+            crate::powerbox_objects::ProvidedObject::client(object)
         }
     };
     server.powerbox.membranes.wrap(inner, live)

@@ -162,6 +162,9 @@ impl Runner {
         for (h, f) in &m.http.identity_headers {
             argv.extend(["--identity-header".into(), format!("{h}={f}")]);
         }
+        if m.capnp_port != 0 {
+            argv.extend(["--capnp-port".into(), m.capnp_port.to_string()]);
+        }
         argv.push("--".into());
         argv.extend(app_argv);
         let exe = std::env::current_exe().context("finding the granary binary to start a supervisor")?;

@@ -190,6 +190,14 @@ impl main_view::Server for View {
         self.check(req.send().promise.await).await?;
         Ok(())
     }
+
+    async fn provide(self: CapRc<Self>, params: main_view::ProvideParams, mut results: main_view::ProvideResults) -> Result<(), Error> {
+        let _busy = self.shared.busy();
+        let mut req = self.inner.provide_request();
+        req.set(params.get()?)?;
+        let resp = self.check(req.send().promise.await).await?;
+        results.set(resp.get()?)
+    }
 }
 
 /// What the app gets on fd 3.

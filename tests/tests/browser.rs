@@ -2,7 +2,7 @@
 //! playwright-core from node) against real `granary serve` processes that the node runner starts
 //! from the binary built here. Scenarios and helpers live in tests/browser; this test checks the
 //! tools are there, builds what the servers and scenarios need (the `granary` binary, the static
-//! bridge every grain runs, and signed packages of the Echo, Notes and Dashboard sample apps), runs `node run.mjs`,
+//! bridge every grain runs, and signed packages of the Echo, Notes, Dashboard and Counter sample apps), runs `node run.mjs`,
 //! and fails if any scenario fails. Its output (one line per
 //! scenario) and the screenshots folder are printed uncaptured, so the test command shows them.
 //! `GRANARY_BROWSER_FILTER=text` runs only the scenarios whose name contains `text`.
@@ -110,8 +110,9 @@ fn browser_scenarios() {
     let echo = app_package(&granary, work.path(), "echo");
     let notes = app_package(&granary, work.path(), "notes");
     let dashboard = app_package(&granary, work.path(), "dashboard");
+    let counter = app_package(&granary, work.path(), "counter");
     say(&format!(
-        "\nbrowser suite: built granary, the bridge, echo.gpk, notes.gpk and dashboard.gpk in {:.1} s",
+        "\nbrowser suite: built granary, the bridge, echo.gpk, notes.gpk, dashboard.gpk and counter.gpk in {:.1} s",
         t0.elapsed().as_secs_f64()
     ));
     // <target>/<profile>/granary → <target>/screenshots
@@ -124,6 +125,7 @@ fn browser_scenarios() {
         .env("GRANARY_ECHO_GPK", &echo)
         .env("GRANARY_NOTES_GPK", &notes)
         .env("GRANARY_DASHBOARD_GPK", &dashboard)
+        .env("GRANARY_COUNTER_GPK", &counter)
         .env("GRANARY_SCREENSHOTS", &shots)
         .stdin(Stdio::null());
     if let Ok(filter) = std::env::var("GRANARY_BROWSER_FILTER") {

@@ -342,6 +342,15 @@ where
     F: FnOnce(Platform) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
+    run_with(|_| {}, test)
+}
+
+/// [`run`], with the bridge's config changed by `tweak` first.
+pub fn run_with<F, Fut>(tweak: impl FnOnce(&mut BridgeConfig), test: F)
+where
+    F: FnOnce(Platform) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let ex = Rc::new(LocalExecutor::new());
     let ex2 = ex.clone();
     async_io::block_on(ex.run(async move {
@@ -352,6 +361,7 @@ where
         config.permissions = vec!["read".into(), "write".into(), "admin".into()];
         config.api_port = api.port();
         config.maildir = maildir.path().join("mail");
+        tweak(&mut config);
         let bridge = Rc::new(Bridge::new(config, ex2.clone()));
         let (a, b) = UnixStream::pair().unwrap();
         let (ar, aw) = Async::new(a).unwrap().split();

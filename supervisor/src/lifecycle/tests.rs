@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use capnp_rpc::twoparty;
 use capnp::capability::Rc as CapRc;
 use futures::channel::mpsc;
+use granary_schema::sample_capnp::counter;
 use granary_schema::supervisor_capnp::{app_state, grain_core, supervisor};
 
 use super::*;
@@ -22,6 +23,8 @@ struct Record {
     signals: Vec<i32>,
     /// `(envelopeFrom, data)` of each `deliverMail` the fake app received.
     mail: Vec<(String, Vec<u8>)>,
+    /// `(interfaceId, user id, permissions)` of each `provide` the fake app received.
+    provides: Vec<(u64, String, Vec<bool>)>,
 }
 
 /// Starts fake apps on threads; `/missing` as the program fails to start.
@@ -99,6 +102,26 @@ impl main_view::Server for FakeApp {
         let m = params.get()?.get_message()?;
         let from = m.get_envelope_from()?.to_string()?;
         self.record.lock().unwrap().mail.push((from, m.get_data()?.to_vec()));
+        Ok(())
+    }
+
+    async fn provide(self: CapRc<Self>, params: main_view::ProvideParams, mut results: main_view::ProvideResults) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let user = p.get_user()?.get_id()?.to_string()?;
+        self.record.lock().unwrap().provides.push((p.get_interface_id(), user, p.get_permissions()?.iter().collect()));
+        let counter: counter::Client = capnp_rpc::new_client(FakeCounter(std::cell::Cell::new(0)));
+        results.get().init_cap().set_as_capability(counter.client.hook);
+        Ok(())
+    }
+}
+
+/// A tally, as an app's `AppObjects.provide` would make.
+struct FakeCounter(std::cell::Cell<i64>);
+
+impl counter::Server for FakeCounter {
+    async fn add(self: CapRc<Self>, params: counter::AddParams, mut results: counter::AddResults) -> Result<(), capnp::Error> {
+        self.0.set(self.0.get() + params.get()?.get_amount());
+        results.get().set_total(self.0.get());
         Ok(())
     }
 }
@@ -310,4 +333,29 @@ fn deliver_mail_reaches_the_app_and_counts_as_activity() {
     let subjects: Vec<_> = record.mail.iter().map(|(f, d)| (f.as_str(), String::from_utf8_lossy(d).into_owned())).collect();
     assert_eq!(subjects.len(), 4);
     assert_eq!(subjects[3], ("bob@example.org", "Subject: 3\r\n\r\nhi".to_string()));
+}
+
+#[test]
+fn provide_reaches_the_app_its_object_works_and_it_counts_as_activity() {
+    let h = Harness::start("/app", |c| c.idle = Duration::from_millis(300));
+    h.client(async |s| {
+        let v = view(&s).await.unwrap();
+        for _ in 0..4 {
+            let mut req = v.provide_request();
+            req.get().set_interface_id(0xa238_4a22_bc95_e238);
+            req.get().init_user().set_id("stable-user");
+            req.get().init_permissions(2).set(1, true);
+            let object: counter::Client = req.send().promise.await.unwrap().get().unwrap().get_cap().get_as_capability().unwrap();
+            for i in 1..=2 {
+                let mut add = object.add_request();
+                add.get().set_amount(2);
+                assert_eq!(add.send().promise.await.unwrap().get().unwrap().get_total(), 2 * i, "each provide makes a fresh object");
+            }
+            async_io::Timer::after(Duration::from_millis(150)).await;
+        }
+        assert_eq!(status(&s).await, ("running", FAKE_PID, 0), "provide counts as use");
+    });
+    let (_, _, record) = h.wait(Duration::from_secs(2));
+    assert_eq!(record.provides.len(), 4);
+    assert_eq!(record.provides[0], (0xa238_4a22_bc95_e238, "stable-user".to_string(), vec![false, true]));
 }

@@ -43,6 +43,13 @@ export function dashboardPackage() {
   return gpk;
 }
 
+/** The signed Counter sample app package: GRANARY_COUNTER_GPK (the Rust test builds and packs it). */
+export function counterPackage() {
+  const gpk = process.env.GRANARY_COUNTER_GPK;
+  if (!gpk) throw new Error("GRANARY_COUNTER_GPK is not set: run the suite with `cargo test -p granary-tests --test browser`, or pack apps/counter (see its README) and point GRANARY_COUNTER_GPK at the .gpk");
+  return gpk;
+}
+
 function granary(args, opts = {}) {
   try {
     return execFileSync(granaryBin(), args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], ...opts });
