@@ -201,7 +201,7 @@ pub enum ManifestError {
     ApiPermissions { api: String, got: usize, want: usize },
     #[error("provided `{api}` has chooser_path `{path}`; it must start with one `/`, have at most 2048 printable ASCII characters without spaces, `\\` or `#`, and no `.` or `..` segment, such as `/choose`")]
     BadChooserPath { api: String, path: String },
-    #[error("[[powerbox.provides]] interface {0:#018x} is not a Cap'n Proto type id (those have the top bit set); copy the id from the interface's schema, such as 0xb5e3f0c2a9d84f61")]
+    #[error("[[powerbox.provides]] interface {0:#018x} is not a Cap'n Proto type id (those have the top bit set); copy the id the Cap'n Proto compiler gives the interface (`capnp compile -ocapnp` prints it), such as 0xa2384a22bc95e238")]
     BadInterfaceId(u64),
     #[error("[[powerbox.provides]] interface {0:#018x} must not also set `api` or `path_prefix`; an entry provides either an HTTP API or an interface")]
     InterfaceWithApi(u64),

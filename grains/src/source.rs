@@ -55,7 +55,7 @@
 //!                                   #   dialog, where the person chooses what to grant
 //!
 //! [[powerbox.provides]]             # or: a raw Cap'n Proto interface, by type id
-//! interface = "0xb5e3f0c2a9d84f61"  # required (hex string); unique; no api/path_prefix
+//! interface = "0xa2384a22bc95e238"  # required (hex string); unique; no api/path_prefix
 //! title = "Counter"                 # required; permissions, chooser_path as above
 //!
 //! [capnp]                           # required if an interface is provided
@@ -154,7 +154,7 @@ pub enum Problem {
     UnknownPermission { role: String, permission: String },
     #[error("[[powerbox.provides]] `{api}` lists permission `{permission}`, which no [[permissions]] entry defines; add it or remove it from the API")]
     UnknownApiPermission { api: String, permission: String },
-    #[error("[[powerbox.provides]] interface `{0}` is not a hex type id; write it as a string such as \"0xb5e3f0c2a9d84f61\" (the id in the interface's schema)")]
+    #[error("[[powerbox.provides]] interface `{0}` is not a hex type id; write it as a string such as \"0xa2384a22bc95e238\" (the id in the interface's schema)")]
     BadInterface(String),
     #[error("icon `{}` must end in .svg or .png", .0.display())]
     IconType(PathBuf),
@@ -230,7 +230,7 @@ struct ProvideToml {
     permissions: Vec<String>,
     #[serde(default)]
     chooser_path: String,
-    /// A Cap'n Proto type id as hex text (`"0xb5e3f0c2a9d84f61"`): TOML integers stop at 2^63.
+    /// A Cap'n Proto type id as hex text (`"0xa2384a22bc95e238"`): TOML integers stop at 2^63.
     interface: Option<String>,
 }
 
