@@ -24,16 +24,21 @@ use std::time::{Duration, Instant};
 /// `sample.capnp`'s Counter.
 const COUNTER: u64 = 0xa238_4a22_bc95_e238;
 
-/// `apps/counter` built static (release) next to the granary binary under test, packed and
-/// signed with a key of a temporary keyring; once per test process.
+/// `apps/counter` built static in the profile and the `<target>/apps` directory the browser
+/// suite uses (tests/tests/browser.rs), so one build serves both, packed and signed with a key
+/// of a temporary keyring; once per test process.
 fn counter_gpk() -> PathBuf {
     static GPK: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     GPK.get_or_init(|| {
         let exe = std::path::Path::new(env!("CARGO_BIN_EXE_granary"));
-        let target_dir = exe.parent().unwrap().parent().unwrap().join("counter");
+        let profile_dir = exe.parent().unwrap();
+        let profile = profile_dir.file_name().unwrap().to_str().unwrap().to_owned();
+        let target_dir = profile_dir.parent().unwrap().join("apps");
         let app = concat!(env!("CARGO_MANIFEST_DIR"), "/../apps/counter");
         let out = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--release", "--target", "x86_64-unknown-linux-gnu", "--manifest-path"])
+            .args(["build", "--quiet", "--target", "x86_64-unknown-linux-gnu"])
+            .args((profile == "release").then_some("--release"))
+            .arg("--manifest-path")
             .arg(format!("{app}/Cargo.toml"))
             .arg("--target-dir")
             .arg(&target_dir)
@@ -49,7 +54,7 @@ fn counter_gpk() -> PathBuf {
         let toml = fs::read_to_string(format!("{app}/granary.toml")).unwrap();
         fs::write(src.join("granary.toml"), toml.replace("REPLACE_WITH_APP_ID", &app_id)).unwrap();
         fs::copy(format!("{app}/icon.svg"), src.join("icon.svg")).unwrap();
-        fs::copy(target_dir.join("x86_64-unknown-linux-gnu/release/counter"), src.join("bin/counter")).unwrap();
+        fs::copy(target_dir.join("x86_64-unknown-linux-gnu").join(&profile).join("counter"), src.join("bin/counter")).unwrap();
         fs::set_permissions(src.join("bin/counter"), fs::Permissions::from_mode(0o755)).unwrap();
         let gpk = dir.path().join("counter.gpk");
         common::granary_ok(&keyring, &["pack", src.to_str().unwrap(), "-o", gpk.to_str().unwrap(), "--level", "1"]);
