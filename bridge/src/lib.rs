@@ -26,6 +26,7 @@ use async_executor::LocalExecutor;
 pub mod app;
 pub mod body;
 pub mod config;
+mod fulfill;
 pub mod headers;
 pub mod limits;
 pub mod local_api;

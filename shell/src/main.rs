@@ -15,6 +15,7 @@ mod email_verify;
 mod gateway;
 mod grain_tokens;
 mod grains;
+mod powerbox_chooser;
 mod powerbox_host;
 mod powerbox_provider;
 mod powerbox_rpc;

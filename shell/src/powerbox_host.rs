@@ -32,6 +32,8 @@ pub struct Pending {
 pub struct PowerboxHost {
     db: Rc<Db>,
     pub claims: RefCell<ClaimBook<Pending>>,
+    /// Provider chooser pages open in powerbox dialogs.
+    pub choosers: RefCell<crate::powerbox_chooser::ChooserBook>,
     pub membranes: MembraneRegistry,
     /// The HTTP driver's resolver overrides and allowlist (the allowlist follows the settings).
     pub net: Rc<RefCell<granary_powerbox::drivers::ssrf::NetPolicy>>,
@@ -45,6 +47,7 @@ impl PowerboxHost {
         PowerboxHost {
             db,
             claims: RefCell::new(ClaimBook::new()),
+            choosers: Default::default(),
             membranes: MembraneRegistry::new(),
             net: Rc::new(RefCell::new(net)),
             mail_rates: Default::default(),
@@ -102,6 +105,7 @@ pub fn start_recheck(server: &Rc<Server>) {
                     let _ = pb.grants().touch_last_used(&id, now);
                 }
                 pb.claims.borrow_mut().prune(now);
+                crate::powerbox_chooser::prune(&server);
             }
         })
         .detach();

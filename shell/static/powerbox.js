@@ -12,6 +12,7 @@
   const frameOrigin = frameUrl.origin;
   const session = frameUrl.hostname.split(".")[0];
   let pending = null; // the rpcId of the open request, answered exactly once
+  let chooser = null; // {id, timer} while a provider's chooser page is shown in the dialog
 
   const reply = (msg) => frame.contentWindow.postMessage(msg, frameOrigin);
 
@@ -33,7 +34,18 @@
     return e;
   }
 
+  // Stops polling the chooser; `cancel` also tells the server, which ends its session.
+  function endChooser(cancel) {
+    if (!chooser) return;
+    const c = chooser;
+    chooser = null;
+    clearTimeout(c.timer);
+    dialog.classList.remove("pb-wide");
+    if (cancel) post(`/grains/${grain}/powerbox/chooser/${c.id}/cancel`, {}).catch(() => {});
+  }
+
   function finish(answer) {
+    endChooser(true);
     if (pending !== null) reply({ rpcId: pending, ...answer });
     pending = null;
     if (dialog.open) dialog.close();
@@ -75,8 +87,12 @@
       if (o.description) button.append(el("small", { class: "muted" }, o.description));
       button.addEventListener("click", async () => {
         for (const b of list.querySelectorAll("button")) b.disabled = true;
-        status.replaceChildren(el("p", { class: "muted" }, "Granting…"));
+        status.replaceChildren(el("p", { class: "muted" }, o.chooser ? "Opening…" : "Granting…"));
         try {
+          if (o.chooser) {
+            await openChooser(o, query, label);
+            return;
+          }
           const r = await post(`/grains/${grain}/powerbox/pick`, { option: o.id, query, label });
           finish({ token: r.token, descriptor: r.descriptor });
         } catch (e) {
@@ -87,6 +103,40 @@
       list.append(el("li", {}, button));
     }
     show(heading, asked, el("p", { class: "muted" }, "Choose what to give it. You can revoke this later on the grain's “What can this reach” page."), list, status, el("div", { class: "actions" }, cancelButton()));
+  }
+
+  // The provider's own page, framed in the dialog, where the person chooses what to grant;
+  // its app ends the choice with fulfillRequest, which the dialog learns by polling.
+  async function openChooser(o, query, label) {
+    const r = await post(`/grains/${grain}/powerbox/chooser`, { option: o.id, query, label });
+    const id = r.chooser;
+    const frameEl = el("iframe", { id: "powerbox-chooser", class: "pb-chooser", src: r.url, title: `Choose in ${o.title}` });
+    const status = el("div", { role: "status" });
+    dialog.classList.add("pb-wide");
+    show(el("h2", {}, `Choose in “${o.title}”`), el("p", { class: "muted" }, `${o.verbPhrase}: choose what to give in the grain's own page below.`),
+      frameEl, status, el("div", { class: "actions" }, cancelButton()));
+    chooser = { id, timer: null };
+    const tick = async () => {
+      if (!chooser || chooser.id !== id) return;
+      let state;
+      try {
+        state = await post(`/grains/${grain}/powerbox/chooser/${id}`, {});
+      } catch (e) {
+        if (!chooser || chooser.id !== id) return;
+        chooser = null;
+        status.replaceChildren(el("div", { class: "error", role: "alert" }, e.message));
+        return;
+      }
+      if (!chooser || chooser.id !== id) return;
+      if (state.state === "done") {
+        chooser = null; // the server ended it with this answer
+        dialog.classList.remove("pb-wide");
+        finish({ token: state.token, descriptor: state.descriptor });
+        return;
+      }
+      chooser.timer = setTimeout(tick, 250);
+    };
+    chooser.timer = setTimeout(tick, 250);
   }
 
   // Mints a grain API token and shows the app's template with it filled in, here on the

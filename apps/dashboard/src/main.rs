@@ -198,8 +198,9 @@ fn call(app: &App, kind: Kind, req: &Request) -> Json {
     let body = if req.body.is_empty() { Ok(Json::obj([])) } else { Json::parse(&String::from_utf8_lossy(&req.body)) };
     let Ok(body) = body else { return outcome(None, "", Some("the request body is not JSON".into())) };
     match kind {
-        // The path is relative to the provider's path prefix: /notes reaches its /api/notes.
-        Kind::Notes => answered(app.platform.get_through(&c.token, "http://notes/notes")),
+        // The path is relative to the grant's path prefix: / reaches the provider's /api/ (all
+        // its notes) or, for a grant of one note made in its chooser page, /api/notes/<id>/.
+        Kind::Notes => answered(app.platform.get_through(&c.token, "http://notes/")),
         Kind::Http => {
             let path = body.str_field("path").map(str::trim).filter(|p| !p.is_empty()).unwrap_or("/");
             if !path.starts_with('/') || !path.bytes().all(|b| b.is_ascii_graphic()) || path.len() > 2000 {

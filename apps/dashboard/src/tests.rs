@@ -163,9 +163,9 @@ fn calls_go_through_the_proxy_with_the_token_and_show_revocation_verbatim() {
     connect(&a, "notes", "gc_tok", "");
     let r = json(&handle(&a, &req("POST", "/call/notes", None, "")));
     assert_eq!((r.get("ok"), r.get("status")), (Some(&Json::Bool(true)), Some(&Json::from(200u64))), "{r}");
-    assert_eq!(r.str_field("body"), Some(r#"[{"id":1,"text":"seen GET http://notes/notes"}]"#));
+    assert_eq!(r.str_field("body"), Some(r#"[{"id":1,"text":"seen GET http://notes/"}]"#));
     let call = seen.lock().unwrap().last().unwrap().clone();
-    assert_eq!((call.method.as_str(), call.target.as_str()), ("GET", "http://notes/notes"));
+    assert_eq!((call.method.as_str(), call.target.as_str()), ("GET", "http://notes/"));
     assert_eq!(header(&call, "authorization"), Some("Bearer gs_tok"));
 
     // A revoked grant: the platform's error text, verbatim.

@@ -191,12 +191,37 @@ async function addNote(frame, text) {
   await expectText(frame.locator("#notes li"), text, { what: "the new note" });
 }
 
-/** Connects the dashboard to the Notes grain titled `title` through the dialog. */
-async function connectNotes(page, frame, title) {
+/**
+ * Picks the Notes grain titled `title` in an open dialog: its chooser page opens inside the
+ * dialog (a session of the Notes grain); returns the chooser frame once it lists its choices.
+ */
+async function openNotesChooser(page, dialog, title) {
+  await expectText(dialog.locator("#powerbox-options button.pb-option"), title, { what: "the Notes grain option" });
+  const option = dialog.locator("#powerbox-options button.pb-option", { hasText: title });
+  const [resp] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === "POST" && /\/powerbox\/chooser$/.test(new URL(r.url()).pathname)),
+    option.click(),
+  ]);
+  expectStatus(resp, 200, "opening the Notes grain's chooser page");
+  const frameEl = dialog.locator("iframe#powerbox-chooser");
+  await frameEl.waitFor();
+  const chooser = await (await frameEl.elementHandle()).contentFrame();
+  await chooser.locator('#choices button[data-note="all"]').waitFor();
+  return chooser;
+}
+
+/**
+ * Connects the dashboard to the Notes grain titled `title` through the dialog and the grain's
+ * chooser page: all notes, or the one whose text is `note`. `shot(page)` runs while the chooser shows.
+ */
+async function connectNotes(page, frame, title, { note = null, shot = null } = {}) {
   const dialog = await openDialog(page, frame, "#connect-notes");
   await expectText(dialog.locator("#powerbox-asked"), "“notes” API", { what: "what the dialog says is asked" });
-  await expectText(dialog.locator("#powerbox-options button.pb-option"), title, { what: "the Notes grain option" });
-  await pick(page, dialog, title);
+  const chooser = await openNotesChooser(page, dialog, title);
+  const choice = note === null ? chooser.locator('#choices button[data-note="all"]') : chooser.locator("#choices button", { hasText: note });
+  if (shot) await shot(page);
+  await choice.click();
+  await expectHidden(page.locator("dialog#powerbox"), { what: "the powerbox dialog, after the chooser page chose" });
   return expectConnected(frame, "notes", "Notes for the dashboard");
 }
 
@@ -339,6 +364,35 @@ export const scenarios = [
       expectStatus(await admin.goto(server.url(`/grains/${notes.id}/reach`)), 200, "the notes grain's reach page");
       await expectText(admin.locator("#reach-into tr[data-grant]"), "may use Notes in “Groceries”", { what: "the grant into the notes grain" });
       await expectText(admin.locator("#reach-into tr[data-grant]"), "My dashboard", { what: "the holder of the grant" });
+    },
+  },
+  {
+    name: "powerbox: the Notes grain's chooser page opens inside the dialog and grants one note",
+    timeout: TIMEOUT,
+    async run(t) {
+      const { server, admin, notesApp, dashboardApp } = await powerboxServer(t);
+      const notes = await notesGrain(admin, server, notesApp, "Groceries");
+      await addNote(notes.frame, "milk and bread");
+      await addNote(notes.frame, "three lemons");
+      const dash = await dashboardGrain(admin, server, dashboardApp);
+
+      // Cancel while the chooser shows: nothing is granted.
+      let dialog = await openDialog(admin, dash.frame, "#connect-notes");
+      const first = await openNotesChooser(admin, dialog, "Groceries");
+      await expectText(first.locator("#choices"), "three lemons", { what: "the notes the chooser lists" });
+      await dialog.locator("#powerbox-cancel").click();
+      await expectHidden(admin.locator("dialog#powerbox"), { what: "the dialog after cancel" });
+      await expectText(dash.frame.locator("#message-notes"), "Canceled: nothing was connected.");
+
+      // Choose one note: the dashboard's call reaches that note and nothing else.
+      await connectNotes(admin, dash.frame, "Groceries", { note: "three lemons", shot: (p) => t.screenshot(p, "43-powerbox-chooser") });
+      const r = await call(dash.frame, "notes");
+      assert.ok(r.ok, `the notes call failed: ${r.text}`);
+      const got = JSON.parse(r.text.split("\n").slice(1).join("\n"));
+      assert.equal(got.text, "three lemons", "the dashboard shows the chosen note");
+      assert.ok(!r.text.includes("milk and bread"), "the other note is out of reach");
+      expectStatus(await admin.goto(server.url(`/grains/${notes.id}/reach`)), 200, "the notes grain's reach page");
+      await expectText(admin.locator("#reach-into tr[data-grant]"), "may use Notes in “Groceries” below /api/notes/2/ (“three lemons”)", { what: "the narrowed grant" });
     },
   },
   {
