@@ -113,7 +113,7 @@
     const frameEl = el("iframe", { id: "powerbox-chooser", class: "pb-chooser", src: r.url, title: `Choose in ${o.title}` });
     const status = el("div", { role: "status" });
     dialog.classList.add("pb-wide");
-    show(el("h2", {}, `Choose in “${o.title}”`), el("p", { class: "muted" }, `${o.verbPhrase}: choose what to give in the grain's own page below.`),
+    show(el("h2", {}, `Choose in “${o.title}”`), el("p", { class: "muted" }, "Choose what to give in the grain's own page below; nothing is granted until you do."),
       frameEl, status, el("div", { class: "actions" }, cancelButton()));
     chooser = { id, timer: null };
     const tick = async () => {
