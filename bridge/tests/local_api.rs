@@ -406,3 +406,23 @@ fn fulfil_asks_the_sessions_context_for_a_web_api_below_a_prefix() {
         assert_eq!(p.record.borrow().fulfilled.len(), 3, "refused bodies never reach the platform");
     });
 }
+
+#[test]
+fn an_offer_asks_the_sessions_context_to_offer_the_grains_own_web_api() {
+    use capnp::traits::HasTypeId;
+    run(async |p| {
+        p.open_session("sess-1").await;
+        let post = |body: Value| http(&p, "POST", "/offer", &[("content-type", "application/json")], body.to_string().into_bytes());
+        let a = post(json!({"sessionId": "sess-1", "title": "Key for a script", "description": "reads the feed"})).await;
+        assert_eq!((a.status, a.json()), (200, json!({})), "{}", a.text());
+        let web = <granary_schema::web_session_capnp::web_session::Client as HasTypeId>::TYPE_ID;
+        assert_eq!(p.record.borrow().offered, [(true, vec![web], true, "Key for a script".to_string(), "reads the feed".to_string())]);
+        let a = post(json!({"sessionId": "sess-2"})).await;
+        assert_eq!(a.status, 404);
+        assert!(a.error().contains("no open session `sess-2`"), "{}", a.error());
+        let a = post(json!({"title": "x"})).await;
+        assert_eq!(a.status, 400);
+        assert!(a.error().contains("`sessionId` is missing"), "{}", a.error());
+        assert_eq!(p.record.borrow().offered.len(), 1);
+    });
+}

@@ -17,6 +17,7 @@ mod grain_tokens;
 mod grains;
 mod powerbox_chooser;
 mod powerbox_host;
+mod powerbox_offer;
 mod powerbox_provider;
 mod powerbox_rpc;
 mod ratelimit;

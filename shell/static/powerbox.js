@@ -160,6 +160,54 @@
     }
   }
 
+  // Offers (SessionContext.offer): the app offered the person an API key for this grain. The
+  // page asks every 2 s while visible and shows one when no other dialog is open; the key is
+  // made only if the person accepts, and the app never sees it.
+  async function showOffer(o) {
+    const answer = async (what) => {
+      const r = await fetch(`/grains/${grain}/powerbox/offer/${o.id}/${what}`, { method: "POST", body: new URLSearchParams({ csrf, session }), credentials: "same-origin" });
+      let j = null;
+      try { j = await r.json(); } catch (_) { /* not JSON */ }
+      if (!r.ok || !j) throw new Error((j && j.error) || `The server answered ${r.status}.`);
+      return j;
+    };
+    const close = (label) => el("button", { type: "button", class: "secondary", onclick: () => dialog.close() }, label);
+    const decline = el("button", { type: "button", class: "secondary", id: "powerbox-offer-decline", onclick: () => { answer("decline").catch(() => {}); dialog.close(); } }, "No thanks");
+    const accept = el("button", { type: "button", id: "powerbox-offer-accept" }, "Create the key");
+    accept.addEventListener("click", async () => {
+      accept.disabled = true;
+      try {
+        const r = await answer("accept");
+        const field = (id, label, value) => { const i = el("input", { id, readonly: "", "aria-label": label }); i.value = value; return el("label", {}, label, i); };
+        const copy = el("button", { type: "button", class: "secondary", onclick: () => navigator.clipboard && navigator.clipboard.writeText(r.token) }, "Copy the key");
+        show(el("h2", {}, r.petname), el("p", { class: "muted" }, "Keep this key secret: anyone who has it can use this grain as you. Revoke it on “What can this reach”."),
+          field("powerbox-offer-host", "Address", r.host), field("powerbox-offer-token", "Key", r.token), el("div", { class: "actions" }, copy, close("Done")));
+      } catch (e) {
+        show(el("h2", {}, "API key"), el("div", { class: "error", role: "alert" }, e.message), el("div", { class: "actions" }, close("Close")));
+      }
+    });
+    const what = [o.title || "An API key", o.verbPhrase].filter(Boolean).join(": ");
+    show(el("h2", {}, "This grain offers you an API key"), el("p", { id: "powerbox-offer-title" }, what),
+      ...(o.description ? [el("p", { class: "muted" }, o.description)] : []),
+      el("p", { class: "muted" }, "The key would let a program outside Granary use this grain's API as you, with at most your permissions."),
+      el("div", { class: "actions" }, decline, accept));
+  }
+
+  async function watchOffers() {
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 2000));
+      if (document.visibilityState !== "visible" || dialog.open) continue;
+      let r;
+      try {
+        r = await fetch(`/grains/${grain}/powerbox/offers`, { method: "POST", body: new URLSearchParams({ csrf, session }), credentials: "same-origin" });
+      } catch (_) { continue; }
+      if (r.status === 404 || r.status === 403) return; // the session ended: reloading starts anew
+      const j = r.ok ? await r.json().catch(() => null) : null;
+      if (j && j.offer && !dialog.open) showOffer(j.offer);
+    }
+  }
+  watchOffers();
+
   dialog.addEventListener("cancel", (e) => { e.preventDefault(); finish({ canceled: true }); });
 
   window.addEventListener("message", (event) => {

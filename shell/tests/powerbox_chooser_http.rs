@@ -3,7 +3,9 @@
 //! that page, the page's app fulfils through the bridge's `/fulfill` (→ supervisor →
 //! `SessionContext.fulfillRequest`), the dialog's poll gets the claim, and the requester's
 //! grant reaches only below the narrowed prefix. What a chooser may not grant is refused.
-//! The apps are `grain_app/powerbox_app.py` (Debian's python3 in a grain).
+//! And `SessionContext.offer`: an app offers the person an API key, which only their page is
+//! given and only their click makes. The apps are `grain_app/powerbox_app.py` (Debian's
+//! python3 in a grain).
 
 mod common;
 mod grainkit;
@@ -176,4 +178,47 @@ chooser_path = "/choose""#;
     }
     let reach = ann.get(&format!("/grains/{}/reach", consumer.id));
     assert!(reach.body.contains("may use Picked API in “Provider” below /api/one/ (“Item one”)"), "{}", reach.body);
+}
+
+#[test]
+fn an_offered_api_key_is_made_only_when_the_person_accepts_it_in_the_shell() {
+    require_root();
+    let s = TestServer::start_with(&["--bridge", bridge().to_str().unwrap()]);
+    let mut ann = grainkit::admin(&s);
+    let pkg = pbkit::install_app(&mut ann);
+    let mut g = open(&s, &mut ann, &pkg, "Offering");
+    let other = open(&s, &mut ann, &pkg, "Other");
+    let offers = |ann: &mut Client, g: &Open| dialog(ann, g, "offers", &[]);
+    assert_eq!(offers(&mut ann, &g), (200, json!({ "offer": null })));
+
+    // The app offers; only this grain's page is given it, once.
+    let (status, v) = app(&mut g.o, "/offer", json!({ "title": "Key for my script", "description": "Reads the feed." }));
+    assert_eq!((status, &v), (200, &json!({})));
+    assert_eq!(offers(&mut ann, &other), (200, json!({ "offer": null })), "another grain's page");
+    let (_, v) = offers(&mut ann, &g);
+    assert_eq!((v["offer"]["title"].as_str(), v["offer"]["description"].as_str()), (Some("Key for my script"), Some("Reads the feed.")), "{v}");
+    let first = v["offer"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(offers(&mut ann, &g), (200, json!({ "offer": null })), "given once");
+
+    // Declined: nothing is made, and it cannot be accepted afterwards; nor from another page.
+    assert_eq!(dialog(&mut ann, &other, &format!("offer/{first}/accept"), &[]).0, 404, "another session's page");
+    assert_eq!(dialog(&mut ann, &g, &format!("offer/{first}/decline"), &[]), (200, json!({ "declined": true })));
+    assert_eq!(dialog(&mut ann, &g, &format!("offer/{first}/accept"), &[]).0, 404);
+    assert!(!ann.get(&format!("/grains/{}/reach", g.id)).body.contains("data-token"), "declining made no key");
+
+    // Accepted: a grain API token as the person, which a program uses.
+    app(&mut g.o, "/offer", json!({ "title": "Key for my script" }));
+    let id = offers(&mut ann, &g).1["offer"]["id"].as_str().unwrap().to_owned();
+    let (status, key) = dialog(&mut ann, &g, &format!("offer/{id}/accept"), &[]);
+    assert_eq!(status, 200, "{key}");
+    let host = format!("{}/grain-api", s.base_url);
+    assert_eq!((key["host"].as_str(), key["petname"].as_str()), (Some(host.as_str()), Some("Key for my script")));
+    let token = key["token"].as_str().unwrap();
+    assert!(token.starts_with("gk_"), "{key}");
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut r = agent.get(format!("{host}/api/feed")).header("Authorization", format!("Bearer {token}")).call().unwrap();
+    let body: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!((r.status().as_u16(), body["api"].as_str(), body["permissions"].as_str()), (200, Some("/api/feed"), Some("edit")), "{body}");
+    assert!(ann.get(&format!("/grains/{}/reach", g.id)).body.contains("Key for my script"), "listed with Revoke");
+
 }

@@ -64,6 +64,8 @@ pub struct Record {
     pub mail: Vec<(Vec<String>, Vec<u8>)>,
     /// `fulfillRequest` calls: what they carried.
     pub fulfilled: Vec<Fulfilled>,
+    /// `offer` calls: (cap is null, tag ids, the tag's value is null, title, description).
+    pub offered: Vec<(bool, Vec<u64>, bool, String, String)>,
 }
 
 /// One `fulfillRequest` as the fake context saw it.
@@ -299,6 +301,21 @@ impl session_context::Server for FakeContext {
         if refused {
             return Err(capnp::Error::failed("this session was not opened as a powerbox chooser".into()));
         }
+        Ok(())
+    }
+
+    async fn offer(self: capnp::capability::Rc<Self>, params: session_context::OfferParams, _: session_context::OfferResults) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let tags = p.get_descriptor()?.get_tags()?;
+        let info = p.get_display_info()?;
+        let o = (
+            p.get_cap().is_null(),
+            tags.iter().map(|t| t.get_id()).collect(),
+            tags.iter().all(|t| !t.has_value()),
+            info.get_title()?.to_string()?,
+            info.get_description()?.to_string()?,
+        );
+        self.0.record.borrow_mut().offered.push(o);
         Ok(())
     }
 }

@@ -38,6 +38,9 @@ pub fn dialog(server: &Server, s: &Session, req: &Req, grain_id: &str, what: &st
     if let Some(rest) = what.strip_prefix("chooser/") {
         return Ok(chooser_state(server, s, &session.label, rest));
     }
+    if what == "offers" || what.starts_with("offer/") {
+        return offer_route(server, s, &session.label, &grain, what);
+    }
     let query = match powerbox_host::parse_query(form.get("query").map(String::as_str).unwrap_or("")) {
         Ok(q) => q,
         Err(e) => return Ok(json_error(StatusCode::BAD_REQUEST, &format!("The grain's request is malformed: {e}. Tell the app's developer."))),
@@ -92,6 +95,40 @@ fn chooser_state(server: &Server, s: &Session, requester_session: &str, rest: &s
         powerbox_chooser::Poll::Done(f) => json(StatusCode::OK, j!({ "state": "done", "token": f.token, "descriptor": f.descriptor })),
         powerbox_chooser::Poll::Gone => gone(),
     }
+}
+
+/// `POST /grains/<id>/powerbox/offers` (the grain page polls it): `{"offer": {id, title,
+/// verbPhrase, description}}` once per offer the session's app made, else `{"offer": null}`.
+/// `…/offer/<id>/accept` mints a grain API token as the person (their current permissions) and
+/// answers `{token, host, petname}` for the shell's dialog; `…/offer/<id>/decline` drops it.
+fn offer_route(server: &Server, s: &Session, label: &str, grain: &grains::Grain, what: &str) -> anyhow::Result<Resp> {
+    let now = crate::accounts::now();
+    if what == "offers" {
+        let o = server.powerbox.offers.borrow_mut().take_unshown(label, now);
+        let offer = o.map(|o| j!({ "id": o.id, "title": o.title, "verbPhrase": o.verb_phrase, "description": o.description }));
+        return Ok(json(StatusCode::OK, j!({ "offer": offer })));
+    }
+    let rest = &what["offer/".len()..];
+    let (id, accept) = match (rest.strip_suffix("/accept"), rest.strip_suffix("/decline")) {
+        (Some(id), _) => (id, true),
+        (_, Some(id)) => (id, false),
+        _ => return Ok(json_error(StatusCode::NOT_FOUND, "There is nothing at this address.")),
+    };
+    let Some(o) = server.powerbox.offers.borrow_mut().remove(id, label, &s.2.id, now) else {
+        return Ok(json_error(StatusCode::NOT_FOUND, "This offer was answered already or is older than 10 minutes."));
+    };
+    if !accept {
+        return Ok(json(StatusCode::OK, j!({ "declined": true })));
+    }
+    let world = crate::powerbox_host::ShellWorld { db: &server.db };
+    let Some(permissions) = granary_powerbox::World::user_permissions(&world, &s.2.id, &grain.id) else {
+        return Ok(json_error(StatusCode::FORBIDDEN, "You no longer have access to this grain."));
+    };
+    let petname = if o.title.is_empty() { "API key" } else { o.title.as_str() };
+    let (secret, t) = crate::grain_tokens::mint(&server.db, &grain.id, &s.2.id, permissions, petname)?;
+    tracing::info!(grain = %grain.id, token = %t.id, by = %s.2.username, "grain API token made from an offer");
+    let host = format!("{}{}", server.base.url, crate::gateway::grain_api::PREFIX);
+    Ok(json(StatusCode::OK, j!({ "token": secret, "host": host, "petname": t.petname })))
 }
 
 /// `renderTemplate`: mints a grain API token as the person (with at most the chosen role's

@@ -9,6 +9,7 @@
 # POST /burst  {"token", "n"}: n saves of copies of token, each returned token appended (and
 #              fsynced) to /var/tokens.txt before the next save starts   -> {"saved": k}
 # POST /mail   {"token", "to": [...], "message"}                -> the bridge's /mail/send answer
+# POST /offer  {"title", "description"?}: the bridge's /offer for this session (an API key offer)
 # POST /fulfill {"api", "pathPrefix"?, "title"?}: the bridge's /fulfill for this session (a
 #              chooser page's answer to the powerbox request it was opened for)
 # POST /awake  {"reason"} / POST /asleep {"id"}: the bridge's /stay-awake (wake locks)
@@ -128,6 +129,9 @@ class App(http.server.BaseHTTPRequestHandler):
         elif self.path == "/fulfill":
             b["sessionId"] = self.headers.get("X-Granary-Session-Id", "")
             self.reply(*local("POST", "/fulfill", b))
+        elif self.path == "/offer":
+            b["sessionId"] = self.headers.get("X-Granary-Session-Id", "")
+            self.reply(*local("POST", "/offer", b))
         elif self.path == "/mail":
             to = "&".join("to=" + urllib.request.quote(t) for t in b["to"])
             self.reply(*local("POST", "/mail/send?" + to, b["message"].encode(), {"Authorization": "Bearer " + b["token"]}))
