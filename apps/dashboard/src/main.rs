@@ -68,13 +68,14 @@ fn handle(app: &App, req: &Request) -> Response {
         (_, "/state") if get => state(app),
         (_, "/descriptor") if get => descriptor_for(req),
         ("POST", "/connect") => connect(app, req),
+        ("POST", "/offer-key") => offer_key(app, req),
         _ => match (req.method.as_str(), kind_in("/call/"), kind_in("/connections/")) {
             ("POST", Some(Ok(kind)), _) => Response::json(200, &call(app, kind, req)),
             ("DELETE", _, Some(Ok(kind))) => forget(app, kind),
             (_, Some(Err(k)), _) | (_, _, Some(Err(k))) => Response::error(404, &format!("unknown kind `{k}`; use notes, http or mail")),
             (_, Some(Ok(_)), _) => Response::error(405, "use POST").header("Allow", "POST"),
             (_, _, Some(Ok(_))) => Response::error(405, "use DELETE").header("Allow", "DELETE"),
-            _ if ["/", "/state", "/descriptor", "/connect"].contains(&path) => Response::error(405, "wrong method for this route; see the dashboard's README"),
+            _ if ["/", "/state", "/descriptor", "/connect", "/offer-key"].contains(&path) => Response::error(405, "wrong method for this route; see the dashboard's README"),
             _ => Response::error(404, &format!("no route {path}")),
         },
     }
@@ -164,6 +165,18 @@ fn connect(app: &App, req: &Request) -> Response {
             Response::json(200, &Json::obj(m))
         }
         Err(e) => Response::error(500, &e),
+    }
+}
+
+/// `POST /offer-key`: asks the platform to offer the person an API key for this dashboard
+/// (`SessionContext.offer`); Granary shows the offer in its own dialog.
+fn offer_key(app: &App, req: &Request) -> Response {
+    let Some(session) = req.header("x-granary-session-id").filter(|s| !s.is_empty()) else {
+        return Response::error(400, "this request has no X-Granary-Session-Id header: open the dashboard through Granary, which sets it");
+    };
+    match app.platform.offer(session, "Dashboard state for a script", "A program with this key can read the dashboard's state at /state.") {
+        Ok(()) => Response::json(200, &Json::obj([("ok", Json::Bool(true))])),
+        Err(e) => Response::error(502, &format!("the platform refused the offer: {e}")),
     }
 }
 

@@ -440,6 +440,46 @@ export const scenarios = [
     },
   },
   {
+    name: "powerbox: an API key the dashboard's server offers is shown by the shell and made only when accepted",
+    timeout: TIMEOUT,
+    async run(t) {
+      const { server, admin, dashboardApp } = await powerboxServer(t);
+      const dash = await dashboardGrain(admin, server, dashboardApp);
+      const dialog = admin.locator("dialog#powerbox[open]");
+      // No thanks: nothing is made.
+      await dash.frame.locator("#offer-key").click();
+      await expectText(dash.frame.locator("#api-token-status"), "Granary will show you the offer.");
+      await expectText(dialog.locator("#powerbox-offer-title"), "Dashboard state for a script", { what: "the offer in the shell's dialog" });
+      await dialog.locator("#powerbox-offer-decline").click();
+      await expectHidden(admin.locator("dialog#powerbox"), { what: "the dialog after No thanks" });
+      // Accepted: the shell shows the key; the grain's page never sees it.
+      await dash.frame.locator("#offer-key").click();
+      await expectText(dialog.locator("#powerbox-offer-title"), "Dashboard state for a script", { what: "the second offer" });
+      await dialog.locator("#powerbox-offer-accept").click();
+      const field = dialog.locator("#powerbox-offer-token");
+      await field.waitFor();
+      const token = await field.inputValue();
+      assert.match(token, /^gk_[0-9a-f]{64}$/, "the key");
+      assert.equal(await dialog.locator("#powerbox-offer-host").inputValue(), server.url("/grain-api"), "the address");
+      await t.screenshot(admin, "44-powerbox-offer");
+      assert.ok(!(await dash.frame.locator("body").innerText()).includes(token), "the grain's page never sees the key");
+      const url = new URL(server.url("/grain-api/state"));
+      const r = await new Promise((resolve, reject) => {
+        const req = http.request({ host: "127.0.0.1", port: url.port, path: url.pathname, headers: { host: url.host, authorization: `Bearer ${token}` } }, (res) => {
+          let body = "";
+          res.on("data", (c) => { body += c; });
+          res.on("end", () => resolve({ status: res.statusCode, body }));
+        });
+        req.on("error", reject);
+        req.end();
+      });
+      assert.equal(r.status, 200, `the key works: ${r.body}`);
+      assert.ok("connections" in JSON.parse(r.body), "the dashboard's /state answered");
+      expectStatus(await admin.goto(server.url(`/grains/${dash.id}/reach`)), 200, "the reach page");
+      assert.equal(await admin.locator("#reach-tokens tr[data-token]").count(), 1, "one key: the declined offer made none");
+    },
+  },
+  {
     name: "powerbox: canceling the dialog grants nothing; with no Notes grain the dialog says nothing provides it",
     timeout: TIMEOUT,
     async run(t) {
