@@ -253,6 +253,10 @@ pub fn fulfil(server: &Server, session: &str, offered: powerbox_descriptor::Read
     if granary_powerbox::check(&pending.requirements, &ShellWorld { db: &server.db }).is_err() {
         return Err(FulfilError::LostAccess);
     }
+    if server.gateway.get(&c.chooser_session).is_none() {
+        // Its session ended (the person's access changed): the dialog no longer shows it.
+        return Err(FulfilError::NotChooser);
+    }
     let token = server.powerbox.claims.borrow_mut().issue(&c.requester_session, &c.user, pending, accounts::now());
     c.result = Some(Fulfilled { token: token.as_str().to_owned(), descriptor: matching::encode_descriptor(&granted) });
     tracing::info!(chooser = %c.id, provider = %c.provider_grain, requester = %c.requester_grain, "powerbox chooser fulfilled");
@@ -276,7 +280,12 @@ pub fn poll(server: &Server, user: &str, requester_session: &str, id: &str) -> P
     match book.get(id) {
         Some(c) if c.user == user && c.requester_session == requester_session => {
             if c.result.is_none() {
-                return Poll::Pending;
+                if server.gateway.get(&c.chooser_session).is_some() {
+                    return Poll::Pending;
+                }
+                // Its session ended (the person's access to the provider changed): so does it.
+                book.remove(id);
+                return Poll::Gone;
             }
         }
         _ => return Poll::Gone,

@@ -74,6 +74,43 @@ fn fulfil(o: &mut Origin, body: Value) -> (u16, Value) {
     app(o, "/fulfill", body)
 }
 
+const PW: &str = "correct horse battery";
+
+fn invite(s: &TestServer, admin: &mut Client, name: &str) -> Client {
+    let csrf = admin.get("/admin").hidden("csrf");
+    let page = admin.post("/admin/invite", &[("csrf", &csrf)]);
+    let url = page.hidden_attr("id=\"invite-url\" type=\"text\" readonly value");
+    let path = format!("/invite/{}", url.rsplit('/').next().unwrap());
+    let mut c = Client::new(s);
+    let page = c.get(&path);
+    let r = c.post(&path, &[("csrf", &page.hidden("csrf")), ("username", name), ("display_name", name), ("password", PW), ("password2", PW)]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    c
+}
+
+fn share(c: &mut Client, grain_id: &str, role: &str, label: &str) -> String {
+    let csrf = c.get(&format!("/grains/{grain_id}/access")).hidden("csrf");
+    let r = c.post(&format!("/grains/{grain_id}/share"), &[("csrf", &csrf), ("role", role), ("label", label)]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let url = r.hidden_attr("id=\"new-link-url\" type=\"text\" readonly value");
+    url.split_once("/share/").map(|(_, t)| format!("/share/{t}")).unwrap()
+}
+
+/// Opens a share link as oneself (the grain joins "Shared with me").
+fn open_link(c: &mut Client, share_path: &str) {
+    let choose = c.get(share_path);
+    let r = c.post(share_path, &[("csrf", &choose.hidden("csrf")), ("mode", "reveal")]);
+    assert!(r.location().starts_with("/grains/"), "{}", r.body);
+}
+
+fn link_id(page: &str, label: &str) -> String {
+    page.split("data-link=\"")
+        .skip(1)
+        .find(|row| row.split("<td>").nth(1).is_some_and(|cell| cell.starts_with(&format!("{label}</td>"))))
+        .map(|row| row.split('"').next().unwrap().to_owned())
+        .unwrap_or_else(|| panic!("no link labelled {label}"))
+}
+
 #[test]
 fn a_chooser_page_narrows_the_grant_and_only_it_can_fulfil() {
     require_root();
@@ -178,6 +215,41 @@ chooser_path = "/choose""#;
     }
     let reach = ann.get(&format!("/grains/{}/reach", consumer.id));
     assert!(reach.body.contains("may use Picked API in “Provider” below /api/one/ (“Item one”)"), "{}", reach.body);
+}
+
+#[test]
+fn a_chooser_ends_when_the_person_loses_access_to_the_provider() {
+    require_root();
+    let s = TestServer::start_with(&["--bridge", bridge().to_str().unwrap()]);
+    let mut ann = grainkit::admin(&s);
+    let provides = r#"[[powerbox.provides]]
+api = "picked-api"
+title = "Picked API"
+path_prefix = "/api/"
+permissions = ["edit"]
+chooser_path = "/choose""#;
+    let provider_pkg = grainkit::install_python_app(&mut ann, "powerbox_app.py", "Chooser provider", "", provides);
+    let consumer_pkg = pbkit::install_app(&mut ann);
+    let provider = open(&s, &mut ann, &provider_pkg, "Provider");
+    let mut bob = invite(&s, &mut ann, "bob");
+    let link = share(&mut ann, &provider.id, "1", "for bob, editor");
+    open_link(&mut bob, &link);
+    let bobs = open(&s, &mut bob, &consumer_pkg, "Bob's consumer");
+    let query = vec![encode_descriptor(&http_api_descriptor(None, None, Some("picked-api")))];
+    let option = format!("grain:{}:picked-api:0", provider.id);
+    let (id, mut page, landing) = open_chooser(&s, &mut bob, &bobs, &query, &option);
+    assert_eq!(page.get(&landing, &[]).status, 200, "Bob's chooser page, as an editor");
+    assert_eq!(poll(&mut bob, &bobs, &id), (200, json!({ "state": "pending" })));
+
+    // Ann revokes Bob's link: his chooser session ends, and the dialog's poll learns it.
+    let access = ann.get(&format!("/grains/{}/access", provider.id));
+    let link = link_id(&access.body, "for bob, editor");
+    let r = ann.post(&format!("/grains/{}/links/{link}/revoke", provider.id), &[("csrf", &access.hidden("csrf"))]);
+    assert!(r.status == 303 || r.status == 200, "{}", r.body);
+    assert_ne!(page.get(&landing, &[]).status, 200, "the chooser's session ended");
+    let (status, v) = poll(&mut bob, &bobs, &id);
+    assert_eq!(status, 404, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("your access to that grain changed"), "{v}");
 }
 
 #[test]

@@ -86,7 +86,7 @@ pub fn dialog(server: &Server, s: &Session, req: &Req, grain_id: &str, what: &st
 /// "pending"}`, `{"state": "done", token, descriptor}` (the chooser then ends), or 404 when it
 /// is gone; `…/<chooser id>/cancel` ends it.
 fn chooser_state(server: &Server, s: &Session, requester_session: &str, rest: &str) -> Resp {
-    let gone = || json_error(StatusCode::NOT_FOUND, "This choice was closed or took longer than 10 minutes; ask again.");
+    let gone = || json_error(StatusCode::NOT_FOUND, "This choice was closed, your access to that grain changed, or it took longer than 10 minutes; ask again.");
     if let Some(id) = rest.strip_suffix("/cancel") {
         return if powerbox_chooser::cancel(server, &s.2.id, requester_session, id) { json(StatusCode::OK, j!({ "state": "canceled" })) } else { gone() };
     }
