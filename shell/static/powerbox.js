@@ -46,6 +46,7 @@
 
   function finish(answer) {
     endChooser(true);
+    dialog.classList.remove("pb-wide");
     if (pending !== null) reply({ rpcId: pending, ...answer });
     pending = null;
     if (dialog.open) dialog.close();
@@ -130,7 +131,6 @@
       if (!chooser || chooser.id !== id) return;
       if (state.state === "done") {
         chooser = null; // the server ended it with this answer
-        dialog.classList.remove("pb-wide");
         finish({ token: state.token, descriptor: state.descriptor });
         return;
       }
