@@ -30,6 +30,7 @@ pub mod app;
 pub mod app_objects;
 pub mod body;
 pub mod config;
+mod fulfill;
 pub mod headers;
 pub mod limits;
 pub mod local_api;

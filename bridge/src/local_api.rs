@@ -3,6 +3,10 @@
 //!
 //! - `POST /claim` `{"sessionId","claimToken","label","requiredPermissions":[…]}`: the session's
 //!   `SessionContext.claimRequest`, then `GrainApi.save` → `{"token":"gs_…"}`.
+//! - `POST /fulfill` `{"sessionId","api","pathPrefix","title",…}`: a chooser page's
+//!   `SessionContext.fulfillRequest` ([`crate::fulfill`]).
+//! - `POST /offer` `{"sessionId","title","description"}`: `SessionContext.offer` of an API key
+//!   for the grain's own HTTP API, which the person sees in the shell's dialog.
 //! - `DELETE /tokens/gs_…`: `GrainApi.drop`.
 //! - `POST /mail/send?to=…` with `Authorization: Bearer gs_…`: `MailSender.send`.
 //! - any request in absolute form (`GET http://host/path`) with `Authorization: Bearer gs_…`:
@@ -148,6 +152,8 @@ async fn handle(bridge: &Rc<Bridge>, req: Request<Incoming>) -> Result<ApiRespon
     let platform = &bridge.platform;
     match (req.method().clone(), path.as_str()) {
         (Method::POST, "/claim") => claim(bridge, req.into_body()).await,
+        (Method::POST, "/fulfill") => crate::fulfill::fulfill(bridge, req.into_body()).await,
+        (Method::POST, "/offer") => crate::fulfill::offer(bridge, req.into_body()).await,
         (Method::DELETE, p) if p.starts_with("/tokens/") => {
             let token = decode_token(&p["/tokens/".len()..])
                 .ok_or_else(|| ApiError::new(400, "the path must be /tokens/gs_… with a token /claim returned"))?;
@@ -178,7 +184,7 @@ async fn handle(bridge: &Rc<Bridge>, req: Request<Incoming>) -> Result<ApiRespon
         }
         _ => Err(ApiError::new(
             404,
-            "no such route: the local API has POST /claim, POST /save, DELETE /tokens/<token>, POST /mail/send, \
+            "no such route: the local API has POST /claim, POST /fulfill, POST /offer, POST /save, DELETE /tokens/<token>, POST /mail/send, \
              POST /stay-awake, DELETE /stay-awake/<id>, \
              and proxies absolute-form requests (http://host/path) with Authorization: Bearer gs_…",
         )),

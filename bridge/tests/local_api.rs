@@ -366,3 +366,63 @@ fn a_remote_body_cut_short_cuts_the_apps_connection() {
         assert!(got < 1 << 20, "the app sees fewer bytes than declared, never a complete body ({got})");
     });
 }
+
+#[test]
+fn fulfil_asks_the_sessions_context_for_a_web_api_below_a_prefix() {
+    use common::platform::Fulfilled;
+    use capnp::traits::HasTypeId;
+    run(async |p| {
+        p.open_session("sess-1").await;
+        let post = |body: Value| http(&p, "POST", "/fulfill", &[("content-type", "application/json")], body.to_string().into_bytes());
+        let a = post(json!({"sessionId": "sess-1", "api": "notes", "pathPrefix": "/api/notes/3/", "title": "buy milk", "verbPhrase": "may read one note"})).await;
+        assert_eq!((a.status, a.json()), (200, json!({})), "{}", a.text());
+        let want = Fulfilled {
+            cap_is_null: true,
+            tags: vec![<granary_schema::web_session_capnp::web_session::Client as HasTypeId>::TYPE_ID],
+            api_name: "notes".into(),
+            path_prefix: Some("/api/notes/3/".into()),
+            origin_is_null: true,
+            title: "buy milk".into(),
+            verb_phrase: "may read one note".into(),
+        };
+        assert_eq!(p.record.borrow().fulfilled, [want]);
+        // Without a prefix the platform grants the declared one: the field stays null.
+        let a = post(json!({"sessionId": "sess-1", "api": "notes"})).await;
+        assert_eq!(a.status, 200, "{}", a.text());
+        assert_eq!(p.record.borrow().fulfilled[1].path_prefix, None);
+
+        // What the platform refuses is 403 with its words; a wrong session or body says what to send.
+        let a = post(json!({"sessionId": "sess-1", "api": "refused"})).await;
+        assert_eq!(a.status, 403);
+        assert!(a.error().contains("not opened as a powerbox chooser"), "{}", a.error());
+        let a = post(json!({"sessionId": "sess-9", "api": "notes"})).await;
+        assert_eq!(a.status, 404);
+        assert!(a.error().contains("no open session `sess-9`") && a.error().contains("chooser page"), "{}", a.error());
+        for (body, want) in [(json!({"sessionId": "sess-1"}), "`api` is missing"), (json!({"api": "notes"}), "`sessionId` is missing"), (json!({"sessionId": "sess-1", "api": 3}), "`api` must be a string")] {
+            let a = post(body).await;
+            assert_eq!(a.status, 400);
+            assert!(a.error().contains(want), "{}", a.error());
+        }
+        assert_eq!(p.record.borrow().fulfilled.len(), 3, "refused bodies never reach the platform");
+    });
+}
+
+#[test]
+fn an_offer_asks_the_sessions_context_to_offer_the_grains_own_web_api() {
+    use capnp::traits::HasTypeId;
+    run(async |p| {
+        p.open_session("sess-1").await;
+        let post = |body: Value| http(&p, "POST", "/offer", &[("content-type", "application/json")], body.to_string().into_bytes());
+        let a = post(json!({"sessionId": "sess-1", "title": "Key for a script", "description": "reads the feed"})).await;
+        assert_eq!((a.status, a.json()), (200, json!({})), "{}", a.text());
+        let web = <granary_schema::web_session_capnp::web_session::Client as HasTypeId>::TYPE_ID;
+        assert_eq!(p.record.borrow().offered, [(true, vec![web], true, "Key for a script".to_string(), "reads the feed".to_string())]);
+        let a = post(json!({"sessionId": "sess-2"})).await;
+        assert_eq!(a.status, 404);
+        assert!(a.error().contains("no open session `sess-2`"), "{}", a.error());
+        let a = post(json!({"title": "x"})).await;
+        assert_eq!(a.status, 400);
+        assert!(a.error().contains("`sessionId` is missing"), "{}", a.error());
+        assert_eq!(p.record.borrow().offered.len(), 1);
+    });
+}

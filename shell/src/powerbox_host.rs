@@ -32,6 +32,10 @@ pub struct Pending {
 pub struct PowerboxHost {
     db: Rc<Db>,
     pub claims: RefCell<ClaimBook<Pending>>,
+    /// Provider chooser pages open in powerbox dialogs.
+    pub choosers: RefCell<crate::powerbox_chooser::ChooserBook>,
+    /// API keys apps offered, waiting for their grain page to show them.
+    pub offers: RefCell<crate::powerbox_offer::OfferBook>,
     pub membranes: MembraneRegistry,
     /// The HTTP driver's resolver overrides and allowlist (the allowlist follows the settings).
     pub net: Rc<RefCell<granary_powerbox::drivers::ssrf::NetPolicy>>,
@@ -45,6 +49,8 @@ impl PowerboxHost {
         PowerboxHost {
             db,
             claims: RefCell::new(ClaimBook::new()),
+            choosers: Default::default(),
+            offers: Default::default(),
             membranes: MembraneRegistry::new(),
             net: Rc::new(RefCell::new(net)),
             mail_rates: Default::default(),
@@ -102,6 +108,8 @@ pub fn start_recheck(server: &Rc<Server>) {
                     let _ = pb.grants().touch_last_used(&id, now);
                 }
                 pb.claims.borrow_mut().prune(now);
+                crate::powerbox_chooser::prune(&server);
+                pb.offers.borrow_mut().prune(now);
             }
         })
         .detach();

@@ -167,11 +167,29 @@ impl session_context::Server for SessionContextImpl {
         Ok(())
     }
 
-    async fn fulfill_request(self: CapRc<Self>, _: session_context::FulfillRequestParams, _: session_context::FulfillRequestResults) -> Result<(), Error> {
-        Err(Error::unimplemented("fulfillRequest: provider chooser UIs are not supported yet; declare the API in the manifest's [[powerbox.provides]] instead".into()))
+    async fn fulfill_request(self: CapRc<Self>, params: session_context::FulfillRequestParams, _: session_context::FulfillRequestResults) -> Result<(), Error> {
+        use crate::powerbox_chooser::{fulfil, FulfilError};
+        let p = params.get()?;
+        if !p.get_cap().is_null() {
+            return Err(Error::failed(FulfilError::CapGiven.to_string()));
+        }
+        let info = p.get_display_info()?;
+        let text = |t: capnp::Result<capnp::text::Reader<'_>>| t.ok().and_then(|t| t.to_str().ok()).unwrap_or_default().to_owned();
+        let (title, verb) = (text(info.get_title()), text(info.get_verb_phrase()));
+        let server = server(&self.server)?;
+        fulfil(&server, &self.session, p.get_descriptor()?, (&title, &verb)).map_err(|e| Error::failed(e.to_string()))
     }
 
-    async fn offer(self: CapRc<Self>, _: session_context::OfferParams, _: session_context::OfferResults) -> Result<(), Error> {
-        Err(Error::unimplemented("offer: offering capabilities to the user is not supported yet".into()))
+    async fn offer(self: CapRc<Self>, params: session_context::OfferParams, _: session_context::OfferResults) -> Result<(), Error> {
+        use crate::powerbox_offer::{offer, OfferError};
+        let p = params.get()?;
+        if !p.get_cap().is_null() {
+            return Err(Error::failed(OfferError::CapGiven.to_string()));
+        }
+        let info = p.get_display_info()?;
+        let text = |t: capnp::Result<capnp::text::Reader<'_>>| t.ok().and_then(|t| t.to_str().ok()).unwrap_or_default().to_owned();
+        let (title, verb, description) = (text(info.get_title()), text(info.get_verb_phrase()), text(info.get_description()));
+        let server = server(&self.server)?;
+        offer(&server, &self.grain_id, &self.session, p.get_descriptor()?, (&title, &verb, &description)).map_err(|e| Error::failed(e.to_string()))
     }
 }

@@ -12,6 +12,7 @@
   const frameOrigin = frameUrl.origin;
   const session = frameUrl.hostname.split(".")[0];
   let pending = null; // the rpcId of the open request, answered exactly once
+  let chooser = null; // {id, timer} while a provider's chooser page is shown in the dialog
 
   const reply = (msg) => frame.contentWindow.postMessage(msg, frameOrigin);
 
@@ -33,7 +34,19 @@
     return e;
   }
 
+  // Stops polling the chooser; `cancel` also tells the server, which ends its session.
+  function endChooser(cancel) {
+    if (!chooser) return;
+    const c = chooser;
+    chooser = null;
+    clearTimeout(c.timer);
+    dialog.classList.remove("pb-wide");
+    if (cancel) post(`/grains/${grain}/powerbox/chooser/${c.id}/cancel`, {}).catch(() => {});
+  }
+
   function finish(answer) {
+    endChooser(true);
+    dialog.classList.remove("pb-wide");
     if (pending !== null) reply({ rpcId: pending, ...answer });
     pending = null;
     if (dialog.open) dialog.close();
@@ -75,8 +88,12 @@
       if (o.description) button.append(el("small", { class: "muted" }, o.description));
       button.addEventListener("click", async () => {
         for (const b of list.querySelectorAll("button")) b.disabled = true;
-        status.replaceChildren(el("p", { class: "muted" }, "Granting…"));
+        status.replaceChildren(el("p", { class: "muted" }, o.chooser ? "Opening…" : "Granting…"));
         try {
+          if (o.chooser) {
+            await openChooser(o, query, label);
+            return;
+          }
           const r = await post(`/grains/${grain}/powerbox/pick`, { option: o.id, query, label });
           finish({ token: r.token, descriptor: r.descriptor });
         } catch (e) {
@@ -87,6 +104,39 @@
       list.append(el("li", {}, button));
     }
     show(heading, asked, el("p", { class: "muted" }, "Choose what to give it. You can revoke this later on the grain's “What can this reach” page."), list, status, el("div", { class: "actions" }, cancelButton()));
+  }
+
+  // The provider's own page, framed in the dialog, where the person chooses what to grant;
+  // its app ends the choice with fulfillRequest, which the dialog learns by polling.
+  async function openChooser(o, query, label) {
+    const r = await post(`/grains/${grain}/powerbox/chooser`, { option: o.id, query, label });
+    const id = r.chooser;
+    const frameEl = el("iframe", { id: "powerbox-chooser", class: "pb-chooser", src: r.url, title: `Choose in ${o.title}` });
+    const status = el("div", { role: "status" });
+    dialog.classList.add("pb-wide");
+    show(el("h2", {}, `Choose in “${o.title}”`), el("p", { class: "muted" }, "Choose what to give in the grain's own page below; nothing is granted until you do."),
+      frameEl, status, el("div", { class: "actions" }, cancelButton()));
+    chooser = { id, timer: null };
+    const tick = async () => {
+      if (!chooser || chooser.id !== id) return;
+      let state;
+      try {
+        state = await post(`/grains/${grain}/powerbox/chooser/${id}`, {});
+      } catch (e) {
+        if (!chooser || chooser.id !== id) return;
+        chooser = null;
+        status.replaceChildren(el("div", { class: "error", role: "alert" }, e.message));
+        return;
+      }
+      if (!chooser || chooser.id !== id) return;
+      if (state.state === "done") {
+        chooser = null; // the server ended it with this answer
+        finish({ token: state.token, descriptor: state.descriptor });
+        return;
+      }
+      chooser.timer = setTimeout(tick, 250);
+    };
+    chooser.timer = setTimeout(tick, 250);
   }
 
   // Mints a grain API token and shows the app's template with it filled in, here on the
@@ -109,6 +159,54 @@
       reply({ rpcId, error: e.message });
     }
   }
+
+  // Offers (SessionContext.offer): the app offered the person an API key for this grain. The
+  // page asks every 2 s while visible and shows one when no other dialog is open; the key is
+  // made only if the person accepts, and the app never sees it.
+  async function showOffer(o) {
+    const answer = async (what) => {
+      const r = await fetch(`/grains/${grain}/powerbox/offer/${o.id}/${what}`, { method: "POST", body: new URLSearchParams({ csrf, session }), credentials: "same-origin" });
+      let j = null;
+      try { j = await r.json(); } catch (_) { /* not JSON */ }
+      if (!r.ok || !j) throw new Error((j && j.error) || `The server answered ${r.status}.`);
+      return j;
+    };
+    const close = (label) => el("button", { type: "button", class: "secondary", onclick: () => dialog.close() }, label);
+    const decline = el("button", { type: "button", class: "secondary", id: "powerbox-offer-decline", onclick: () => { answer("decline").catch(() => {}); dialog.close(); } }, "No thanks");
+    const accept = el("button", { type: "button", id: "powerbox-offer-accept" }, "Create the key");
+    accept.addEventListener("click", async () => {
+      accept.disabled = true;
+      try {
+        const r = await answer("accept");
+        const field = (id, label, value) => { const i = el("input", { id, readonly: "", "aria-label": label }); i.value = value; return el("label", {}, label, i); };
+        const copy = el("button", { type: "button", class: "secondary", onclick: () => navigator.clipboard && navigator.clipboard.writeText(r.token) }, "Copy the key");
+        show(el("h2", {}, r.petname), el("p", { class: "muted" }, "Keep this key secret: anyone who has it can use this grain as you. Revoke it on “What can this reach”."),
+          field("powerbox-offer-host", "Address", r.host), field("powerbox-offer-token", "Key", r.token), el("div", { class: "actions" }, copy, close("Done")));
+      } catch (e) {
+        show(el("h2", {}, "API key"), el("div", { class: "error", role: "alert" }, e.message), el("div", { class: "actions" }, close("Close")));
+      }
+    });
+    const what = [o.title || "An API key", o.verbPhrase].filter(Boolean).join(": ");
+    show(el("h2", {}, "This grain offers you an API key"), el("p", { id: "powerbox-offer-title" }, what),
+      ...(o.description ? [el("p", { class: "muted" }, o.description)] : []),
+      el("p", { class: "muted" }, "The key would let a program outside Granary use this grain's API as you, with at most your permissions."),
+      el("div", { class: "actions" }, decline, accept));
+  }
+
+  async function watchOffers() {
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 2000));
+      if (document.visibilityState !== "visible" || dialog.open) continue;
+      let r;
+      try {
+        r = await fetch(`/grains/${grain}/powerbox/offers`, { method: "POST", body: new URLSearchParams({ csrf, session }), credentials: "same-origin" });
+      } catch (_) { continue; }
+      if (r.status === 404 || r.status === 403) return; // the session ended: reloading starts anew
+      const j = r.ok ? await r.json().catch(() => null) : null;
+      if (j && j.offer && !dialog.open) showOffer(j.offer);
+    }
+  }
+  watchOffers();
 
   dialog.addEventListener("cancel", (e) => { e.preventDefault(); finish({ canceled: true }); });
 

@@ -64,20 +64,26 @@ impl session_context::Server for ContextWrapper {
 
     async fn fulfill_request(self: CapRc<Self>, params: session_context::FulfillRequestParams, _: session_context::FulfillRequestResults) -> Result<(), Error> {
         let p = params.get()?;
-        let cap = self.caps.unwrap(p.get_cap().get_as_capability()?).await;
         let mut req = self.inner.fulfill_request_request();
         req.set(p)?;
-        req.get().init_cap().set_as_capability(cap.hook);
+        // A chooser page fulfils with no capability (the platform makes it): pass null on.
+        if !p.get_cap().is_null() {
+            let cap = self.caps.unwrap(p.get_cap().get_as_capability()?).await;
+            req.get().init_cap().set_as_capability(cap.hook);
+        }
         req.send().promise.await?;
         Ok(())
     }
 
     async fn offer(self: CapRc<Self>, params: session_context::OfferParams, _: session_context::OfferResults) -> Result<(), Error> {
         let p = params.get()?;
-        let cap = self.caps.unwrap(p.get_cap().get_as_capability()?).await;
         let mut req = self.inner.offer_request();
         req.set(p)?;
-        req.get().init_cap().set_as_capability(cap.hook);
+        // An offer of the grain's own API carries no capability (the platform makes the key).
+        if !p.get_cap().is_null() {
+            let cap = self.caps.unwrap(p.get_cap().get_as_capability()?).await;
+            req.get().init_cap().set_as_capability(cap.hook);
+        }
         req.send().promise.await?;
         Ok(())
     }

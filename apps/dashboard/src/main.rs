@@ -68,13 +68,14 @@ fn handle(app: &App, req: &Request) -> Response {
         (_, "/state") if get => state(app),
         (_, "/descriptor") if get => descriptor_for(req),
         ("POST", "/connect") => connect(app, req),
+        ("POST", "/offer-key") => offer_key(app, req),
         _ => match (req.method.as_str(), kind_in("/call/"), kind_in("/connections/")) {
             ("POST", Some(Ok(kind)), _) => Response::json(200, &call(app, kind, req)),
             ("DELETE", _, Some(Ok(kind))) => forget(app, kind),
             (_, Some(Err(k)), _) | (_, _, Some(Err(k))) => Response::error(404, &format!("unknown kind `{k}`; use notes, http or mail")),
             (_, Some(Ok(_)), _) => Response::error(405, "use POST").header("Allow", "POST"),
             (_, _, Some(Ok(_))) => Response::error(405, "use DELETE").header("Allow", "DELETE"),
-            _ if ["/", "/state", "/descriptor", "/connect"].contains(&path) => Response::error(405, "wrong method for this route; see the dashboard's README"),
+            _ if ["/", "/state", "/descriptor", "/connect", "/offer-key"].contains(&path) => Response::error(405, "wrong method for this route; see the dashboard's README"),
             _ => Response::error(404, &format!("no route {path}")),
         },
     }
@@ -167,6 +168,18 @@ fn connect(app: &App, req: &Request) -> Response {
     }
 }
 
+/// `POST /offer-key`: asks the platform to offer the person an API key for this dashboard
+/// (`SessionContext.offer`); Granary shows the offer in its own dialog.
+fn offer_key(app: &App, req: &Request) -> Response {
+    let Some(session) = req.header("x-granary-session-id").filter(|s| !s.is_empty()) else {
+        return Response::error(400, "this request has no X-Granary-Session-Id header: open the dashboard through Granary, which sets it");
+    };
+    match app.platform.offer(session, "Dashboard state for a script", "A program with this key can read the dashboard's state at /state.") {
+        Ok(()) => Response::json(200, &Json::obj([("ok", Json::Bool(true))])),
+        Err(e) => Response::error(502, &format!("the platform refused the offer: {e}")),
+    }
+}
+
 /// The JSON of one call's outcome: `{"ok", "status", "body", "error"}`.
 fn outcome(status: Option<u16>, body: &str, error: Option<String>) -> Json {
     Json::obj([
@@ -198,8 +211,9 @@ fn call(app: &App, kind: Kind, req: &Request) -> Json {
     let body = if req.body.is_empty() { Ok(Json::obj([])) } else { Json::parse(&String::from_utf8_lossy(&req.body)) };
     let Ok(body) = body else { return outcome(None, "", Some("the request body is not JSON".into())) };
     match kind {
-        // The path is relative to the provider's path prefix: /notes reaches its /api/notes.
-        Kind::Notes => answered(app.platform.get_through(&c.token, "http://notes/notes")),
+        // The path is relative to the grant's path prefix: / reaches the provider's /api/ (all
+        // its notes) or, for a grant of one note made in its chooser page, /api/notes/<id>/.
+        Kind::Notes => answered(app.platform.get_through(&c.token, "http://notes/")),
         Kind::Http => {
             let path = body.str_field("path").map(str::trim).filter(|p| !p.is_empty()).unwrap_or("/");
             if !path.starts_with('/') || !path.bytes().all(|b| b.is_ascii_graphic()) || path.len() > 2000 {

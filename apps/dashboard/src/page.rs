@@ -67,7 +67,7 @@ pre:empty{display:none}pre[data-ok=false]{background:#fdecea;color:var(--bad)}
 <section id="programs">
 <h2>A program outside Granary</h2>
 <p class="hint">Asks Granary to show you an API token for this dashboard's state, for a script of yours. Granary shows it; this page never sees it.</p>
-<div class="row"><button id="api-token">Get an API token</button></div>
+<div class="row"><button id="api-token">Get an API token</button><button id="offer-key" class="quiet">Have Granary offer me a key</button></div>
 <p id="api-token-status" class="status"></p>
 </section>
 </main>
@@ -229,6 +229,11 @@ for (const kind of KINDS) {
 }
 $("send-mail").addEventListener("click", () => call("mail"));
 $("api-token").addEventListener("click", apiToken);
+// The server side asks (SessionContext.offer); Granary shows the offer in its own dialog.
+$("offer-key").addEventListener("click", async () => {
+  const r = await api("POST", "/offer-key");
+  $("api-token-status").textContent = r.error ? "Granary said: " + r.error : "Granary will show you the offer.";
+});
 refresh();
 </script>
 </body></html>

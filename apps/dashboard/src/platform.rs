@@ -1,5 +1,5 @@
 //! The bridge's local API inside the grain (SPEC.md, "The app's side"): `$GRANARY_API` for
-//! `/claim`, `/tokens/<token>` and `/mail/send`, and `$HTTP_PROXY` for requests through a
+//! `/claim`, `/tokens/<token>`, `/offer` and `/mail/send`, and `$HTTP_PROXY` for requests through a
 //! saved capability (absolute-form requests with `Authorization: Bearer gs_…`).
 
 use granary_app_kit::http::{self, authority_of, percent_encode, ClientResponse};
@@ -70,6 +70,15 @@ impl Platform {
             Some(t) if t.starts_with("gs_") => Ok(t.to_owned()),
             _ => Err(format!("the platform's /claim answer has no gs_ token: {doc}")),
         }
+    }
+
+    /// `POST /offer`: asks the platform to offer the person using session `session_id` an API
+    /// key for this grain; the shell shows the offer, and the key is never seen here.
+    pub fn offer(&self, session_id: &str, title: &str, description: &str) -> Result<(), String> {
+        let body = Json::obj([("sessionId", Json::from(session_id)), ("title", Json::from(title)), ("description", Json::from(description))]).to_string();
+        let r = http::request(self.api()?, "POST", "/offer", &[("Content-Type", "application/json")], body.as_bytes(), MAX_ANSWER, CALL_TIMEOUT)
+            .map_err(|e| format!("cannot reach the platform at $GRANARY_API: {e}"))?;
+        if r.status == 200 { Ok(()) } else { Err(error_text(&r)) }
     }
 
     /// `DELETE /tokens/<token>`: drops the saved capability.

@@ -163,9 +163,9 @@ fn calls_go_through_the_proxy_with_the_token_and_show_revocation_verbatim() {
     connect(&a, "notes", "gc_tok", "");
     let r = json(&handle(&a, &req("POST", "/call/notes", None, "")));
     assert_eq!((r.get("ok"), r.get("status")), (Some(&Json::Bool(true)), Some(&Json::from(200u64))), "{r}");
-    assert_eq!(r.str_field("body"), Some(r#"[{"id":1,"text":"seen GET http://notes/notes"}]"#));
+    assert_eq!(r.str_field("body"), Some(r#"[{"id":1,"text":"seen GET http://notes/"}]"#));
     let call = seen.lock().unwrap().last().unwrap().clone();
-    assert_eq!((call.method.as_str(), call.target.as_str()), ("GET", "http://notes/notes"));
+    assert_eq!((call.method.as_str(), call.target.as_str()), ("GET", "http://notes/"));
     assert_eq!(header(&call, "authorization"), Some("Bearer gs_tok"));
 
     // A revoked grant: the platform's error text, verbatim.
@@ -264,4 +264,21 @@ fn descriptors_page_and_unknown_routes() {
 fn a_missing_environment_says_what_to_do() {
     let e = platform::tests_from_var("DASHBOARD_TEST_SURELY_UNSET").unwrap_err();
     assert!(e.contains("is not set: this dashboard must run inside a Granary grain"), "{e}");
+}
+
+#[test]
+fn offering_a_key_asks_the_platform_for_this_session() {
+    let (addr, seen) = fake_platform(Box::new(|s: &Seen| if s.body.contains("sess-bad") { (404, r#"{"error":"no open session `sess-bad`"}"#.into()) } else { (200, "{}".into()) }));
+    let (a, _var) = app("offer", &addr);
+    assert_eq!(handle(&a, &req("POST", "/offer-key", None, "")).status, 400, "no session header");
+    assert!(seen.lock().unwrap().is_empty());
+    let r = handle(&a, &req("POST", "/offer-key", Some("sess-1"), ""));
+    assert_eq!((r.status, json(&r)), (200, Json::parse(r#"{"ok":true}"#).unwrap()));
+    let sent = seen.lock().unwrap()[0].clone();
+    assert_eq!((sent.method.as_str(), sent.target.as_str()), ("POST", "/offer"));
+    let body = Json::parse(&sent.body).unwrap();
+    assert_eq!((body.str_field("sessionId"), body.str_field("title")), (Some("sess-1"), Some("Dashboard state for a script")));
+    let r = handle(&a, &req("POST", "/offer-key", Some("sess-bad"), ""));
+    assert_eq!(r.status, 502);
+    assert!(json(&r).str_field("error").unwrap().contains("no open session `sess-bad`"));
 }

@@ -6,6 +6,7 @@
 //! Usage: `notes [--new] [PORT]` (default 8000; 0 picks a free port and prints it). Listens on
 //! 127.0.0.1 only. `NOTES_VAR_DIR` replaces `/var` (to run it outside a grain).
 
+mod chooser;
 mod notebook;
 
 use granary_app_kit::http::{self, parse_form, Request, Response};
@@ -48,7 +49,17 @@ fn main() {
     });
     println!("notes: listening on 127.0.0.1:{}", listener.local_addr().map(|a| a.port()).unwrap_or(port));
     let _ = std::io::stdout().flush();
-    http::serve(listener, MAX_BODY, Arc::new(move |req: &Request| handle(&book, req, now())));
+    let api = std::env::var("GRANARY_API")
+        .map_err(|_| "GRANARY_API is not set: granting notes works only inside a Granary grain".to_owned())
+        .and_then(|v| http::authority_of(&v).map_err(|e| format!("GRANARY_API is {e}")));
+    http::serve(
+        listener,
+        MAX_BODY,
+        Arc::new(move |req: &Request| match req.path.as_str() {
+            "/choose" => chooser::route(&book, api.as_deref().map_err(String::as_str), req),
+            _ => handle(&book, req, now()),
+        }),
+    );
 }
 
 /// Answers one request; `now` is the time new notes get.
@@ -57,12 +68,13 @@ fn handle(book: &Notebook, req: &Request, now: u64) -> Response {
     match req.path.as_str() {
         "/" if get => page(book, req),
         "/add" if req.method == "POST" => add_from_form(book, req, now),
-        "/api/notes" if get => api_list(book, req),
+        "/api/notes" | "/api/" if get => api_list(book, req),
         "/api/notes" if req.method == "POST" => api_add(book, req, now),
         "/api/notes" => Response::error(405, "use GET or POST on /api/notes").header("Allow", "GET, HEAD, POST"),
         "/" => Response::text(405, "use GET on /\n").header("Allow", "GET, HEAD"),
         "/add" => Response::text(405, "use POST on /add\n").header("Allow", "POST"),
-        p if p.starts_with("/api/") => Response::error(404, &format!("no API route {p}; the API has GET and POST /api/notes")),
+        p if get && p.starts_with("/api/notes/") => api_one(book, req, &p["/api/notes/".len()..]),
+        p if p.starts_with("/api/") => Response::error(404, &format!("no API route {p}; the API has GET /api/, GET and POST /api/notes, GET /api/notes/<id>/")),
         p => Response::text(404, format!("404 Not Found: {p}\n")),
     }
 }
@@ -78,6 +90,24 @@ fn api_list(book: &Notebook, req: &Request) -> Response {
     }
     match book.list() {
         Ok(notes) => Response::json(200, &Json::Arr(notes.iter().map(|n| n.to_json()).collect())),
+        Err(e) => Response::error(500, &e),
+    }
+}
+
+/// `GET /api/notes/<id>` or `/api/notes/<id>/`: one note. A grant made by the chooser page for
+/// one note has the prefix `/api/notes/<id>/`, so `GET /` through it lands here.
+fn api_one(book: &Notebook, req: &Request, rest: &str) -> Response {
+    let Some(id) = rest.strip_suffix('/').unwrap_or(rest).parse::<u64>().ok() else {
+        return Response::error(404, &format!("no API route /api/notes/{rest}; a note is GET /api/notes/<id>/"));
+    };
+    if !req.has_permission("read") {
+        return Response::error(403, &format!("reading notes needs the \"read\" permission; this session has: {}", have(req)));
+    }
+    match book.list() {
+        Ok(notes) => match notes.iter().find(|n| n.id == id) {
+            Some(n) => Response::json(200, &n.to_json()),
+            None => Response::error(404, &format!("there is no note {id}")),
+        },
         Err(e) => Response::error(500, &e),
     }
 }
@@ -212,6 +242,15 @@ mod tests {
         assert_eq!(json(&handle(&b, &req("GET", "/api/notes", "read", ""), 0)), Json::parse(r#"[{"id":1,"text":"buy <milk>","created":"1970-01-01T00:01:00Z"}]"#).unwrap());
         assert_eq!(handle(&b, &req("DELETE", "/api/notes", "read,write", ""), 0).status, 405);
         assert_eq!(handle(&b, &req("GET", "/api/other", "read", ""), 0).status, 404);
+        // The API's root lists the notes too; one note by id, with or without the slash.
+        assert_eq!(json(&handle(&b, &req("GET", "/api/", "read", ""), 0)), json(&handle(&b, &req("GET", "/api/notes", "read", ""), 0)));
+        for p in ["/api/notes/1", "/api/notes/1/"] {
+            let r = handle(&b, &req("GET", p, "read", ""), 0);
+            assert_eq!((r.status, json(&r)), (200, Json::parse(r#"{"id":1,"text":"buy <milk>","created":"1970-01-01T00:01:00Z"}"#).unwrap()), "{p}");
+        }
+        assert_eq!(handle(&b, &req("GET", "/api/notes/2/", "read", ""), 0).status, 404);
+        assert_eq!(handle(&b, &req("GET", "/api/notes/1/x", "read", ""), 0).status, 404);
+        assert_eq!(handle(&b, &req("GET", "/api/notes/1/", "", ""), 0).status, 403);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

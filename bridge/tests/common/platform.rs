@@ -62,6 +62,24 @@ pub struct Record {
     pub requests: Vec<Seen>,
     /// Messages the fake MailSenders got: (recipients, data).
     pub mail: Vec<(Vec<String>, Vec<u8>)>,
+    /// `fulfillRequest` calls: what they carried.
+    pub fulfilled: Vec<Fulfilled>,
+    /// `offer` calls: (cap is null, tag ids, the tag's value is null, title, description).
+    pub offered: Vec<(bool, Vec<u64>, bool, String, String)>,
+}
+
+/// One `fulfillRequest` as the fake context saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fulfilled {
+    pub cap_is_null: bool,
+    /// The descriptor's tag ids.
+    pub tags: Vec<u64>,
+    pub api_name: String,
+    /// `None` when null.
+    pub path_prefix: Option<String>,
+    pub origin_is_null: bool,
+    pub title: String,
+    pub verb_phrase: String,
 }
 
 pub type Shared = Rc<RefCell<Record>>;
@@ -253,6 +271,51 @@ impl session_context::Server for FakeContext {
             }
         };
         results.get().init_cap().set_as_capability(cap.hook);
+        Ok(())
+    }
+
+    /// Records the call; fails for the API name "refused", as the server does for what a
+    /// chooser may not grant.
+    async fn fulfill_request(
+        self: capnp::capability::Rc<Self>,
+        params: session_context::FulfillRequestParams,
+        _: session_context::FulfillRequestResults,
+    ) -> Result<(), capnp::Error> {
+        use granary_schema::powerbox_capnp::http_api;
+        let p = params.get()?;
+        let d = p.get_descriptor()?;
+        let tags: Vec<u64> = d.get_tags()?.iter().map(|t| t.get_id()).collect();
+        let api: http_api::Reader = d.get_tags()?.get(0).get_value().get_as()?;
+        let info = p.get_display_info()?;
+        let f = Fulfilled {
+            cap_is_null: p.get_cap().is_null(),
+            tags,
+            api_name: api.get_api_name()?.to_string()?,
+            path_prefix: if api.has_path_prefix() { Some(api.get_path_prefix()?.to_string()?) } else { None },
+            origin_is_null: !api.has_origin(),
+            title: info.get_title()?.to_string()?,
+            verb_phrase: info.get_verb_phrase()?.to_string()?,
+        };
+        let refused = f.api_name == "refused";
+        self.0.record.borrow_mut().fulfilled.push(f);
+        if refused {
+            return Err(capnp::Error::failed("this session was not opened as a powerbox chooser".into()));
+        }
+        Ok(())
+    }
+
+    async fn offer(self: capnp::capability::Rc<Self>, params: session_context::OfferParams, _: session_context::OfferResults) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let tags = p.get_descriptor()?.get_tags()?;
+        let info = p.get_display_info()?;
+        let o = (
+            p.get_cap().is_null(),
+            tags.iter().map(|t| t.get_id()).collect(),
+            tags.iter().all(|t| !t.has_value()),
+            info.get_title()?.to_string()?,
+            info.get_description()?.to_string()?,
+        );
+        self.0.record.borrow_mut().offered.push(o);
         Ok(())
     }
 }

@@ -130,7 +130,9 @@ pub async fn grain(server: &Server, s: &Session, req: &Req, id: &str, action: Op
             let running = server.runner.is_running(&g.id);
             let mut r = html(StatusCode::OK, ui_grains::grain(&viewer(s), &ui_grains::GrainPage { frame: frame.as_deref(), running, ..page }));
             if let Some(url) = &frame {
-                frame_csp(&mut r, url)?;
+                // Chooser pages open on session origins made later, so any of them.
+                let w = &server.gateway.wildcard;
+                frame_csp_also(&mut r, url, &format!(" {}://*{}", w.scheme, w.suffix))?;
             }
             Ok(r)
         }
@@ -146,8 +148,14 @@ pub async fn grain(server: &Server, s: &Session, req: &Req, id: &str, action: Op
 
 /// Lets a page frame the session origin of `init_url` (and nothing else).
 pub fn frame_csp(r: &mut Resp, init_url: &str) -> anyhow::Result<()> {
+    frame_csp_also(r, init_url, "")
+}
+
+/// [`frame_csp`], also allowing the frame sources in `also` (space-separated, leading space):
+/// the grain page's powerbox dialog frames provider chooser pages on other session origins.
+pub fn frame_csp_also(r: &mut Resp, init_url: &str, also: &str) -> anyhow::Result<()> {
     let origin = init_url.split(crate::gateway::PLATFORM_PREFIX).next().unwrap_or("");
-    let csp = format!("default-src 'self'; frame-src {origin}; frame-ancestors 'none'; form-action 'self'; base-uri 'none'");
+    let csp = format!("default-src 'self'; frame-src {origin}{also}; frame-ancestors 'none'; form-action 'self'; base-uri 'none'");
     r.headers_mut().insert("content-security-policy", hyper::header::HeaderValue::from_str(&csp)?);
     Ok(())
 }

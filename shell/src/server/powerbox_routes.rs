@@ -7,6 +7,7 @@ use super::http::{html, redirect, Req, Resp};
 use super::routes::{error, viewer, Session};
 use super::Server;
 use crate::grains;
+use crate::powerbox_chooser;
 use crate::powerbox_host::{self, Pending};
 use crate::ui_powerbox::{self, GrantRow};
 use granary_powerbox::{matching, Grant, GrantId, Owner, Requirement};
@@ -34,6 +35,12 @@ pub fn dialog(server: &Server, s: &Session, req: &Req, grain_id: &str, what: &st
     if what == "template" {
         return template(server, s, &grain, &form);
     }
+    if let Some(rest) = what.strip_prefix("chooser/") {
+        return Ok(chooser_state(server, s, &session.label, rest));
+    }
+    if what == "offers" || what.starts_with("offer/") {
+        return offer_route(server, s, &session.label, &grain, what);
+    }
     let query = match powerbox_host::parse_query(form.get("query").map(String::as_str).unwrap_or("")) {
         Ok(q) => q,
         Err(e) => return Ok(json_error(StatusCode::BAD_REQUEST, &format!("The grain's request is malformed: {e}. Tell the app's developer."))),
@@ -41,7 +48,10 @@ pub fn dialog(server: &Server, s: &Session, req: &Req, grain_id: &str, what: &st
     let options = powerbox_host::options(server, &s.2, &grain, &query)?;
     match what {
         "options" => {
-            let list: Vec<_> = options.iter().map(|o| j!({ "id": o.id, "title": o.title, "verbPhrase": o.verb_phrase, "description": o.description })).collect();
+            let list: Vec<_> = options
+                .iter()
+                .map(|o| j!({ "id": o.id, "title": o.title, "verbPhrase": o.verb_phrase, "description": o.description, "chooser": powerbox_chooser::chooser_of(server, o).is_some() }))
+                .collect();
             let hint = "Nothing installed here answers it: for another grain's API, create a grain of an app that provides it; for outside services, the grain must name the web address it needs.";
             Ok(json(StatusCode::OK, j!({ "asked": powerbox_host::describe_request(&query), "options": list, "hint": hint })))
         }
@@ -50,13 +60,75 @@ pub fn dialog(server: &Server, s: &Session, req: &Req, grain_id: &str, what: &st
             let Some(o) = options.into_iter().find(|o| o.id == wanted) else {
                 return Ok(json_error(StatusCode::CONFLICT, "That choice is no longer available (your access may have changed); ask again."));
             };
+            if powerbox_chooser::chooser_of(server, &o).is_some() {
+                return Ok(json_error(StatusCode::CONFLICT, "That choice is made on the provider's own page: open it with /powerbox/chooser (reload the page if this dialog is old)."));
+            }
             let descriptor = matching::encode_descriptor(&query[o.answers]);
             let pending: Pending = o.pending;
             let token = server.powerbox.claims.borrow_mut().issue(&session.label, &s.2.id, pending, crate::accounts::now());
             Ok(json(StatusCode::OK, j!({ "token": token.as_str(), "descriptor": descriptor })))
         }
+        "chooser" => {
+            let wanted = form.get("option").map(String::as_str).unwrap_or("");
+            let Some(o) = options.into_iter().find(|o| o.id == wanted) else {
+                return Ok(json_error(StatusCode::CONFLICT, "That choice is no longer available (your access may have changed); ask again."));
+            };
+            match powerbox_chooser::open(server, &s.2, &grain, &session.label, &o, &query[o.answers])? {
+                Ok((id, url)) => Ok(json(StatusCode::OK, j!({ "chooser": id, "url": url }))),
+                Err(why) => Ok(json_error(StatusCode::CONFLICT, &why)),
+            }
+        }
         _ => Ok(json_error(StatusCode::NOT_FOUND, "There is nothing at this address.")),
     }
+}
+
+/// `POST /grains/<id>/powerbox/chooser/<chooser id>` (the dialog polls it): `{"state":
+/// "pending"}`, `{"state": "done", token, descriptor}` (the chooser then ends), or 404 when it
+/// is gone; `…/<chooser id>/cancel` ends it.
+fn chooser_state(server: &Server, s: &Session, requester_session: &str, rest: &str) -> Resp {
+    let gone = || json_error(StatusCode::NOT_FOUND, "This choice was closed, your access to that grain changed, or it took longer than 10 minutes; ask again.");
+    if let Some(id) = rest.strip_suffix("/cancel") {
+        return if powerbox_chooser::cancel(server, &s.2.id, requester_session, id) { json(StatusCode::OK, j!({ "state": "canceled" })) } else { gone() };
+    }
+    match powerbox_chooser::poll(server, &s.2.id, requester_session, rest) {
+        powerbox_chooser::Poll::Pending => json(StatusCode::OK, j!({ "state": "pending" })),
+        powerbox_chooser::Poll::Done(f) => json(StatusCode::OK, j!({ "state": "done", "token": f.token, "descriptor": f.descriptor })),
+        powerbox_chooser::Poll::Gone => gone(),
+    }
+}
+
+/// `POST /grains/<id>/powerbox/offers` (the grain page polls it): `{"offer": {id, title,
+/// verbPhrase, description}}` once per offer the session's app made, else `{"offer": null}`.
+/// `…/offer/<id>/accept` mints a grain API token as the person (their current permissions) and
+/// answers `{token, host, petname}` for the shell's dialog; `…/offer/<id>/decline` drops it.
+fn offer_route(server: &Server, s: &Session, label: &str, grain: &grains::Grain, what: &str) -> anyhow::Result<Resp> {
+    let now = crate::accounts::now();
+    if what == "offers" {
+        let o = server.powerbox.offers.borrow_mut().take_unshown(label, now);
+        let offer = o.map(|o| j!({ "id": o.id, "title": o.title, "verbPhrase": o.verb_phrase, "description": o.description }));
+        return Ok(json(StatusCode::OK, j!({ "offer": offer })));
+    }
+    let rest = &what["offer/".len()..];
+    let (id, accept) = match (rest.strip_suffix("/accept"), rest.strip_suffix("/decline")) {
+        (Some(id), _) => (id, true),
+        (_, Some(id)) => (id, false),
+        _ => return Ok(json_error(StatusCode::NOT_FOUND, "There is nothing at this address.")),
+    };
+    let Some(o) = server.powerbox.offers.borrow_mut().remove(id, label, &s.2.id, now) else {
+        return Ok(json_error(StatusCode::NOT_FOUND, "This offer was answered already or is older than 10 minutes."));
+    };
+    if !accept {
+        return Ok(json(StatusCode::OK, j!({ "declined": true })));
+    }
+    let world = crate::powerbox_host::ShellWorld { db: &server.db };
+    let Some(permissions) = granary_powerbox::World::user_permissions(&world, &s.2.id, &grain.id) else {
+        return Ok(json_error(StatusCode::FORBIDDEN, "You no longer have access to this grain."));
+    };
+    let petname = if o.title.is_empty() { "API key" } else { o.title.as_str() };
+    let (secret, t) = crate::grain_tokens::mint(&server.db, &grain.id, &s.2.id, permissions, petname)?;
+    tracing::info!(grain = %grain.id, token = %t.id, by = %s.2.username, "grain API token made from an offer");
+    let host = format!("{}{}", server.base.url, crate::gateway::grain_api::PREFIX);
+    Ok(json(StatusCode::OK, j!({ "token": secret, "host": host, "petname": t.petname })))
 }
 
 /// `renderTemplate`: mints a grain API token as the person (with at most the chosen role's

@@ -9,6 +9,9 @@
 # POST /burst  {"token", "n"}: n saves of copies of token, each returned token appended (and
 #              fsynced) to /var/tokens.txt before the next save starts   -> {"saved": k}
 # POST /mail   {"token", "to": [...], "message"}                -> the bridge's /mail/send answer
+# POST /offer  {"title", "description"?}: the bridge's /offer for this session (an API key offer)
+# POST /fulfill {"api", "pathPrefix"?, "title"?}: the bridge's /fulfill for this session (a
+#              chooser page's answer to the powerbox request it was opened for)
 # POST /awake  {"reason"} / POST /asleep {"id"}: the bridge's /stay-awake (wake locks)
 # GET  /direct?port=N: a direct TCP connect to 127.0.0.1:N and to 10.0.2.2:N from the grain
 # GET  /maildir: names and contents of the files in /var/mail/new
@@ -88,7 +91,8 @@ class App(http.server.BaseHTTPRequestHandler):
                     files[name] = f.read().decode("utf-8", "replace")
             self.reply(200, files)
         else:
-            self.reply(200, {"app": "powerbox test app", "session": self.headers.get("X-Granary-Session-Id", "")})
+            self.reply(200, {"app": "powerbox test app", "session": self.headers.get("X-Granary-Session-Id", ""),
+                             "path": self.path})
 
     def do_POST(self):
         b = self.body()
@@ -122,6 +126,12 @@ class App(http.server.BaseHTTPRequestHandler):
             self.reply(*local("POST", "/stay-awake", {"reason": b.get("reason", "")}))
         elif self.path == "/asleep":
             self.reply(*local("DELETE", "/stay-awake/%d" % int(b["id"])))
+        elif self.path == "/fulfill":
+            b["sessionId"] = self.headers.get("X-Granary-Session-Id", "")
+            self.reply(*local("POST", "/fulfill", b))
+        elif self.path == "/offer":
+            b["sessionId"] = self.headers.get("X-Granary-Session-Id", "")
+            self.reply(*local("POST", "/offer", b))
         elif self.path == "/mail":
             to = "&".join("to=" + urllib.request.quote(t) for t in b["to"])
             self.reply(*local("POST", "/mail/send?" + to, b["message"].encode(), {"Authorization": "Bearer " + b["token"]}))

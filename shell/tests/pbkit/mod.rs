@@ -108,5 +108,6 @@ permissions = ["edit"]"#;
 
 #[path = "../../../powerbox/tests/support/smtp_relay.rs"]
 mod smtp_relay;
+#[allow(unused_imports)]
 pub use smtp_relay::Relay;
 

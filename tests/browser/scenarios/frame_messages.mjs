@@ -92,7 +92,7 @@ export const scenarios = [
       await fromApp(again, { showConnectionGraph: { rpcId: 4 } });
       await expectPath(page, `/grains/${grainId}/reach`);
       await expectText(page.locator("main"), "What", { what: "the reach page" });
-      await t.screenshot(page, "43-show-connection-graph");
+      await t.screenshot(page, "45-show-connection-graph");
 
       // Back, then a reload: each time a working frame, not the previous session's address.
       await page.goBack();

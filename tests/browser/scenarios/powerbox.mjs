@@ -191,12 +191,37 @@ async function addNote(frame, text) {
   await expectText(frame.locator("#notes li"), text, { what: "the new note" });
 }
 
-/** Connects the dashboard to the Notes grain titled `title` through the dialog. */
-async function connectNotes(page, frame, title) {
+/**
+ * Picks the Notes grain titled `title` in an open dialog: its chooser page opens inside the
+ * dialog (a session of the Notes grain); returns the chooser frame once it lists its choices.
+ */
+async function openNotesChooser(page, dialog, title) {
+  await expectText(dialog.locator("#powerbox-options button.pb-option"), title, { what: "the Notes grain option" });
+  const option = dialog.locator("#powerbox-options button.pb-option", { hasText: title });
+  const [resp] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === "POST" && /\/powerbox\/chooser$/.test(new URL(r.url()).pathname)),
+    option.click(),
+  ]);
+  expectStatus(resp, 200, "opening the Notes grain's chooser page");
+  const frameEl = dialog.locator("iframe#powerbox-chooser");
+  await frameEl.waitFor();
+  const chooser = await (await frameEl.elementHandle()).contentFrame();
+  await chooser.locator('#choices button[data-note="all"]').waitFor();
+  return chooser;
+}
+
+/**
+ * Connects the dashboard to the Notes grain titled `title` through the dialog and the grain's
+ * chooser page: all notes, or the one whose text is `note`. `shot(page)` runs while the chooser shows.
+ */
+async function connectNotes(page, frame, title, { note = null, shot = null } = {}) {
   const dialog = await openDialog(page, frame, "#connect-notes");
   await expectText(dialog.locator("#powerbox-asked"), "“notes” API", { what: "what the dialog says is asked" });
-  await expectText(dialog.locator("#powerbox-options button.pb-option"), title, { what: "the Notes grain option" });
-  await pick(page, dialog, title);
+  const chooser = await openNotesChooser(page, dialog, title);
+  const choice = note === null ? chooser.locator('#choices button[data-note="all"]') : chooser.locator("#choices button", { hasText: note });
+  if (shot) await shot(page);
+  await choice.click();
+  await expectHidden(page.locator("dialog#powerbox"), { what: "the powerbox dialog, after the chooser page chose" });
   return expectConnected(frame, "notes", "Notes for the dashboard");
 }
 
@@ -342,6 +367,35 @@ export const scenarios = [
     },
   },
   {
+    name: "powerbox: the Notes grain's chooser page opens inside the dialog and grants one note",
+    timeout: TIMEOUT,
+    async run(t) {
+      const { server, admin, notesApp, dashboardApp } = await powerboxServer(t);
+      const notes = await notesGrain(admin, server, notesApp, "Groceries");
+      await addNote(notes.frame, "milk and bread");
+      await addNote(notes.frame, "three lemons");
+      const dash = await dashboardGrain(admin, server, dashboardApp);
+
+      // Cancel while the chooser shows: nothing is granted.
+      let dialog = await openDialog(admin, dash.frame, "#connect-notes");
+      const first = await openNotesChooser(admin, dialog, "Groceries");
+      await expectText(first.locator("#choices"), "three lemons", { what: "the notes the chooser lists" });
+      await dialog.locator("#powerbox-cancel").click();
+      await expectHidden(admin.locator("dialog#powerbox"), { what: "the dialog after cancel" });
+      await expectText(dash.frame.locator("#message-notes"), "Canceled: nothing was connected.");
+
+      // Choose one note: the dashboard's call reaches that note and nothing else.
+      await connectNotes(admin, dash.frame, "Groceries", { note: "three lemons", shot: (p) => t.screenshot(p, "43-powerbox-chooser") });
+      const r = await call(dash.frame, "notes");
+      assert.ok(r.ok, `the notes call failed: ${r.text}`);
+      const got = JSON.parse(r.text.split("\n").slice(1).join("\n"));
+      assert.equal(got.text, "three lemons", "the dashboard shows the chosen note");
+      assert.ok(!r.text.includes("milk and bread"), "the other note is out of reach");
+      expectStatus(await admin.goto(server.url(`/grains/${notes.id}/reach`)), 200, "the notes grain's reach page");
+      await expectText(admin.locator("#reach-into tr[data-grant]"), "may use Notes in “Groceries” below /api/notes/2/ (“three lemons”)", { what: "the narrowed grant" });
+    },
+  },
+  {
     name: "powerbox: renderTemplate shows an API token in the shell's dialog; a program uses it until it is revoked",
     timeout: TIMEOUT,
     async run(t) {
@@ -383,6 +437,46 @@ export const scenarios = [
       const id = await row.getAttribute("data-token");
       expectStatus(await submit(admin, row.getByRole("button", { name: "Revoke" }), `/grains/${dash.id}/api-tokens/${id}/revoke`), 303, "revoking the token");
       assert.equal((await get()).status, 401, "a revoked token no longer works");
+    },
+  },
+  {
+    name: "powerbox: an API key the dashboard's server offers is shown by the shell and made only when accepted",
+    timeout: TIMEOUT,
+    async run(t) {
+      const { server, admin, dashboardApp } = await powerboxServer(t);
+      const dash = await dashboardGrain(admin, server, dashboardApp);
+      const dialog = admin.locator("dialog#powerbox[open]");
+      // No thanks: nothing is made.
+      await dash.frame.locator("#offer-key").click();
+      await expectText(dash.frame.locator("#api-token-status"), "Granary will show you the offer.");
+      await expectText(dialog.locator("#powerbox-offer-title"), "Dashboard state for a script", { what: "the offer in the shell's dialog" });
+      await dialog.locator("#powerbox-offer-decline").click();
+      await expectHidden(admin.locator("dialog#powerbox"), { what: "the dialog after No thanks" });
+      // Accepted: the shell shows the key; the grain's page never sees it.
+      await dash.frame.locator("#offer-key").click();
+      await expectText(dialog.locator("#powerbox-offer-title"), "Dashboard state for a script", { what: "the second offer" });
+      await dialog.locator("#powerbox-offer-accept").click();
+      const field = dialog.locator("#powerbox-offer-token");
+      await field.waitFor();
+      const token = await field.inputValue();
+      assert.match(token, /^gk_[0-9a-f]{64}$/, "the key");
+      assert.equal(await dialog.locator("#powerbox-offer-host").inputValue(), server.url("/grain-api"), "the address");
+      await t.screenshot(admin, "44-powerbox-offer");
+      assert.ok(!(await dash.frame.locator("body").innerText()).includes(token), "the grain's page never sees the key");
+      const url = new URL(server.url("/grain-api/state"));
+      const r = await new Promise((resolve, reject) => {
+        const req = http.request({ host: "127.0.0.1", port: url.port, path: url.pathname, headers: { host: url.host, authorization: `Bearer ${token}` } }, (res) => {
+          let body = "";
+          res.on("data", (c) => { body += c; });
+          res.on("end", () => resolve({ status: res.statusCode, body }));
+        });
+        req.on("error", reject);
+        req.end();
+      });
+      assert.equal(r.status, 200, `the key works: ${r.body}`);
+      assert.ok("connections" in JSON.parse(r.body), "the dashboard's /state answered");
+      expectStatus(await admin.goto(server.url(`/grains/${dash.id}/reach`)), 200, "the reach page");
+      assert.equal(await admin.locator("#reach-tokens tr[data-token]").count(), 1, "one key: the declined offer made none");
     },
   },
   {
