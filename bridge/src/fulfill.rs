@@ -5,13 +5,16 @@
 //!
 //! Body: `{"sessionId", "api", "pathPrefix"?, "title"?, "verbPhrase"?, "description"?}` →
 //! `fulfillRequest(cap = null, descriptor = WebSession + HttpApi{apiName: api, pathPrefix},
-//! displayInfo)` → `{}`. The platform checks everything (that the session is a chooser, that
-//! the API is declared, the prefix at or below the declared one and matching the request).
+//! displayInfo)` → `{}`; or, for a raw interface the app provides, `"descriptor"` (base64url
+//! of a packed `PowerboxDescriptor` carrying the interface's tag and the app's narrowing, at
+//! most 8 KiB) instead of `api`/`pathPrefix`. The platform checks everything (that the session
+//! is a chooser, that the API or interface is declared, the prefix at or below the declared
+//! one, and that the answer matches the request).
 
 use std::rc::Rc;
 
 use capnp::traits::HasTypeId;
-use granary_schema::powerbox_capnp::http_api;
+use granary_schema::powerbox_capnp::{http_api, powerbox_descriptor};
 use granary_schema::web_session_capnp::web_session;
 use hyper::body::Incoming;
 use serde_json::{json, Value};
@@ -19,7 +22,26 @@ use serde_json::{json, Value};
 use crate::local_api::{json_response, read_body, ApiError, ApiResponse, MAX_JSON_BODY};
 use crate::Bridge;
 
-const SHAPE: &str = "the body must be JSON {\"sessionId\": \"…\", \"api\": \"<api name>\", \"pathPrefix\": \"/api/…/\", \"title\": \"…\"}";
+const SHAPE: &str = "the body must be JSON {\"sessionId\": \"…\", \"api\": \"<api name>\", \"pathPrefix\": \"/api/…/\", \"title\": \"…\"} \
+                     or, for a raw interface, {\"sessionId\": \"…\", \"descriptor\": \"<base64url packed PowerboxDescriptor>\", \"title\": \"…\"}";
+
+/// Largest packed descriptor a chooser may answer with (the platform's query limit).
+const MAX_DESCRIPTOR_BYTES: usize = 8 * 1024;
+
+/// A packed `PowerboxDescriptor` from base64url (padding optional), bounded like the
+/// platform bounds queries.
+fn decode_descriptor(b64: &str) -> Result<capnp::message::Reader<capnp::serialize::OwnedSegments>, ApiError> {
+    use base64::Engine;
+    let bad = |why: String| ApiError::new(400, format!("{SHAPE}; `descriptor` is not base64url of a packed PowerboxDescriptor: {why}"));
+    if b64.len() > MAX_DESCRIPTOR_BYTES.div_ceil(3) * 4 + 2 {
+        return Err(ApiError::new(400, format!("`descriptor` is larger than {MAX_DESCRIPTOR_BYTES} bytes")));
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b64.trim_end_matches('=')).map_err(|e| bad(e.to_string()))?;
+    let options = capnp::message::ReaderOptions { traversal_limit_in_words: Some(8 * 1024), nesting_limit: 16 };
+    let message = capnp::serialize_packed::read_message(&bytes[..], options).map_err(|e| bad(e.to_string()))?;
+    message.get_root::<powerbox_descriptor::Reader>().map_err(|e| bad(e.to_string()))?;
+    Ok(message)
+}
 
 /// Longest display text passed on, in characters.
 const MAX_TEXT: usize = 200;
@@ -38,7 +60,12 @@ pub(crate) async fn fulfill(bridge: &Rc<Bridge>, body: Incoming) -> Result<ApiRe
     let v: Value = serde_json::from_slice(&body).map_err(|e| ApiError::new(400, format!("{SHAPE}: {e}")))?;
     let text = |k: &str| text(&v, k, SHAPE);
     let session_id = text("sessionId")?.filter(|s| !s.is_empty()).ok_or_else(|| ApiError::new(400, format!("{SHAPE}; `sessionId` is missing")))?;
-    let api = text("api")?.filter(|s| !s.is_empty()).ok_or_else(|| ApiError::new(400, format!("{SHAPE}; `api` is missing")))?;
+    let raw = text("descriptor")?.map(decode_descriptor).transpose()?;
+    let api = match (&raw, text("api")?.filter(|s| !s.is_empty())) {
+        (None, None) => return Err(ApiError::new(400, format!("{SHAPE}; `api` is missing"))),
+        (Some(_), Some(_)) => return Err(ApiError::new(400, format!("{SHAPE}; give either `api` or `descriptor`, not both"))),
+        (_, api) => api.unwrap_or_default(),
+    };
     let prefix = text("pathPrefix")?;
     let short = |s: Option<&str>| s.unwrap_or_default().chars().take(MAX_TEXT).collect::<String>();
     let (title, verb, description) = (short(text("title")?), short(text("verbPhrase")?), short(text("description")?));
@@ -54,12 +81,16 @@ pub(crate) async fn fulfill(bridge: &Rc<Bridge>, body: Incoming) -> Result<ApiRe
     let mut req = context.fulfill_request_request();
     {
         let mut p = req.get();
-        let mut tag = p.reborrow().init_descriptor().init_tags(1).get(0);
-        tag.set_id(<web_session::Client as HasTypeId>::TYPE_ID);
-        let mut value = tag.init_value().init_as::<http_api::Builder>();
-        value.set_api_name(api);
-        if let Some(prefix) = prefix {
-            value.set_path_prefix(prefix);
+        if let Some(message) = &raw {
+            p.set_descriptor(message.get_root::<powerbox_descriptor::Reader>()?)?;
+        } else {
+            let mut tag = p.reborrow().init_descriptor().init_tags(1).get(0);
+            tag.set_id(<web_session::Client as HasTypeId>::TYPE_ID);
+            let mut value = tag.init_value().init_as::<http_api::Builder>();
+            value.set_api_name(api);
+            if let Some(prefix) = prefix {
+                value.set_path_prefix(prefix);
+            }
         }
         let mut info = p.init_display_info();
         info.set_title(title.as_str());

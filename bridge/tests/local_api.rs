@@ -404,6 +404,29 @@ fn fulfil_asks_the_sessions_context_for_a_web_api_below_a_prefix() {
             assert!(a.error().contains(want), "{}", a.error());
         }
         assert_eq!(p.record.borrow().fulfilled.len(), 3, "refused bodies never reach the platform");
+
+        // A raw interface: the app's own packed descriptor passes as is.
+        use base64::Engine;
+        let mut m = capnp::message::Builder::new_default();
+        m.init_root::<granary_schema::powerbox_capnp::powerbox_descriptor::Builder>().init_tags(1).get(0).set_id(0xa238_4a22_bc95_e238);
+        let mut packed = Vec::new();
+        capnp::serialize_packed::write_message(&mut packed, &m).unwrap();
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&packed);
+        let a = post(json!({"sessionId": "sess-1", "descriptor": b64, "title": "the kitchen tally"})).await;
+        assert_eq!(a.status, 200, "{}", a.text());
+        let got = p.record.borrow().fulfilled[3].clone();
+        assert_eq!((got.tags, got.cap_is_null, got.title.as_str()), (vec![0xa238_4a22_bc95_e238], true, "the kitchen tally"));
+        for (body, want) in [
+            (json!({"sessionId": "sess-1", "descriptor": b64, "api": "notes"}), "not both"),
+            (json!({"sessionId": "sess-1", "descriptor": "!!not base64"}), "not base64url of a packed PowerboxDescriptor"),
+            (json!({"sessionId": "sess-1", "descriptor": "AAAA"}), "not base64url of a packed PowerboxDescriptor"),
+            (json!({"sessionId": "sess-1", "descriptor": "A".repeat(20_000)}), "larger than 8192 bytes"),
+        ] {
+            let a = post(body).await;
+            assert_eq!(a.status, 400, "{}", a.text());
+            assert!(a.error().contains(want), "{want}: {}", a.error());
+        }
+        assert_eq!(p.record.borrow().fulfilled.len(), 4);
     });
 }
 

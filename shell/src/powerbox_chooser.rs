@@ -113,8 +113,10 @@ pub enum FulfilError {
     Answered,
     #[error("fulfillRequest takes no capability (pass null): the platform makes it from the descriptor, so it can be saved and restored")]
     CapGiven,
-    #[error("fulfilling a raw Cap'n Proto interface from a chooser page is not supported yet; declare the interface without chooser_path")]
-    RawInterface,
+    #[error("the descriptor must have a tag whose id is the interface the person picked this grain for ({0:#018x}); its value may narrow what is granted")]
+    OtherInterface(u64),
+    #[error("the descriptor is larger than {max} bytes packed: narrow it with less data", max = matching::MAX_QUERY_BYTES)]
+    DescriptorTooLarge,
     #[error("the descriptor must be a WebSession tag whose value is HttpApi{{apiName, pathPrefix}} naming one of the app's [[powerbox.provides]] APIs")]
     NotHttpApi,
     #[error("the descriptor names an origin; a grain provides its own APIs: leave HttpApi.origin null")]
@@ -132,11 +134,25 @@ pub enum FulfilError {
 }
 
 /// The descriptor granted when the provider fulfils `request` (the descriptor the option
-/// answers) for the manifest `entry` with `offered`: `WebSession` + `HttpApi{apiName,
-/// pathPrefix}` with `pathPrefix` at or below the declared one (null = the declared one).
-pub fn check_fulfilment(entry: &ApiProvide, request: powerbox_descriptor::Reader<'_>, offered: powerbox_descriptor::Reader<'_>) -> Result<(String, OwnedDescriptor), FulfilError> {
+/// answers) for the manifest `entry` with `offered`, and for an HTTP API the path prefix: for
+/// an API, `WebSession` + `HttpApi{apiName, pathPrefix}` with `pathPrefix` at or below the
+/// declared one (null = the declared one); for a raw interface, `offered` itself, which must
+/// carry the interface's tag (its value, and any other tags, are the app's own narrowing,
+/// passed to `MainView.provide` whenever the grant is made live) and match the request.
+pub fn check_fulfilment(entry: &ApiProvide, request: powerbox_descriptor::Reader<'_>, offered: powerbox_descriptor::Reader<'_>) -> Result<(Option<String>, OwnedDescriptor), FulfilError> {
     if entry.interface_id != 0 {
-        return Err(FulfilError::RawInterface);
+        let tags = offered.get_tags().map_err(|_| FulfilError::OtherInterface(entry.interface_id))?;
+        if !tags.iter().any(|t| t.get_id() == entry.interface_id) {
+            return Err(FulfilError::OtherInterface(entry.interface_id));
+        }
+        let granted = OwnedDescriptor::copy_of(offered).map_err(|_| FulfilError::DescriptorTooLarge)?;
+        if matching::packed_descriptor(&granted).len() > matching::MAX_QUERY_BYTES {
+            return Err(FulfilError::DescriptorTooLarge);
+        }
+        if matching::offer_matches(request, granted.reader()).is_none() {
+            return Err(FulfilError::NoMatch { api: entry.name(), prefix: String::new() });
+        }
+        return Ok((None, granted));
     }
     let api = matching::http_api_of(offered).ok_or(FulfilError::NotHttpApi)?;
     if api.origin.as_deref().is_some_and(|o| !o.is_empty()) {
@@ -157,15 +173,19 @@ pub fn check_fulfilment(entry: &ApiProvide, request: powerbox_descriptor::Reader
     if matching::offer_matches(request, granted.reader()).is_none() {
         return Err(FulfilError::NoMatch { api: entry.api.clone(), prefix });
     }
-    Ok((prefix, granted))
+    Ok((Some(prefix), granted))
 }
 
 /// The grain and manifest entry whose chooser page `option` opens, if it opens one.
 pub fn chooser_of(server: &Server, option: &PbOption) -> Option<(Grain, apps::InstalledApp, ApiProvide)> {
-    let Target::GrainApi { grain, api, .. } = &option.pending.target else { return None };
+    let (grain, api, interface) = match &option.pending.target {
+        Target::GrainApi { grain, api, .. } => (grain, api.as_str(), 0),
+        Target::GrainObject { grain, interface_id, .. } => (grain, "", *interface_id),
+        _ => return None,
+    };
     let g = server.db.get(&grains::GRAINS, grain).ok()??;
     let app = apps::get(&server.db, &g.package_id).ok()??;
-    let entry = app.manifest.provides.iter().find(|p| p.interface_id == 0 && p.api == *api && !p.chooser_path.is_empty())?.clone();
+    let entry = app.manifest.provides.iter().find(|p| p.interface_id == interface && p.api == api && !p.chooser_path.is_empty())?.clone();
     Some((g, app, entry))
 }
 
@@ -240,12 +260,23 @@ pub fn fulfil(server: &Server, session: &str, offered: powerbox_descriptor::Read
     }
     let (prefix, granted) = check_fulfilment(&c.entry, c.query.reader(), offered)?;
     let shown: String = [display.0, display.1].iter().map(|s| s.trim()).find(|s| !s.is_empty()).unwrap_or_default().chars().take(100).collect();
-    let mut text = format!("may use {} in “{}” below {prefix}", c.entry.title, c.provider_title);
+    let mut text = match &prefix {
+        Some(prefix) => format!("may use {} in “{}” below {prefix}", c.entry.title, c.provider_title),
+        None => format!("may use {} in “{}”", c.entry.title, c.provider_title),
+    };
     if !shown.is_empty() {
         text.push_str(&format!(" (“{shown}”)"));
     }
     let pending = Pending {
-        target: Target::GrainApi { grain: c.provider_grain.clone(), api: c.entry.api.clone(), path_prefix: prefix, permissions: c.entry.permissions.clone() },
+        target: match prefix {
+            Some(path_prefix) => Target::GrainApi { grain: c.provider_grain.clone(), api: c.entry.api.clone(), path_prefix, permissions: c.entry.permissions.clone() },
+            None => Target::GrainObject {
+                grain: c.provider_grain.clone(),
+                interface_id: c.entry.interface_id,
+                descriptor: matching::packed_descriptor(&granted),
+                permissions: c.entry.permissions.clone(),
+            },
+        },
         display: text,
         requirements: vec![Requirement::UserHasPermissions { user: c.user.clone(), grain: c.provider_grain.clone(), permissions: c.entry.permissions.clone() }],
         granted_by: c.user.clone(),

@@ -8,6 +8,7 @@ fn notes_entry() -> ApiProvide {
 fn check(request: &OwnedDescriptor, offered: &OwnedDescriptor) -> Result<String, FulfilError> {
     check_fulfilment(&notes_entry(), request.reader(), offered.reader()).map(|(prefix, granted)| {
         // What the requester is told it got is exactly the narrowed offer.
+        let prefix = prefix.expect("an HTTP API's prefix");
         assert_eq!(matching::http_api_of(granted.reader()).unwrap().path_prefix.as_deref(), Some(prefix.as_str()));
         prefix
     })
@@ -55,10 +56,44 @@ fn what_is_chosen_must_still_match_the_request() {
 }
 
 #[test]
-fn raw_interfaces_are_refused_with_a_reason() {
-    let entry = ApiProvide { interface_id: 0xb5e3_f0c2_a9d8_4f61, api: String::new(), path_prefix: String::new(), ..notes_entry() };
-    let d = http_api_descriptor(None, None, Some("notes"));
-    assert_eq!(check_fulfilment(&entry, d.reader(), d.reader()).map(|(p, _)| p), Err(FulfilError::RawInterface));
+fn a_raw_interface_is_fulfilled_with_its_tag_and_the_apps_narrowing() {
+    const COUNTER: u64 = 0xa238_4a22_bc95_e238;
+    let entry = ApiProvide { interface_id: COUNTER, api: String::new(), path_prefix: String::new(), ..notes_entry() };
+    let asked = matching::interface_descriptor(COUNTER);
+    // The app's own narrowing: a second tag (here an HttpApi value, as any struct would do).
+    let narrowed = {
+        let mut m = capnp::message::Builder::new_default();
+        let mut tags = m.init_root::<powerbox_descriptor::Builder>().init_tags(2);
+        tags.reborrow().get(0).set_id(COUNTER);
+        tags.reborrow().get(1).set_id(0x8a0b_c1d2_e3f4_0516);
+        tags.get(1).init_value().set_as(matching::http_api_descriptor(None, Some("/kitchen/"), None).reader()).unwrap();
+        OwnedDescriptor::copy_of(m.get_root_as_reader().unwrap()).unwrap()
+    };
+    let (prefix, granted) = check_fulfilment(&entry, asked.reader(), narrowed.reader()).unwrap();
+    assert_eq!(prefix, None);
+    assert_eq!(matching::packed_descriptor(&granted), matching::packed_descriptor(&narrowed), "what provide will get, as chosen");
+    // Another interface's tag, an HTTP API, or one that does not answer the request: refused.
+    let other = matching::interface_descriptor(0xb5e3_f0c2_a9d8_4f61);
+    assert_eq!(check_fulfilment(&entry, asked.reader(), other.reader()).map(|(p, _)| p), Err(FulfilError::OtherInterface(COUNTER)));
+    let api = http_api_descriptor(None, None, Some("notes"));
+    assert_eq!(check_fulfilment(&entry, asked.reader(), api.reader()).map(|(p, _)| p), Err(FulfilError::OtherInterface(COUNTER)));
+    let both = {
+        let mut m = capnp::message::Builder::new_default();
+        let mut tags = m.init_root::<powerbox_descriptor::Builder>().init_tags(2);
+        tags.reborrow().get(0).set_id(COUNTER);
+        tags.get(1).set_id(0xb5e3_f0c2_a9d8_4f61);
+        OwnedDescriptor::copy_of(m.get_root_as_reader().unwrap()).unwrap()
+    };
+    assert!(matches!(check_fulfilment(&entry, both.reader(), narrowed.reader()), Err(FulfilError::NoMatch { .. })), "the request also wants a tag the offer lacks");
+    // A descriptor too large to keep with the grant.
+    let huge = {
+        let mut m = capnp::message::Builder::new_default();
+        let mut tags = m.init_root::<powerbox_descriptor::Builder>().init_tags(1);
+        tags.reborrow().get(0).set_id(COUNTER);
+        tags.get(0).init_value().set_as::<capnp::data::Owned>(&vec![7u8; matching::MAX_QUERY_BYTES * 2][..]).unwrap();
+        OwnedDescriptor::copy_of(m.get_root_as_reader().unwrap()).unwrap()
+    };
+    assert_eq!(check_fulfilment(&entry, asked.reader(), huge.reader()).map(|(p, _)| p), Err(FulfilError::DescriptorTooLarge));
 }
 
 #[test]
