@@ -3,13 +3,14 @@
 //! on 127.0.0.1, and serves the platform's `MainView` on fd 3: each `newSession` returns a
 //! `WebSession` bound to that session's identity, whose calls it turns into HTTP/1.1 requests
 //! to the app (a small keep-alive pool, bodies streamed both ways with flow control) and back.
-//! WebSockets are carried as whole messages. SPEC.md, "HTTP into a grain", is the contract.
+//! WebSockets are carried as whole messages. The same sessions are reachable from the server
+//! on the grain's direct web channel (fd 4, `direct`), which skips the supervisor hop. SPEC.md, "HTTP into a grain", is the contract.
 //! It also gives the app its side of the powerbox: a local HTTP API on 127.0.0.1 (claims,
 //! an HTTP proxy through granted capabilities, sending mail) over the supervisor's `GrainApi`,
 //! and writes mail delivered to the grain into a Maildir (SPEC.md, "Powerbox").
 //!
-//! May: talk to the app on 127.0.0.1 inside its own network namespace, and to the supervisor
-//! on fd 3; start the app as its child; write diagnostics to stderr (the grain log); serve the
+//! May: talk to the app on 127.0.0.1 inside its own network namespace, to the supervisor
+//! on fd 3, and to the server on connections accepted on fd 4; start the app as its child; write diagnostics to stderr (the grain log); serve the
 //! app on 127.0.0.1:--api-port; write delivered mail under --maildir.
 //!
 //! Must never: be trusted by the platform. The identity headers it sets and the client copies
@@ -26,6 +27,7 @@ use async_executor::LocalExecutor;
 pub mod app;
 pub mod body;
 pub mod config;
+pub mod direct;
 pub mod headers;
 pub mod limits;
 pub mod local_api;
@@ -50,6 +52,8 @@ pub struct Bridge {
     pub app: Rc<pool::AppClient>,
     /// The supervisor's `GrainApi`, session contexts and restored capabilities.
     pub platform: Rc<platform::Platform>,
+    /// Sessions reachable on the direct web channel (fd 4), by key.
+    pub direct: Rc<direct::DirectSessions>,
 }
 
 impl Bridge {
@@ -57,6 +61,6 @@ impl Bridge {
     /// WebSocket pumps) run on `executor`, which must be driven for as long as the bridge is used.
     pub fn new(config: BridgeConfig, executor: Rc<LocalExecutor<'static>>) -> Self {
         let app = Rc::new(pool::AppClient::new(config.port, executor));
-        Self { config, app, platform: Rc::new(platform::Platform::new()) }
+        Self { config, app, platform: Rc::new(platform::Platform::new()), direct: Rc::default() }
     }
 }

@@ -175,6 +175,8 @@ impl Runner {
             .arg(&dirs.root)
             .arg("--socket")
             .arg(dirs.root.join("supervisor.sock"))
+            .arg("--web-socket")
+            .arg(dirs.root.join(WEB_SOCKET))
             .arg("--cgroup-name")
             .arg(format!("grain-{}", grain.id))
             .arg("--platform-dir")

@@ -123,7 +123,7 @@ fn extra_fd_becomes_fd_3_and_nothing_else_leaks() {
     let grain = Grain::new();
     let (r, w) = pipe();
     let mut cfg = grain.config(&["fds"]);
-    cfg.extra_fd = Some(w.as_raw_fd());
+    cfg.extra_fds = vec![w.as_raw_fd()];
     let (code, out) = run(cfg);
     drop(w);
     assert_eq!((code, out.trim()), (0, "open_fds=0,1,2,3"));
