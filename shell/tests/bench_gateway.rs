@@ -127,11 +127,11 @@ fn bench_gateway_vs_direct() {
     let mb = |s: f64| BIG as f64 / s / 1e6;
     restarts.sort_by(f64::total_cmp);
     println!("| 1 KiB GET, -c {loaded}, req/s | {g_rps:.0} | {d_rps:.0} | {:.2}× |", g_rps / d_rps);
-    println!("| 1 KiB GET, -c {loaded}, p50 latency | {g_p50:.3} ms | {d_p50:.3} ms | +{:.3} ms |", g_p50 - d_p50);
-    println!("| 1 KiB GET, -c {loaded}, p99 latency | {g_p99:.3} ms | {d_p99:.3} ms | +{:.3} ms |", g_p99 - d_p99);
+    println!("| 1 KiB GET, -c {loaded}, p50 latency | {g_p50:.3} ms | {d_p50:.3} ms | {:+.3} ms |", g_p50 - d_p50);
+    println!("| 1 KiB GET, -c {loaded}, p99 latency | {g_p99:.3} ms | {d_p99:.3} ms | {:+.3} ms |", g_p99 - d_p99);
     println!("| 1 KiB GET, -c 1, req/s | {g1_rps:.0} | {d1_rps:.0} | {:.2}× |", g1_rps / d1_rps);
-    println!("| 1 KiB GET, -c 1, p50 latency | {g1_p50:.3} ms | {d1_p50:.3} ms | +{:.3} ms |", g1_p50 - d1_p50);
-    println!("| 1 KiB GET, -c 1, p99 latency | {g1_p99:.3} ms | {d1_p99:.3} ms | +{:.3} ms |", g1_p99 - d1_p99);
+    println!("| 1 KiB GET, -c 1, p50 latency | {g1_p50:.3} ms | {d1_p50:.3} ms | {:+.3} ms |", g1_p50 - d1_p50);
+    println!("| 1 KiB GET, -c 1, p99 latency | {g1_p99:.3} ms | {d1_p99:.3} ms | {:+.3} ms |", g1_p99 - d1_p99);
     println!("| 100 MiB download | {:.0} MB/s ({g_down:.2} s) | {:.0} MB/s ({d_down:.2} s) | {:.2}× |", mb(g_down), mb(d_down), d_down / g_down);
     println!("| 100 MiB upload | {:.0} MB/s ({g_up:.2} s) | {:.0} MB/s ({d_up:.2} s) | {:.2}× |", mb(g_up), mb(d_up), d_up / g_up);
     println!("| cold start after Restart, first byte (5 runs) | median {:.0} ms (min {:.0}, max {:.0}) | — | |", restarts[2], restarts[0], restarts[4]);
