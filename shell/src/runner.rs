@@ -201,14 +201,20 @@ impl Runner {
     /// channel fails; a failure is logged once per supervisor.
     pub async fn direct_session(&self, ex: &Rc<LocalExecutor<'static>>, grain_id: &str, direct_key: &[u8]) -> Option<web_session::Client> {
         let r = self.running.borrow().get(grain_id).filter(|r| r.alive.get()).cloned()?;
-        let result = async {
+        let attempt = || async {
             let channel = r.channel(ex)?;
             let mut req = channel.session_request();
             req.get().set_direct_key(direct_key);
             let reply = req.send().promise.await?;
             Ok::<_, anyhow::Error>(reply.get()?.get_session()?)
+        };
+        let mut result = attempt().await;
+        if result.is_err() {
+            // The connection may be to a bridge that just exited (the app restarted) before
+            // we noticed: try once more on a new one.
+            r.direct.borrow_mut().take();
+            result = attempt().await;
         }
-        .await;
         match result {
             Ok(s) => Some(s),
             Err(e) => {

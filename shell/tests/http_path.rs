@@ -409,6 +409,9 @@ fn once_a_session_exists_requests_and_websockets_bypass_the_supervisor() {
     let mut p = Platform::start();
     let (_, mut o) = p.grain("Direct");
     assert_eq!(o.visits(), 1, "the session exists");
+    // The app crashes and its supervisor restarts it: the server connects to the new bridge.
+    assert_eq!(o.get("/crash").status, 502);
+    assert_eq!(o.visits(), 2, "the app runs again");
     let sup = echo_grain::supervisor_pids(p.server.pid());
     assert_eq!(sup.len(), 1);
     // A frozen supervisor answers nothing: whatever still works goes around it, on the
@@ -440,7 +443,7 @@ fn once_a_session_exists_requests_and_websockets_bypass_the_supervisor() {
     signal(sup[0], "CONT");
     let (visits, seen, upload, download, ws) = got.expect("requests waited for the frozen supervisor: they did not take the direct channel");
     worker.join().unwrap();
-    assert_eq!(visits, [2, 3, 4, 5, 6]);
+    assert_eq!(visits, [3, 4, 5, 6, 7]);
     assert_ne!(seen["headers"]["x-granary-user-id"], "spoofed", "the bridge's header rules hold on the direct channel: {seen}");
     assert_eq!(upload, (200, Some(FILE_LEN)));
     assert_eq!(download, (200, 3 << 20));
