@@ -3,17 +3,18 @@
 //! on 127.0.0.1, and serves the platform's `MainView` on fd 3: each `newSession` returns a
 //! `WebSession` bound to that session's identity, whose calls it turns into HTTP/1.1 requests
 //! to the app (a small keep-alive pool, bodies streamed both ways with flow control) and back.
-//! WebSockets are carried as whole messages. SPEC.md, "HTTP into a grain", is the contract.
+//! WebSockets are carried as whole messages. The same sessions are reachable from the server
+//! on the grain's direct web channel (fd 4, `direct`), which skips the supervisor hop. SPEC.md, "HTTP into a grain", is the contract.
 //! It also gives the app its side of the powerbox: a local HTTP API on 127.0.0.1 (claims,
 //! an HTTP proxy through granted capabilities, sending mail) over the supervisor's `GrainApi`,
 //! the same `GrainApi` over Cap'n Proto on 127.0.0.1:--capnp-api-port, passes `provide` on to
 //! the app's own `AppObjects`, and writes mail delivered to the grain into a Maildir (SPEC.md,
 //! "Powerbox").
 //!
-//! May: talk to the app on 127.0.0.1 inside its own network namespace, and to the supervisor
-//! on fd 3; start the app as its child; write diagnostics to stderr (the grain log); serve the
-//! app on 127.0.0.1:--api-port and --capnp-api-port; connect to the app's --capnp-port; write
-//! delivered mail under --maildir.
+//! May: talk to the app on 127.0.0.1 inside its own network namespace, to the supervisor on
+//! fd 3, and to the server on connections accepted on fd 4; start the app as its child; write
+//! diagnostics to stderr (the grain log); serve the app on 127.0.0.1:--api-port and
+//! --capnp-api-port; connect to the app's --capnp-port; write delivered mail under --maildir.
 //!
 //! Must never: be trusted by the platform. The identity headers it sets and the client copies
 //! it strips protect the *app* from spoofing by browsers; they protect nothing from the app,
@@ -30,6 +31,7 @@ pub mod app;
 pub mod app_objects;
 pub mod body;
 pub mod config;
+pub mod direct;
 mod fulfill;
 pub mod headers;
 pub mod limits;
@@ -58,6 +60,8 @@ pub struct Bridge {
     pub platform: Rc<platform::Platform>,
     /// The app's `AppObjects` (raw interfaces it provides), reached on first use.
     pub objects: app_objects::AppObjects,
+    /// Sessions reachable on the direct web channel (fd 4), by key.
+    pub direct: Rc<direct::DirectSessions>,
 }
 
 impl Bridge {
@@ -66,6 +70,6 @@ impl Bridge {
     pub fn new(config: BridgeConfig, executor: Rc<LocalExecutor<'static>>) -> Self {
         let objects = app_objects::AppObjects::new(config.capnp_port, executor.clone());
         let app = Rc::new(pool::AppClient::new(config.port, executor));
-        Self { config, app, platform: Rc::new(platform::Platform::new()), objects }
+        Self { config, app, platform: Rc::new(platform::Platform::new()), objects, direct: Rc::default() }
     }
 }

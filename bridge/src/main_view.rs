@@ -36,7 +36,10 @@ impl main_view::Server for MainViewImpl {
             self.bridge.platform.remember_session(id, params.get_context()?);
         }
         let session = WebSessionImpl::new(self.bridge.clone(), headers);
-        results.get().set_session(capnp_rpc::new_client(session));
+        let (session, direct_key) = crate::direct::open_session(&self.bridge, session)?;
+        let mut r = results.get();
+        r.set_session(session);
+        r.set_direct_key(&direct_key);
         Ok(())
     }
 

@@ -98,6 +98,14 @@ async fn serve(config: BridgeConfig, fd3: UnixStream, executor: Rc<LocalExecutor
     // Created now so the local API can queue GrainApi calls; fd 3 is read only once the app
     // listens (below), so the supervisor never reaches a MainView whose app is not up.
     let rpc = connect_supervisor(&bridge, reader, writer);
+    match crate::direct::take_listener() {
+        Ok(Some(listener)) => {
+            bridge.direct.enable();
+            executor.spawn(crate::direct::serve(listener, bridge.clone())).detach();
+        }
+        Ok(None) => {}
+        Err(e) => eprintln!("granary-bridge: {e}"),
+    }
     executor.spawn(crate::local_api::serve(listener, bridge.clone())).detach();
     executor.spawn(crate::local_capnp::serve(capnp_listener, bridge.platform.clone(), executor.clone())).detach();
     eprintln!("granary-bridge: the local API listens on 127.0.0.1:{api_port}, its Cap'n Proto endpoint on 127.0.0.1:{capnp_api_port}");

@@ -99,7 +99,7 @@ impl WebSessionImpl {
         Ok(Prepared { method, uri, headers, body })
     }
 
-    async fn handle(&self, params: web_session::RequestParams, mut results: web_session::RequestResults) -> capnp::Result<()> {
+    pub(crate) async fn handle(&self, params: web_session::RequestParams, mut results: web_session::RequestResults) -> capnp::Result<()> {
         let p = params.get()?;
         let response_body = p.get_response_body()?;
         let prepared = match self.prepare(p.get_request()?) {

@@ -19,7 +19,7 @@ use capnp_rpc::{twoparty, RpcSystem};
 use futures::AsyncReadExt;
 use granary_schema::grain_capnp::main_view;
 
-use common::{call, new_session, Body, ALICE};
+use common::{call, new_session, new_session_with_key, Body, ALICE};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -28,6 +28,11 @@ fn free_port() -> u16 {
 /// Starts the bridge with `args` and free `--api-port` and `--capnp-api-port`, our end of a socketpair as its fd 3
 /// (unless `fd3` is false).
 fn bridge(args: &[&str], fd3: bool) -> (Child, UnixStream) {
+    bridge_with_fd4(args, fd3, None)
+}
+
+/// [`bridge`], with `fd4` (a listening socket, as the supervisor hands over) as its fd 4.
+fn bridge_with_fd4(args: &[&str], fd3: bool, fd4: Option<i32>) -> (Child, UnixStream) {
     let (ours, theirs) = UnixStream::pair().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_granary-bridge"));
     cmd.args(["--api-port", &free_port().to_string(), "--capnp-api-port", &free_port().to_string()]).args(args).stdout(Stdio::null()).stderr(Stdio::piped());
@@ -36,8 +41,16 @@ fn bridge(args: &[&str], fd3: bool) -> (Child, UnixStream) {
         // SAFETY: only async-signal-safe calls (dup2) between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::dup2(fd, 3) < 0 {
+                // Copies above both targets first, so neither dup2 clobbers the other source.
+                let high = |f: i32| libc::fcntl(f, libc::F_DUPFD_CLOEXEC, 100);
+                let (a, b) = (high(fd), fd4.map(high));
+                if a < 0 || b.is_some_and(|b| b < 0) || libc::dup2(a, 3) < 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                if let Some(b) = b {
+                    if libc::dup2(b, 4) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
                 Ok(())
             });
@@ -177,4 +190,52 @@ s = socket.socket(); s.bind(("127.0.0.1", {port})); s.listen(); time.sleep(0.3)
     assert_eq!(seen["api"][0], 404, "the API answers before the app listens: {seen}");
     assert_eq!(seen["proxied"][0], 407, "{seen}");
     assert!(seen["proxied"][1].as_str().unwrap().contains("no network access"), "{seen}");
+}
+
+#[test]
+fn serves_the_direct_web_channel_on_fd4_and_keeps_it_from_the_app() {
+    use granary_schema::grain_capnp::web_channel;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hello.txt"), "hello, directly\n").unwrap();
+    let web = dir.path().join("web.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&web).unwrap();
+    let port = free_port().to_string();
+    // The app records whether it inherited fd 4, then serves the directory.
+    let script = format!(
+        "import os,http.server,functools\n\
+         try:\n os.fstat(4); s='fd 4 open'\n\
+         except OSError: s='fd 4 closed'\n\
+         open({dir:?}+'/fd4.txt','w').write(s)\n\
+         h=functools.partial(http.server.SimpleHTTPRequestHandler,directory={dir:?})\n\
+         http.server.HTTPServer(('127.0.0.1',{port}),h).serve_forever()",
+        dir = dir.path().to_str().unwrap()
+    );
+    let (child, ours) = bridge_with_fd4(&["--port", &port, "--", "python3", "-c", &script], true, Some(listener.as_raw_fd()));
+    drop(listener);
+    let ex = Rc::new(LocalExecutor::new());
+    let ex2 = ex.clone();
+    async_io::block_on(ex.run(async move {
+        let (r, w) = Async::new(ours).unwrap().split();
+        let net = twoparty::VatNetwork::new(r, w, Side::Server, Default::default());
+        let mut rpc = RpcSystem::new(Box::new(net), None);
+        let main_view: main_view::Client = rpc.bootstrap(Side::Client);
+        let rpc_task = ex2.spawn(rpc);
+        let (held, key) = new_session_with_key(&main_view, &ALICE).await;
+        assert_eq!(key.len(), 32, "a bridge given fd 4 hands out direct keys");
+        let (r, w) = Async::new(UnixStream::connect(&web).unwrap()).unwrap().split();
+        let mut direct_rpc = RpcSystem::new(Box::new(twoparty::VatNetwork::new(r, w, Side::Client, Default::default())), None);
+        let channel: web_channel::Client = direct_rpc.bootstrap(Side::Server);
+        let direct_task = ex2.spawn(direct_rpc);
+        let mut req = channel.session_request();
+        req.get().set_direct_key(&key);
+        let direct = req.send().promise.await.unwrap().get().unwrap().get_session().unwrap();
+        let r = call(&direct, "GET", "/hello.txt", &[], Body::None).await;
+        assert_eq!((r.status, r.text().as_str()), (200, "hello, directly\n"));
+        drop((direct, channel, direct_task, held, main_view));
+        drop(rpc_task);
+    }));
+    drop(ex);
+    let (code, err) = finish(child);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read_to_string(dir.path().join("fd4.txt")).unwrap(), "fd 4 closed", "the app must not inherit the channel");
 }

@@ -26,6 +26,10 @@ pub struct SupervisorArgs {
     /// Unix socket to serve the `Supervisor` interface on (created with mode 0600).
     #[arg(long, value_name = "PATH")]
     socket: PathBuf,
+    /// Unix socket for the grain's direct web channel (created with mode 0600): its listening
+    /// socket is the app's fd 4, where granary-bridge serves `WebChannel`.
+    #[arg(long, value_name = "PATH")]
+    web_socket: Option<PathBuf>,
     /// Stop the app and exit after this many seconds without use.
     #[arg(long, value_name = "SECS", default_value_t = 120.0)]
     idle: f64,
@@ -84,6 +88,7 @@ pub fn run(a: SupervisorArgs) -> Result<()> {
     sandbox.cgroup_name = a.cgroup_name;
     sandbox.platform_dir = a.platform_dir;
     let mut cfg = GrainConfig::new(sandbox, &a.socket, &a.log_dir);
+    cfg.web_socket = a.web_socket;
     cfg.idle = seconds("idle", a.idle)?;
     cfg.stop_grace = seconds("stop-grace", a.stop_grace)?;
     cfg.log_max_bytes = a.log_max;

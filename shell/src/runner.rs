@@ -1,7 +1,9 @@
 //! Starting grains: one `granary supervisor` process per grain in use, reached over its unix
 //! socket with Cap'n Proto (SPEC.md, "Running grains"). The server re-executes its own binary,
 //! waits for `ready`, and keeps the connection until the supervisor exits (idle, shutdown,
-//! crash), after which the next use starts a new one.
+//! crash), after which the next use starts a new one. Once a session exists, its requests take
+//! the grain's direct web channel (`web.sock`, served by the bridge) when the app offers one;
+//! while any is in flight the runner keeps the grain awake (SPEC.md, "Running grains").
 
 use crate::apps::InstalledApp;
 use crate::grains::{Grain, GrainDirs};
@@ -9,8 +11,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use async_executor::LocalExecutor;
 use capnp_rpc::{rpc_twoparty_capnp::Side, RpcSystem};
 use futures::AsyncReadExt;
-use granary_schema::grain_capnp::main_view;
+use granary_schema::grain_capnp::{main_view, web_channel};
 use granary_schema::supervisor_capnp::{grain_core, supervisor};
+use granary_schema::web_session_capnp::web_session;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -24,11 +27,53 @@ use std::time::{Duration, Instant};
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// keepAlive is sent at most this often per grain while its sessions are used.
 const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(30);
+/// The direct web channel's socket in a grain's directory (next to `supervisor.sock`).
+pub const WEB_SOCKET: &str = "web.sock";
 
 struct Running {
     supervisor: supervisor::Client,
     alive: Rc<Cell<bool>>,
     last_keep_alive: Cell<Instant>,
+    /// `<grain dir>/web.sock`.
+    web_socket: PathBuf,
+    /// The connection to the bridge's `WebChannel`, made on first use; `None` or a dead flag
+    /// after the app restarted (the next use connects again).
+    direct: RefCell<Option<(web_channel::Client, Rc<Cell<bool>>)>>,
+    /// Whether a failure to use the direct channel was logged (once per supervisor).
+    direct_failure_logged: Cell<bool>,
+    /// Requests and WebSocket openings of this grain in flight ([`InUse`]).
+    in_flight: Cell<usize>,
+    /// Whether the task sending keepAlive while `in_flight > 0` runs.
+    ticking: Cell<bool>,
+    /// The latest core handed to `keepAlive`, for the ticking task.
+    core: RefCell<Option<grain_core::Client>>,
+}
+
+impl Running {
+    /// Sends keepAlive now (not waiting for the answer).
+    fn send_keep_alive(&self, ex: &Rc<LocalExecutor<'static>>) {
+        let Some(core) = self.core.borrow().clone() else { return };
+        self.last_keep_alive.set(Instant::now());
+        let mut req = self.supervisor.keep_alive_request();
+        req.get().set_core(core);
+        ex.spawn(async move {
+            let _ = req.send().promise.await;
+        })
+        .detach();
+    }
+}
+
+/// A request (or WebSocket opening) of a grain in flight: while any is held, the runner tells
+/// the grain's supervisor it is in use (at the keepAlive rate), so a long download, upload or
+/// long poll is never stopped for idleness, whichever channel it takes.
+pub struct InUse {
+    running: Rc<Running>,
+}
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        self.running.in_flight.set(self.running.in_flight.get() - 1);
+    }
 }
 
 /// The grains this server has a supervisor connection to.
@@ -107,22 +152,78 @@ impl Runner {
         Ok(reply.get()?.get_view()?)
     }
 
+    /// How often keepAlive is sent while a grain is used: well within the supervisor's idle
+    /// period, so use never looks like idleness.
+    fn keep_alive_every(&self) -> Duration {
+        KEEP_ALIVE_EVERY.min(Duration::from_secs(self.idle_seconds) / 4)
+    }
+
     /// Tells the grain's supervisor it is in use (at most every 30 s), so it does not stop
     /// for idleness while sessions talk to the app.
     pub fn keep_alive(&self, ex: &Rc<LocalExecutor<'static>>, grain_id: &str, core: grain_core::Client) {
         let Some(r) = self.running.borrow().get(grain_id).cloned() else { return };
-        // Well within the supervisor's idle period, so use never looks like idleness.
-        let every = KEEP_ALIVE_EVERY.min(Duration::from_secs(self.idle_seconds) / 4);
-        if r.last_keep_alive.get().elapsed() < every {
+        *r.core.borrow_mut() = Some(core);
+        if r.last_keep_alive.get().elapsed() < self.keep_alive_every() {
             return;
         }
-        r.last_keep_alive.set(Instant::now());
-        let mut req = r.supervisor.keep_alive_request();
-        req.get().set_core(core);
-        ex.spawn(async move {
-            let _ = req.send().promise.await;
-        })
-        .detach();
+        r.send_keep_alive(ex);
+    }
+
+    /// Marks a request of `grain_id` in flight until the returned guard is dropped; meanwhile
+    /// keepAlive goes to its supervisor at the keepAlive rate. `None` if it has no supervisor.
+    pub fn in_use(&self, ex: &Rc<LocalExecutor<'static>>, grain_id: &str) -> Option<InUse> {
+        let r = self.running.borrow().get(grain_id).filter(|r| r.alive.get()).cloned()?;
+        r.in_flight.set(r.in_flight.get() + 1);
+        if !r.ticking.get() {
+            r.ticking.set(true);
+            let every = self.keep_alive_every();
+            let (ticker, ex2) = (r.clone(), ex.clone());
+            ex.spawn(async move {
+                loop {
+                    async_io::Timer::after(every).await;
+                    if ticker.in_flight.get() == 0 || !ticker.alive.get() {
+                        break;
+                    }
+                    if ticker.last_keep_alive.get().elapsed() >= every / 2 {
+                        ticker.send_keep_alive(&ex2);
+                    }
+                }
+                ticker.ticking.set(false);
+            })
+            .detach();
+        }
+        Some(InUse { running: r })
+    }
+
+    /// The session named `direct_key` on the grain's direct web channel (connecting to the
+    /// bridge on first use, and again after the app restarted). `None` — the caller then uses
+    /// the session it got through the supervisor — when the grain has no supervisor or the
+    /// channel fails; a failure is logged once per supervisor.
+    pub async fn direct_session(&self, ex: &Rc<LocalExecutor<'static>>, grain_id: &str, direct_key: &[u8]) -> Option<web_session::Client> {
+        let r = self.running.borrow().get(grain_id).filter(|r| r.alive.get()).cloned()?;
+        let attempt = || async {
+            let channel = r.channel(ex)?;
+            let mut req = channel.session_request();
+            req.get().set_direct_key(direct_key);
+            let reply = req.send().promise.await?;
+            Ok::<_, anyhow::Error>(reply.get()?.get_session()?)
+        };
+        let mut result = attempt().await;
+        if result.is_err() {
+            // The connection may be to a bridge that just exited (the app restarted) before
+            // we noticed: try once more on a new one.
+            r.direct.borrow_mut().take();
+            result = attempt().await;
+        }
+        match result {
+            Ok(s) => Some(s),
+            Err(e) => {
+                if !r.direct_failure_logged.replace(true) {
+                    tracing::warn!(grain = grain_id, "the grain's direct web channel failed ({e:#}); its requests go through the supervisor");
+                }
+                None
+            }
+        }
     }
 
     /// Stops the grain's app and supervisor, if running.
@@ -178,6 +279,8 @@ impl Runner {
             .arg(&dirs.root)
             .arg("--socket")
             .arg(dirs.root.join("supervisor.sock"))
+            .arg("--web-socket")
+            .arg(dirs.root.join(WEB_SOCKET))
             .arg("--cgroup-name")
             .arg(format!("grain-{}", grain.id))
             .arg("--platform-dir")
@@ -199,7 +302,7 @@ impl Runner {
         let socket = GrainDirs::new(&self.data_dir, &grain.id).root.join("supervisor.sock");
         // A supervisor left from before a server restart still serves its grain: reuse it.
         if let Ok(stream) = UnixStream::connect(&socket) {
-            return connect(ex, stream, Rc::new(Cell::new(true)), None);
+            return connect(ex, stream, Rc::new(Cell::new(true)), None, socket.with_file_name(WEB_SOCKET));
         }
         let mut cmd = self.command(grain, app, limits)?;
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
@@ -230,11 +333,38 @@ impl Runner {
             bail!("the grain's supervisor did not start (see the server's log)");
         }
         let stream = UnixStream::connect(&socket).with_context(|| format!("connecting to the grain's supervisor at {}", socket.display()))?;
-        connect(ex, stream, alive, Some(pid))
+        connect(ex, stream, alive, Some(pid), socket.with_file_name(WEB_SOCKET))
     }
 }
 
-fn connect(ex: &Rc<LocalExecutor<'static>>, stream: UnixStream, alive: Rc<Cell<bool>>, pid: Option<u32>) -> Result<Running> {
+impl Running {
+    /// The bridge's `WebChannel`, connecting if there is no live connection.
+    fn channel(&self, ex: &Rc<LocalExecutor<'static>>) -> Result<web_channel::Client> {
+        if let Some((channel, live)) = self.direct.borrow().as_ref() {
+            if live.get() {
+                return Ok(channel.clone());
+            }
+        }
+        let stream = UnixStream::connect(&self.web_socket).with_context(|| format!("connecting to {}", self.web_socket.display()))?;
+        let (reader, writer) = async_io::Async::new(stream)?.split();
+        let network = granary_schema::vat_network(reader, writer, Side::Client);
+        let mut rpc = RpcSystem::new(Box::new(network), None);
+        let channel: web_channel::Client = rpc.bootstrap(Side::Server);
+        let live = Rc::new(Cell::new(true));
+        let flag = live.clone();
+        ex.spawn(async move {
+            if let Err(e) = rpc.await {
+                tracing::debug!("direct web channel ended: {e}");
+            }
+            flag.set(false);
+        })
+        .detach();
+        *self.direct.borrow_mut() = Some((channel.clone(), live));
+        Ok(channel)
+    }
+}
+
+fn connect(ex: &Rc<LocalExecutor<'static>>, stream: UnixStream, alive: Rc<Cell<bool>>, pid: Option<u32>, web_socket: PathBuf) -> Result<Running> {
     let (reader, writer) = async_io::Async::new(stream)?.split();
     let network = granary_schema::vat_network(reader, writer, Side::Client);
     let mut rpc = RpcSystem::new(Box::new(network), None);
@@ -247,5 +377,15 @@ fn connect(ex: &Rc<LocalExecutor<'static>>, stream: UnixStream, alive: Rc<Cell<b
         flag.set(false);
     })
     .detach();
-    Ok(Running { supervisor, alive, last_keep_alive: Cell::new(Instant::now() - KEEP_ALIVE_EVERY) })
+    Ok(Running {
+        supervisor,
+        alive,
+        last_keep_alive: Cell::new(Instant::now() - KEEP_ALIVE_EVERY),
+        web_socket,
+        direct: RefCell::new(None),
+        direct_failure_logged: Cell::new(false),
+        in_flight: Cell::new(0),
+        ticking: Cell::new(false),
+        core: RefCell::new(None),
+    })
 }

@@ -1,6 +1,7 @@
 //! Benchmark, not a test (ignored; `scripts/bench-gateway.sh` runs it in release): the same
 //! echo binary through the whole path (gateway → supervisor → sandbox → bridge → echo) and
-//! directly on loopback. Small GETs with `wrk` (keep-alive connections), 100 MiB downloads
+//! directly on loopback. Small GETs with `wrk` (keep-alive connections; 8, then 1 for the
+//! unloaded added latency), 100 MiB downloads
 //! and uploads, and cold starts after Restart and after an idle stop. Prints a table for
 //! BENCHMARKS.md.
 
@@ -17,10 +18,11 @@ fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
 
-/// `wrk` against `port` with `Host`/`Cookie`; returns (req/s, p50 ms, p99 ms).
-fn wrk(port: u16, path: &str, host: &str, cookie: &str) -> (f64, f64, f64) {
+/// `wrk` with `connections` keep-alive connections against `port` with `Host`/`Cookie`;
+/// returns (req/s, p50 ms, p99 ms).
+fn wrk(connections: &str, port: u16, path: &str, host: &str, cookie: &str) -> (f64, f64, f64) {
     let out = Command::new("wrk")
-        .args(["-t", &env_or("BENCH_THREADS", "1"), "-c", &env_or("BENCH_CONNECTIONS", "8"), "-d", &env_or("BENCH_SECONDS", "10"), "--latency"])
+        .args(["-t", &env_or("BENCH_THREADS", "1"), "-c", connections, "-d", &env_or("BENCH_SECONDS", "10"), "--latency"])
         .args(["-H", &format!("Host: {host}")])
         .args(if cookie.is_empty() { vec![] } else { vec!["-H".to_owned(), format!("Cookie: {cookie}")] })
         .arg(format!("http://127.0.0.1:{port}{path}"))
@@ -91,8 +93,12 @@ fn bench_gateway_vs_direct() {
     d.port = direct_port;
 
     let small = "/download?bytes=1024";
-    let (g_rps, g_p50, g_p99) = wrk(o.port, small, &o.host, &o.cookie_header());
-    let (d_rps, d_p50, d_p99) = wrk(direct_port, small, &d.host, "");
+    let loaded = env_or("BENCH_CONNECTIONS", "8");
+    let (g_rps, g_p50, g_p99) = wrk(&loaded, o.port, small, &o.host, &o.cookie_header());
+    let (d_rps, d_p50, d_p99) = wrk(&loaded, direct_port, small, &d.host, "");
+    // One connection: one request at a time, so the latency is the path's own (unloaded).
+    let (g1_rps, g1_p50, g1_p99) = wrk("1", o.port, small, &o.host, &o.cookie_header());
+    let (d1_rps, d1_p50, d1_p99) = wrk("1", direct_port, small, &d.host, "");
 
     let g_down = download(&o, BIG);
     let d_down = download(&d, BIG);
@@ -120,9 +126,12 @@ fn bench_gateway_vs_direct() {
 
     let mb = |s: f64| BIG as f64 / s / 1e6;
     restarts.sort_by(f64::total_cmp);
-    println!("| 1 KiB GET, req/s | {g_rps:.0} | {d_rps:.0} | {:.2}× |", g_rps / d_rps);
-    println!("| 1 KiB GET, p50 latency | {g_p50:.3} ms | {d_p50:.3} ms | +{:.3} ms |", g_p50 - d_p50);
-    println!("| 1 KiB GET, p99 latency | {g_p99:.3} ms | {d_p99:.3} ms | +{:.3} ms |", g_p99 - d_p99);
+    println!("| 1 KiB GET, -c {loaded}, req/s | {g_rps:.0} | {d_rps:.0} | {:.2}× |", g_rps / d_rps);
+    println!("| 1 KiB GET, -c {loaded}, p50 latency | {g_p50:.3} ms | {d_p50:.3} ms | {:+.3} ms |", g_p50 - d_p50);
+    println!("| 1 KiB GET, -c {loaded}, p99 latency | {g_p99:.3} ms | {d_p99:.3} ms | {:+.3} ms |", g_p99 - d_p99);
+    println!("| 1 KiB GET, -c 1, req/s | {g1_rps:.0} | {d1_rps:.0} | {:.2}× |", g1_rps / d1_rps);
+    println!("| 1 KiB GET, -c 1, p50 latency | {g1_p50:.3} ms | {d1_p50:.3} ms | {:+.3} ms |", g1_p50 - d1_p50);
+    println!("| 1 KiB GET, -c 1, p99 latency | {g1_p99:.3} ms | {d1_p99:.3} ms | {:+.3} ms |", g1_p99 - d1_p99);
     println!("| 100 MiB download | {:.0} MB/s ({g_down:.2} s) | {:.0} MB/s ({d_down:.2} s) | {:.2}× |", mb(g_down), mb(d_down), d_down / g_down);
     println!("| 100 MiB upload | {:.0} MB/s ({g_up:.2} s) | {:.0} MB/s ({d_up:.2} s) | {:.2}× |", mb(g_up), mb(d_up), d_up / g_up);
     println!("| cold start after Restart, first byte (5 runs) | median {:.0} ms (min {:.0}, max {:.0}) | — | |", restarts[2], restarts[0], restarts[4]);

@@ -396,3 +396,88 @@ fn websocket_messages_keep_the_grain_awake_and_it_stops_once_they_end() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Sends `signal` (`STOP`, `CONT`) to `pid` with kill(1).
+fn signal(pid: u32, signal: &str) {
+    let ok = std::process::Command::new("kill").args([format!("-{signal}"), pid.to_string()]).status().unwrap().success();
+    assert!(ok, "kill -{signal} {pid}");
+}
+
+#[test]
+fn once_a_session_exists_requests_and_websockets_bypass_the_supervisor() {
+    use std::time::Duration;
+    let mut p = Platform::start();
+    let (_, mut o) = p.grain("Direct");
+    assert_eq!(o.visits(), 1, "the session exists");
+    // The app crashes and its supervisor restarts it: the server connects to the new bridge.
+    assert_eq!(o.get("/crash").status, 502);
+    assert_eq!(o.visits(), 2, "the app runs again");
+    let sup = echo_grain::supervisor_pids(p.server.pid());
+    assert_eq!(sup.len(), 1);
+    // A frozen supervisor answers nothing: whatever still works goes around it, on the
+    // grain's direct web channel (server → bridge).
+    signal(sup[0], "STOP");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        let visits: Vec<u64> = (0..5).map(|_| o.visits()).collect();
+        let seen = o.seen("GET", &[("X-Granary-User-Id", "spoofed")], b"");
+        let upload = {
+            let body = pattern_bytes(0..FILE_LEN);
+            let r = o.request("POST", "/upload", &[], &body);
+            (r.status, r.json()["bytes"].as_u64())
+        };
+        let download = o.get("/download?bytes=3145728");
+        let ws = {
+            use tungstenite::client::IntoClientRequest;
+            let mut req = format!("ws://{}/ws", o.host).into_client_request().unwrap();
+            req.headers_mut().insert("Cookie", o.cookie_header().parse().unwrap());
+            req.headers_mut().insert("Origin", o.origin().parse().unwrap());
+            let stream = std::net::TcpStream::connect(("127.0.0.1", o.port)).unwrap();
+            let (mut ws, _) = tungstenite::client::client(req, stream).unwrap_or_else(|e| panic!("handshake: {e}"));
+            ws.send(tungstenite::Message::text("direct")).unwrap();
+            ws.read().unwrap()
+        };
+        let _ = tx.send((visits, seen, upload, (download.status, download.body.len()), ws));
+    });
+    let got = rx.recv_timeout(Duration::from_secs(30));
+    signal(sup[0], "CONT");
+    let (visits, seen, upload, download, ws) = got.expect("requests waited for the frozen supervisor: they did not take the direct channel");
+    worker.join().unwrap();
+    assert_eq!(visits, [3, 4, 5, 6, 7]);
+    assert_ne!(seen["headers"]["x-granary-user-id"], "spoofed", "the bridge's header rules hold on the direct channel: {seen}");
+    assert_eq!(upload, (200, Some(FILE_LEN)));
+    assert_eq!(download, (200, 3 << 20));
+    assert_eq!(ws, tungstenite::Message::text("direct"));
+}
+
+#[test]
+fn a_response_body_streaming_longer_than_the_idle_period_keeps_the_grain_awake() {
+    use std::time::Duration;
+    let mut p = Platform::start_with(&["--idle", "2"]);
+    let (_, mut o) = p.grain("Slow reader");
+    assert_eq!(o.visits(), 1);
+    let running = echo_grain::supervisor_pids(p.server.pid());
+    assert_eq!(running.len(), 1, "one grain runs");
+    // 48 MiB read at ~4 MiB/s: ~12 s, six times the idle period. Buffers between the grain and
+    // this reader hold far less, so the grain is still sending long after 2 s.
+    const LEN: u64 = 48 << 20;
+    let r = o.raw("GET", &format!("/download?bytes={LEN}"), &[], None).unwrap();
+    assert_eq!(r.status, 200);
+    let mut reader = r.reader;
+    let (mut got, mut bad) = (0u64, 0u64);
+    let mut buf = vec![0u8; 64 << 10];
+    let start = Instant::now();
+    while got < LEN {
+        let n = reader.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        bad += (buf[..n] != pattern_bytes(got..got + n as u64)[..]) as u64;
+        got += n as u64;
+        std::thread::sleep(Duration::from_millis(15));
+    }
+    eprintln!("read {got} bytes in {:?}", start.elapsed());
+    assert_eq!((got, bad), (LEN, 0), "the download was cut off: the grain was stopped for idleness mid-body");
+    assert!(start.elapsed() > Duration::from_secs(5), "the body must take well over the idle period");
+    assert_eq!(echo_grain::supervisor_pids(p.server.pid()), running, "the grain was stopped while its response streamed");
+}

@@ -1,7 +1,9 @@
 //! The per-grain supervisor: one process per running grain. It builds the sandbox
 //! (namespaces, mounts, seccomp, cgroups), runs the app inside it, speaks Cap'n Proto to the app
 //! on fd 3 and to the server on a unix socket, and wraps every capability that crosses the
-//! grain's boundary.
+//! grain's boundary. With `GrainConfig::web_socket` it also binds the grain's direct web channel
+//! and hands the app its listening socket as fd 4 (the server then sends sessions' HTTP
+//! requests there, past the supervisor; `newSession` and every capability still go through it).
 //!
 //! May touch: the grain's own directory, the unpacked package image (read-only), cgroups for its
 //! grain, and the kernel interfaces needed to build a sandbox.

@@ -160,6 +160,9 @@ impl main_view::Server for View {
         let inner = resp.get()?.get_session()?;
         let wrapped = crate::session::SessionWrapper { inner, shared: self.shared.clone() };
         results.get().set_session(capnp_rpc::new_client(wrapped));
+        // Names the same session on the grain's direct web channel (the server's data path);
+        // passed on unchanged, empty when the app offers none.
+        results.get().set_direct_key(resp.get()?.get_direct_key()?);
         Ok(())
     }
 

@@ -40,6 +40,9 @@ impl HostIds {
     }
 }
 
+/// How many fds beyond stdio [`SandboxConfig::extra_fds`] may hand to the app.
+pub const MAX_EXTRA_FDS: usize = 4;
+
 /// How to run one sandboxed program.
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
@@ -63,8 +66,10 @@ pub struct SandboxConfig {
     pub cgroup_root: PathBuf,
     /// fds of ours to install as the app's stdin, stdout, stderr; `None` passes ours through.
     pub stdio: [Option<i32>; 3],
-    /// An fd of ours to hand to the app as fd 3 (the supervisor's Cap'n Proto socket).
-    pub extra_fd: Option<i32>,
+    /// fds of ours to hand to the app as fds 3, 4, … in this order (at most
+    /// [`MAX_EXTRA_FDS`]): the supervisor's Cap'n Proto socket and the direct web channel's
+    /// listening socket.
+    pub extra_fds: Vec<i32>,
     /// Development mode: every seccomp denial is also written to the kernel audit log.
     pub log_denials: bool,
     /// Development mode: mount a procfs of the sandbox's own pid namespace at `/proc`.
@@ -88,7 +93,7 @@ impl SandboxConfig {
             cgroup_name: None,
             cgroup_root: "/sys/fs/cgroup".into(),
             stdio: [None; 3],
-            extra_fd: None,
+            extra_fds: Vec::new(),
             log_denials: false,
             dev_proc: false,
             platform_dir: None,
@@ -247,6 +252,9 @@ fn build_plan(cfg: &SandboxConfig, image: &Path, data: &Path) -> Result<Plan, Sa
             image.display()
         )));
     }
+    if cfg.extra_fds.len() > MAX_EXTRA_FDS {
+        return Err(SandboxError::Config(format!("at most {MAX_EXTRA_FDS} extra fds can be handed to the app, not {}", cfg.extra_fds.len())));
+    }
     let prog = cfg.argv.first().ok_or_else(|| SandboxError::Config("no program given to run in the sandbox".into()))?;
     let path = cstring(&resolve_program(image, prog, &cfg.env)?, "program path")?;
     let mut strings = Vec::new();
@@ -290,7 +298,7 @@ fn build_plan(cfg: &SandboxConfig, image: &Path, data: &Path) -> Result<Plan, Sa
         sync_fd: -1,
         report_fd: -1,
         stdio: cfg.stdio,
-        extra_fd: cfg.extra_fd,
+        extra_fds: cfg.extra_fds.clone(),
         nofile: cfg.limits.nofile,
         seccomp: seccomp::app_filter()?,
         seccomp_flags: if cfg.log_denials { libc::SECCOMP_FILTER_FLAG_LOG as u32 } else { 0 },

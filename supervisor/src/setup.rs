@@ -30,7 +30,8 @@ pub struct Plan {
     pub sync_fd: i32,
     pub report_fd: i32,
     pub stdio: [Option<i32>; 3],
-    pub extra_fd: Option<i32>,
+    /// Installed as fds 3, 4, …; at most [`crate::sandbox::MAX_EXTRA_FDS`].
+    pub extra_fds: Vec<i32>,
     pub nofile: (u64, u64),
     pub seccomp: &'static [libc::sock_filter],
     pub seccomp_flags: u32,
@@ -70,7 +71,7 @@ pub fn enter<S: Sys>(sys: &S, p: &Plan) -> Result<i32, Failure> {
     // If the parent dies from here on, so do we (and with us, the whole pid namespace).
     s.run(sys.set_parent_death_signal(libc::SIGKILL))?;
     s.run(sys.wait_for_parent(p.sync_fd))?;
-    let report = s.run(sys.arrange_fds(p.stdio, p.extra_fd, p.report_fd))?;
+    let report = s.run(sys.arrange_fds(p.stdio, &p.extra_fds, p.report_fd))?;
     s.report_fd = report;
     // Now that the parent has placed us in our cgroup, make it the root of our cgroup view.
     s.run(sys.unshare(libc::CLONE_NEWCGROUP))?;
@@ -236,7 +237,7 @@ mod tests {
             sync_fd: 5,
             report_fd: 6,
             stdio: [None, Some(8), None],
-            extra_fd: Some(7),
+            extra_fds: vec![7],
             nofile: (1024, 4096),
             seccomp: &[libc::sock_filter { code: 6, jt: 0, jf: 0, k: 0x7fff_0000 }],
             seccomp_flags: 0,
@@ -258,7 +259,7 @@ mod tests {
         let c = sys.calls();
         assert_eq!(c[0], Call::SetParentDeathSignal(libc::SIGKILL));
         assert_eq!(c[1], Call::WaitForParent(5));
-        assert_eq!(c[2], Call::ArrangeFds { stdio: [None, Some(8), None], extra: Some(7), report: 6 });
+        assert_eq!(c[2], Call::ArrangeFds { stdio: [None, Some(8), None], extra: vec![7], report: 6 });
         assert_eq!(c[3], Call::Unshare(libc::CLONE_NEWCGROUP));
         assert_eq!(
             c[4],
@@ -306,7 +307,7 @@ mod tests {
         let sys = Recorder::new();
         let mut p = plan();
         p.clear_groups = false;
-        p.extra_fd = None;
+        p.extra_fds = Vec::new();
         assert_eq!(enter(&sys, &p), Ok(3));
         assert!(!sys.calls().contains(&Call::ClearGroups));
     }

@@ -66,10 +66,10 @@ pub trait Sys {
     fn setrlimit(&self, resource: u32, soft: u64, hard: u64) -> Result<(), Errno>;
     /// setsid(2).
     fn setsid(&self) -> Result<(), Errno>;
-    /// Install `stdio` as fds 0, 1, 2 (`None`: keep ours), `extra` as fd 3 (if any), then
-    /// `report` at the next number with close-on-exec; close everything else. Returns the new
+    /// Install `stdio` as fds 0, 1, 2 (`None`: keep ours), `extra` as fds 3, 4, … (at most
+    /// [`crate::sandbox::MAX_EXTRA_FDS`]), then `report` at the next number with close-on-exec; close everything else. Returns the new
     /// number of `report`.
-    fn arrange_fds(&self, stdio: [Option<i32>; 3], extra: Option<i32>, report: i32) -> Result<i32, Errno>;
+    fn arrange_fds(&self, stdio: [Option<i32>; 3], extra: &[i32], report: i32) -> Result<i32, Errno>;
     /// seccomp(SECCOMP_SET_MODE_FILTER, flags, prog).
     fn load_seccomp(&self, prog: &[libc::sock_filter], flags: u32) -> Result<(), Errno>;
 }
@@ -227,7 +227,7 @@ impl Sys for RealSys {
     fn setsid(&self) -> Result<(), Errno> {
         check(unsafe { libc::setsid() }.into())
     }
-    fn arrange_fds(&self, stdio: [Option<i32>; 3], extra: Option<i32>, report: i32) -> Result<i32, Errno> {
+    fn arrange_fds(&self, stdio: [Option<i32>; 3], extra: &[i32], report: i32) -> Result<i32, Errno> {
         // First copy every fd we keep above any number we are about to overwrite, so none
         // clobbers another, then put them in place; close_range then closes the copies and
         // everything else.
@@ -242,19 +242,23 @@ impl Sys for RealSys {
                 *slot = Some(high(fd)?);
             }
         }
-        let high_extra = match extra {
-            Some(fd) => Some(high(fd)?),
-            None => None,
-        };
+        // No allocation after clone: the copies go in a fixed array.
+        if extra.len() > crate::sandbox::MAX_EXTRA_FDS {
+            return Err(libc::EINVAL);
+        }
+        let mut high_extra = [-1; crate::sandbox::MAX_EXTRA_FDS];
+        for (slot, fd) in high_extra.iter_mut().zip(extra) {
+            *slot = high(*fd)?;
+        }
         for (target, fd) in high_stdio.iter().enumerate() {
             if let Some(fd) = fd {
                 check(unsafe { libc::dup2(*fd, target as i32) }.into())?; // clears close-on-exec
             }
         }
         let mut next = 3;
-        if let Some(fd) = high_extra {
-            check(unsafe { libc::dup2(fd, 3) }.into())?;
-            next = 4;
+        for fd in &high_extra[..extra.len()] {
+            check(unsafe { libc::dup2(*fd, next) }.into())?; // clears close-on-exec
+            next += 1;
         }
         check(unsafe { libc::dup3(high_report, next, libc::O_CLOEXEC) }.into())?;
         check(unsafe { libc::syscall(libc::SYS_close_range, next + 1, u32::MAX, 0) })?;
@@ -294,7 +298,7 @@ pub enum Call {
     Umask(u32),
     Setrlimit { resource: u32, soft: u64, hard: u64 },
     Setsid,
-    ArrangeFds { stdio: [Option<i32>; 3], extra: Option<i32>, report: i32 },
+    ArrangeFds { stdio: [Option<i32>; 3], extra: Vec<i32>, report: i32 },
     LoadSeccomp { instructions: usize, flags: u32 },
 }
 
@@ -406,9 +410,9 @@ impl Sys for Recorder {
     fn setsid(&self) -> Result<(), Errno> {
         self.push(Call::Setsid)
     }
-    fn arrange_fds(&self, stdio: [Option<i32>; 3], extra: Option<i32>, report: i32) -> Result<i32, Errno> {
-        self.push(Call::ArrangeFds { stdio, extra, report })?;
-        Ok(if extra.is_some() { 4 } else { 3 })
+    fn arrange_fds(&self, stdio: [Option<i32>; 3], extra: &[i32], report: i32) -> Result<i32, Errno> {
+        self.push(Call::ArrangeFds { stdio, extra: extra.to_vec(), report })?;
+        Ok(3 + extra.len() as i32)
     }
     fn load_seccomp(&self, prog: &[libc::sock_filter], flags: u32) -> Result<(), Errno> {
         self.push(Call::LoadSeccomp { instructions: prog.len(), flags })

@@ -123,13 +123,32 @@ fn extra_fd_becomes_fd_3_and_nothing_else_leaks() {
     let grain = Grain::new();
     let (r, w) = pipe();
     let mut cfg = grain.config(&["fds"]);
-    cfg.extra_fd = Some(w.as_raw_fd());
+    cfg.extra_fds = vec![w.as_raw_fd()];
     let (code, out) = run(cfg);
     drop(w);
     assert_eq!((code, out.trim()), (0, "open_fds=0,1,2,3"));
     let mut got = String::new();
     std::fs::File::from(r).read_to_string(&mut got).unwrap();
     assert_eq!(got, "hello through fd 3");
+}
+
+#[test]
+fn extra_fds_become_fds_3_and_4_in_order() {
+    // The supervisor hands the app its Cap'n Proto socket as fd 3 and the direct web
+    // channel's listening socket as fd 4.
+    require_root();
+    let grain = Grain::new();
+    let (r, w) = pipe();
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(dir.path().join("web.sock")).unwrap();
+    let mut cfg = grain.config(&["fds"]);
+    cfg.extra_fds = vec![w.as_raw_fd(), listener.as_raw_fd()];
+    let (code, out) = run(cfg);
+    drop(w);
+    assert_eq!((code, out.trim()), (0, "open_fds=0,1,2,3,4"));
+    let mut got = String::new();
+    std::fs::File::from(r).read_to_string(&mut got).unwrap();
+    assert_eq!(got, "hello through fd 3", "the first extra fd is fd 3");
 }
 
 #[test]

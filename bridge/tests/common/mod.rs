@@ -85,6 +85,11 @@ impl Harness {
 
 /// Opens a session on `main_view` as the supervisor would.
 pub async fn new_session(main_view: &main_view::Client, user: &User<'_>) -> web_session::Client {
+    new_session_with_key(main_view, user).await.0
+}
+
+/// Opens a session on `main_view` as the supervisor would; also returns its `directKey`.
+pub async fn new_session_with_key(main_view: &main_view::Client, user: &User<'_>) -> (web_session::Client, Vec<u8>) {
     {
         let mut req = main_view.new_session_request();
         req.get().set_context(capnp_rpc::new_client(NoContext));
@@ -101,7 +106,9 @@ pub async fn new_session(main_view: &main_view::Client, user: &User<'_>) -> web_
         p.set_tab_id("tab-9");
         p.set_base_path("https://g-abc.example.org");
         p.set_kind(if user.api { session_params::Kind::Api } else { session_params::Kind::Ui });
-        req.send().promise.await.unwrap().get().unwrap().get_session().unwrap()
+        let reply = req.send().promise.await.unwrap();
+        let r = reply.get().unwrap();
+        (r.get_session().unwrap(), r.get_direct_key().unwrap().to_vec())
     }
 }
 

@@ -73,7 +73,8 @@ async fn serve(server: &Server, req: Request<Incoming>) -> Resp {
         Ok(u) => u,
         Err(_) => return answer(StatusCode::BAD_REQUEST, "the path is not a valid URL path"),
     };
-    match forward(ws, Request::from_parts(parts, body), server.gateway.grain_reset(), &token.grain).await {
+    let in_use = server.runner.in_use(&server.ex, &token.grain);
+    match forward(ws, Request::from_parts(parts, body), server.gateway.grain_reset(), &token.grain, in_use).await {
         Ok(r) => r,
         Err(e) => answer(StatusCode::BAD_GATEWAY, &format!("the grain did not answer: {}", e.extra)),
     }

@@ -76,8 +76,13 @@ pub struct UiSession {
     /// The permissions it was opened with; when they change, the session ends.
     pub permissions: Vec<bool>,
     pub origin: String,
-    /// Created on first use, from the grain's main view.
+    /// Created on first use, from the grain's main view: the session requests are sent to
+    /// (on the grain's direct web channel when it has one, else through the supervisor).
     pub web_session: RefCell<Option<web_session::Client>>,
+    /// When `web_session` is the direct one, the same session as the supervisor returned it:
+    /// held while the direct one is used, since the bridge keeps a session reachable directly
+    /// only while the supervisor holds it.
+    pub held_session: RefCell<Option<web_session::Client>>,
     last_used: Cell<Instant>,
     /// The store's write count when the session was last found still allowed: until something
     /// is written, the answer cannot change.
@@ -129,6 +134,7 @@ impl GrainReset {
         if let Some(sessions) = self.0.upgrade() {
             for s in sessions.borrow().values().filter(|s| s.grain_id == grain_id) {
                 s.web_session.borrow_mut().take();
+                s.held_session.borrow_mut().take();
             }
         }
     }
@@ -168,6 +174,7 @@ impl Gateway {
             permissions: access.permissions,
             origin,
             web_session: RefCell::new(None),
+            held_session: RefCell::new(None),
             last_used: Cell::new(Instant::now()),
             allowed_at: Cell::new(None),
         };

@@ -100,10 +100,12 @@ pub async fn handle(server: &Server, label: &str, req: Request<Incoming>) -> Res
         Ok(ws) => ws,
         Err(why) => return page(StatusCode::SERVICE_UNAVAILABLE, "The app could not start", &why),
     };
+    // Held until the response body is sent: keeps the grain awake meanwhile.
+    let in_use = server.runner.in_use(&server.ex, &session.grain_id);
     let mut resp = if super::websocket::is_upgrade(&req) {
         super::websocket::open(server, ws, req, &session.grain_id).await
     } else {
-        match forward(ws, req, server.gateway.grain_reset(), &session.grain_id).await {
+        match forward(ws, req, server.gateway.grain_reset(), &session.grain_id, in_use).await {
             Ok(r) if r.status() == StatusCode::BAD_GATEWAY => {
                 // The bridge answers 502 when the app failed before its response (it may be
                 // exiting: a crash). The cached session would then be dead for the next
@@ -176,8 +178,15 @@ pub(super) fn write_request(mut r: request::Builder<'_>, method: &Method, uri: &
     }
 }
 
-/// Carries one request to the grain and its response back.
-pub(super) async fn forward(ws: web_session::Client, req: Request<Incoming>, reset: super::GrainReset, grain_id: &str) -> Result<Resp, capnp::Error> {
+/// Carries one request to the grain and its response back. `in_use` is held until the
+/// response body has been sent (or the browser went away).
+pub(super) async fn forward(
+    ws: web_session::Client,
+    req: Request<Incoming>,
+    reset: super::GrainReset,
+    grain_id: &str,
+    in_use: Option<crate::runner::InUse>,
+) -> Result<Resp, capnp::Error> {
     let (parts, mut body) = req.into_parts();
     let length: Option<u64> = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     let chunked = parts.headers.contains_key(header::TRANSFER_ENCODING);
@@ -252,6 +261,7 @@ pub(super) async fn forward(ws: web_session::Client, req: Request<Incoming>, res
             }
             let grain_id = grain_id.to_owned();
             Box::pin(ReqBody::Stream(response_body).map_err(move |e| -> BoxError {
+                let _in_use = &in_use; // lives as long as the body
                 // Cut off: the app most likely died mid-body, taking this session with it.
                 reset.reset_grain(&grain_id);
                 Box::new(e)

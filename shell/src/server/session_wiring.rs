@@ -141,14 +141,28 @@ impl Server {
             }
         };
         let ws = reply.get().and_then(|r| r.get_session()).map_err(|e| e.to_string())?;
+        let direct_key = reply.get().and_then(|r| r.get_direct_key()).map_err(|e| e.to_string())?;
+        // The data path skips the supervisor when the app offers a direct channel; the session
+        // as the supervisor returned it is held meanwhile (SPEC.md, "Running grains").
+        let direct = match direct_key.is_empty() {
+            true => None,
+            false => self.runner.direct_session(&self.ex, &grain.id, direct_key).await,
+        };
         if !grain.initialized {
             let _ = grains::update(&self.db, &grain.id, |g| {
                 g.initialized = true;
                 Ok(())
             });
         }
-        *s.web_session.borrow_mut() = Some(ws.clone());
-        Ok(ws)
+        let used = match direct {
+            Some(d) => {
+                *s.held_session.borrow_mut() = Some(ws);
+                d
+            }
+            None => ws,
+        };
+        *s.web_session.borrow_mut() = Some(used.clone());
+        Ok(used)
     }
 
     /// `MainView.newSession` for the session's user (`None`: anonymous).

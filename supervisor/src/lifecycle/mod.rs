@@ -9,7 +9,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -32,11 +32,16 @@ use crate::sandbox::SandboxConfig;
 /// Everything one grain's supervisor needs.
 #[derive(Debug, Clone)]
 pub struct GrainConfig {
-    /// How to run the app. `stdio` and `extra_fd` are set by the supervisor (the log pipe and
-    /// the Cap'n Proto socket); the rest is used as given.
+    /// How to run the app. `stdio` and `extra_fds` are set by the supervisor (the log pipe,
+    /// the Cap'n Proto socket and the web channel's listening socket); the rest is used as given.
     pub sandbox: SandboxConfig,
     /// The unix socket to listen on for the server.
     pub socket: PathBuf,
+    /// The grain's direct web channel (SPEC.md, "Running grains"): a unix socket (mode 0600)
+    /// the supervisor binds and listens on but never accepts on; the listening socket is the
+    /// app's fd 4, so the bridge accepts the server's connections there. Must be outside the
+    /// data directory, like `socket`.
+    pub web_socket: Option<PathBuf>,
     /// Where `log` and `log.1` live.
     pub log_dir: PathBuf,
     /// Stop the app and exit after this long without inbound calls or wake locks.
@@ -54,6 +59,7 @@ impl GrainConfig {
         GrainConfig {
             sandbox,
             socket: socket.into(),
+            web_socket: None,
             log_dir: log_dir.into(),
             idle: Duration::from_secs(120),
             stop_grace: Duration::from_secs(5),
@@ -92,6 +98,7 @@ pub enum Stopped {
 pub struct Listening {
     cfg: GrainConfig,
     listener: UnixListener,
+    web_listener: Option<UnixListener>,
     log: GrainLog,
 }
 
@@ -106,6 +113,11 @@ pub fn bind(cfg: GrainConfig) -> Result<Listening, LifecycleError> {
     }
     let listener = UnixListener::bind(&cfg.socket).map_err(io_err(format!("listening on {}", cfg.socket.display())))?;
     std::fs::set_permissions(&cfg.socket, std::fs::Permissions::from_mode(0o600)).map_err(io_err(format!("restricting {} to its owner", cfg.socket.display())))?;
+    // The socket is ours, so no other supervisor runs this grain: a web socket file is stale.
+    let web_listener = match &cfg.web_socket {
+        Some(path) => Some(listen_web(path)?),
+        None => None,
+    };
     // The socket is ours, so no other supervisor runs this grain: a cgroup of its name was left
     // by one that was killed (SIGKILL leaves no chance to clean up). Remove it, with anything
     // still inside.
@@ -115,7 +127,18 @@ pub fn bind(cfg: GrainConfig) -> Result<Listening, LifecycleError> {
             stale.remove()?;
         }
     }
-    Ok(Listening { cfg, listener, log })
+    Ok(Listening { cfg, listener, web_listener, log })
+}
+
+/// Binds the direct web channel's socket (replacing a stale file) and listens on it.
+fn listen_web(path: &Path) -> Result<UnixListener, LifecycleError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(format!("removing the stale socket {}", path.display()))(e)),
+        _ => {}
+    }
+    let listener = UnixListener::bind(path).map_err(io_err(format!("listening on {}", path.display())))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_err(format!("restricting {} to its owner", path.display())))?;
+    Ok(listener)
 }
 
 /// [`bind`] and [`Listening::run`].
@@ -169,6 +192,8 @@ pub(crate) struct Shared {
     generation: Cell<u64>,
     retry_at: Cell<Option<Instant>>,
     pub(crate) core: RefCell<Option<grain_core::Client>>,
+    /// The direct web channel's listening socket, handed to every app run as fd 4.
+    web_listener: Option<UnixListener>,
     /// The capabilities the app holds, as passed on by this supervisor.
     pub(crate) caps: crate::caps::HeldCaps,
     waiters: RefCell<Vec<oneshot::Sender<()>>>,
@@ -185,11 +210,12 @@ impl Listening {
 
     /// [`Listening::run`] with another way of starting the app (tests use a fake).
     pub(crate) fn run_with(self, keeper: Box<dyn Launcher>, events: mpsc::UnboundedReceiver<Event>) -> Result<Stopped, LifecycleError> {
-        let Listening { cfg, listener, log } = self;
+        let Listening { cfg, listener, web_listener, log } = self;
         let listener = Async::new(listener).map_err(io_err("watching the supervisor socket"))?;
         let (task_tx, mut task_rx) = mpsc::unbounded();
         let (quit_tx, quit_rx) = oneshot::channel();
         let socket = cfg.socket.clone();
+        let web_socket = cfg.web_socket.clone();
         let shared = Rc::new(Shared {
             cfg,
             log: Rc::new(RefCell::new(log)),
@@ -203,6 +229,7 @@ impl Listening {
             generation: Cell::new(0),
             retry_at: Cell::new(None),
             core: RefCell::new(None),
+            web_listener,
             waiters: RefCell::new(Vec::new()),
             closing: Cell::new(false),
             quit: RefCell::new(Some(quit_tx)),
@@ -229,6 +256,9 @@ impl Listening {
             }
         });
         let _ = std::fs::remove_file(&socket);
+        if let Some(path) = web_socket {
+            let _ = std::fs::remove_file(path);
+        }
         drop(tasks); // closes every connection
         // Joins the keeper thread; the app has been stopped by whoever quit.
         let keeper = shared.keeper.borrow_mut().take();
@@ -406,7 +436,10 @@ impl Shared {
         let null = OwnedFd::from(File::open("/dev/null")?);
         let mut cfg: SandboxConfig = self.cfg.sandbox.clone();
         cfg.stdio = [Some(null.as_raw_fd()), Some(out_w.as_raw_fd()), Some(out_w.as_raw_fd())];
-        cfg.extra_fd = Some(theirs.as_raw_fd());
+        cfg.extra_fds = vec![theirs.as_raw_fd()];
+        if let Some(web) = &self.web_listener {
+            cfg.extra_fds.push(web.as_raw_fd());
+        }
         let output = Async::new(File::from(out_r))?;
         let (r, w) = Async::new(ours)?.split();
         let net = granary_schema::vat_network(r, w, Side::Server);

@@ -49,7 +49,7 @@ impl Launcher for FakeLauncher {
             self.events.unbounded_send(Event::Started(Err(e))).unwrap();
             return;
         }
-        let (sock, out) = (dup(cfg.extra_fd.unwrap()), dup(cfg.stdio[1].unwrap()));
+        let (sock, out) = (dup(cfg.extra_fds[0]), dup(cfg.stdio[1].unwrap()));
         let (exit_tx, mut exit_rx) = mpsc::unbounded();
         *self.exit.borrow_mut() = Some(exit_tx.clone());
         self.events.unbounded_send(Event::Started(Ok(FAKE_PID))).unwrap();

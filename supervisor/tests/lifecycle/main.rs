@@ -298,6 +298,27 @@ fn a_second_supervisor_for_the_same_socket_is_refused() {
     sup.wait(Duration::from_secs(3));
 }
 
+#[test]
+fn the_web_channel_socket_is_replaced_owner_only_and_removed_at_exit() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    require_root();
+    let grain = Grain::new();
+    let web = grain.socket().with_file_name("web.sock");
+    std::os::unix::net::UnixListener::bind(&web).map(drop).unwrap(); // stale, from a killed one
+    let mut cfg = grain.config();
+    cfg.web_socket = Some(web.clone());
+    let sup = Running::start(cfg);
+    let meta = std::fs::metadata(&web).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "only the server's uid may connect");
+    assert!(std::os::unix::net::UnixStream::connect(&web).is_ok(), "a fresh socket listens (the app accepts)");
+    with_supervisor(&grain.socket(), |s| async move {
+        s.shutdown_request().send().promise.await.ok();
+    });
+    sup.wait(Duration::from_secs(3));
+    assert!(!web.exists(), "the web channel's socket is removed when the supervisor exits");
+}
+
 /// Environment variable naming the grain directories for [`supervisor_child_process`].
 const CHILD_ENV: &str = "GRANARY_LIFECYCLE_TEST_CHILD";
 
