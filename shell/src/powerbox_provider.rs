@@ -24,11 +24,14 @@ pub struct ProviderSession {
     limit: Vec<bool>,
     user: String,
     session: RefCell<Option<web_session::Client>>,
+    /// The session as the supervisor returned it, held while `session` is the same session on
+    /// the grain's direct web channel (the bridge keeps it only while this is held).
+    held: RefCell<Option<web_session::Client>>,
 }
 
 impl ProviderSession {
     pub fn new(server: &Rc<Server>, grain: String, path_prefix: String, limit: Vec<bool>, user: String) -> ProviderSession {
-        ProviderSession { server: Rc::downgrade(server), grain, path_prefix, limit, user, session: RefCell::new(None) }
+        ProviderSession { server: Rc::downgrade(server), grain, path_prefix, limit, user, session: RefCell::new(None), held: RefCell::new(None) }
     }
 
     /// The provider's path for `path` (which starts with `/`), or why it is refused.
@@ -79,14 +82,36 @@ impl ProviderSession {
         }
         let reply = req.send().promise.await?;
         let session = reply.get()?.get_session()?;
-        *self.session.borrow_mut() = Some(session.clone());
-        Ok(session)
+        // As for UI sessions: the data path skips the supervisor when the app offers a direct
+        // channel (SPEC.md, "Running grains").
+        let direct_key = reply.get()?.get_direct_key()?;
+        let direct = match direct_key.is_empty() {
+            true => None,
+            false => server.runner.direct_session(&server.ex, &grain.id, direct_key).await,
+        };
+        let used = match direct {
+            Some(d) => {
+                *self.held.borrow_mut() = Some(session);
+                d
+            }
+            None => session,
+        };
+        *self.session.borrow_mut() = Some(used.clone());
+        Ok(used)
     }
 
     fn forget_on_disconnect(&self, e: &Error) {
         if e.kind == capnp::ErrorKind::Disconnected {
             *self.session.borrow_mut() = None;
+            *self.held.borrow_mut() = None;
         }
+    }
+
+    /// Counts a call as use of the provider grain while it runs (the supervisor does not see
+    /// calls on the direct channel).
+    fn in_use(&self) -> Option<crate::runner::InUse> {
+        let server = self.server.upgrade()?;
+        server.runner.in_use(&server.ex, &self.grain)
     }
 }
 
@@ -108,6 +133,7 @@ impl web_session::Server for ProviderSession {
             results.get().set_request_body(call.pipeline.get_request_body());
             results.set_pipeline()?;
         }
+        let _in_use = self.in_use();
         let reply = call.promise.await.inspect_err(|e| self.forget_on_disconnect(e))?;
         results.get().set_response(reply.get()?.get_response()?)?;
         Ok(())
