@@ -222,6 +222,23 @@ fn grain_to_grain_needs_the_choosers_permissions_for_as_long_as_it_lives() {
     let v = call(&mut consumer, &token, "http://provider/../admin");
     assert_ne!(v["status"], 200, "{v}");
 
+    // The provider's API session exists: its calls go to the provider's bridge on the direct
+    // web channel, so they work while the provider's supervisor is frozen.
+    let frozen = supervisor_of(&s, &provider.id);
+    signal(frozen, "STOP");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = token.clone();
+    let worker = std::thread::spawn(move || {
+        let v = call(&mut consumer, &t, "http://provider/around-the-supervisor");
+        let _ = tx.send(v);
+        consumer
+    });
+    let got = rx.recv_timeout(Duration::from_secs(20));
+    signal(frozen, "CONT");
+    let mut consumer = worker.join().unwrap();
+    let v = got.expect("the call waited for the provider's frozen supervisor: it did not take the direct channel");
+    assert_eq!(v["status"], 200, "{v}");
+
     // A person with only `viewer` on the provider is not offered it; an editor is, and loses
     // it live when their link is revoked.
     let mut bob = invite(&s, &mut ann, "bob");
@@ -535,4 +552,24 @@ fn a_grain_page_reopens_its_frame_at_the_path_set_by_set_path_and_only_inside_th
         let r = Client::new(&s).get_with(&format!("{init}?path={outside}"), &[("Host", host.as_str())]);
         assert_eq!((r.status, r.location()), (303, "/".to_owned()), "{outside} at the gateway");
     }
+}
+
+/// The supervisor process of grain `grain` (a child of the server whose command line names it).
+fn supervisor_of(s: &TestServer, grain: &str) -> u32 {
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)).and_then(|p| p.parse::<u32>().ok());
+        let cmdline = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()).into_owned();
+        if ppid == Some(s.pid()) && cmdline.split('\0').nth(1) == Some("supervisor") && cmdline.contains(&format!("/grains/{grain}/")) {
+            return pid;
+        }
+    }
+    panic!("no supervisor for grain {grain}");
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to `pid` with kill(1).
+fn signal(pid: u32, signal: &str) {
+    let ok = std::process::Command::new("kill").args([format!("-{signal}"), pid.to_string()]).status().unwrap().success();
+    assert!(ok, "kill -{signal} {pid}");
 }
