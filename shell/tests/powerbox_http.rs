@@ -9,7 +9,7 @@ mod grainkit;
 mod pbkit;
 mod server;
 
-use grainkit::{new_grain, open_frame, require_root, Origin};
+use grainkit::{invite, link_id, new_grain, open_frame, open_link, require_root, share, Origin};
 use granary_powerbox::matching::{encode_descriptor, http_api_descriptor, mail_descriptor};
 use pbkit::{install_app, OriginServer, Relay};
 use serde_json::{json, Value};
@@ -424,43 +424,6 @@ fn mail_is_sent_as_the_grain_and_received_into_its_maildir() {
     assert_eq!(files.len(), 1, "{files:?}");
     let text = files.values().next().unwrap().as_str().unwrap();
     assert!(text.contains("Subject: Inbound") && text.contains("Hello grain."), "{text}");
-}
-
-const PW: &str = "correct horse battery";
-
-fn invite(s: &TestServer, admin: &mut Client, name: &str) -> Client {
-    let csrf = admin.get("/admin").hidden("csrf");
-    let page = admin.post("/admin/invite", &[("csrf", &csrf)]);
-    let url = page.hidden_attr("id=\"invite-url\" type=\"text\" readonly value");
-    let path = format!("/invite/{}", url.rsplit('/').next().unwrap());
-    let mut c = Client::new(s);
-    let page = c.get(&path);
-    let r = c.post(&path, &[("csrf", &page.hidden("csrf")), ("username", name), ("display_name", name), ("password", PW), ("password2", PW)]);
-    assert_eq!(r.status, 303, "{}", r.body);
-    c
-}
-
-fn share(c: &mut Client, grain_id: &str, role: &str, label: &str) -> String {
-    let csrf = c.get(&format!("/grains/{grain_id}/access")).hidden("csrf");
-    let r = c.post(&format!("/grains/{grain_id}/share"), &[("csrf", &csrf), ("role", role), ("label", label)]);
-    assert_eq!(r.status, 200, "{}", r.body);
-    let url = r.hidden_attr("id=\"new-link-url\" type=\"text\" readonly value");
-    url.split_once("/share/").map(|(_, t)| format!("/share/{t}")).unwrap()
-}
-
-/// Opens a share link as oneself (the grain joins "Shared with me").
-fn open_link(c: &mut Client, share_path: &str) {
-    let choose = c.get(share_path);
-    let r = c.post(share_path, &[("csrf", &choose.hidden("csrf")), ("mode", "reveal")]);
-    assert!(r.location().starts_with("/grains/"), "{}", r.body);
-}
-
-fn link_id(page: &str, label: &str) -> String {
-    page.split("data-link=\"")
-        .skip(1)
-        .find(|row| row.split("<td>").nth(1).is_some_and(|cell| cell.starts_with(&format!("{label}</td>"))))
-        .map(|row| row.split('"').next().unwrap().to_owned())
-        .unwrap_or_else(|| panic!("no link labelled {label}"))
 }
 
 #[test]

@@ -118,3 +118,43 @@ impl Origin {
     }
 }
 
+/// The password of the people [`invite`] makes.
+pub const PW: &str = "correct horse battery";
+
+/// Invites `name` (password [`PW`]) as the administrator `admin`; returns them signed in.
+pub fn invite(s: &TestServer, admin: &mut Client, name: &str) -> Client {
+    let csrf = admin.get("/admin").hidden("csrf");
+    let page = admin.post("/admin/invite", &[("csrf", &csrf)]);
+    let url = page.hidden_attr("id=\"invite-url\" type=\"text\" readonly value");
+    let path = format!("/invite/{}", url.rsplit('/').next().unwrap());
+    let mut c = Client::new(s);
+    let page = c.get(&path);
+    let r = c.post(&path, &[("csrf", &page.hidden("csrf")), ("username", name), ("display_name", name), ("password", PW), ("password2", PW)]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    c
+}
+
+/// Makes a sharing link of `grain_id` with `role` (its index) and `label`; returns its path.
+pub fn share(c: &mut Client, grain_id: &str, role: &str, label: &str) -> String {
+    let csrf = c.get(&format!("/grains/{grain_id}/access")).hidden("csrf");
+    let r = c.post(&format!("/grains/{grain_id}/share"), &[("csrf", &csrf), ("role", role), ("label", label)]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let url = r.hidden_attr("id=\"new-link-url\" type=\"text\" readonly value");
+    url.split_once("/share/").map(|(_, t)| format!("/share/{t}")).unwrap()
+}
+
+/// Opens a share link as oneself (the grain joins "Shared with me").
+pub fn open_link(c: &mut Client, share_path: &str) {
+    let choose = c.get(share_path);
+    let r = c.post(share_path, &[("csrf", &choose.hidden("csrf")), ("mode", "reveal")]);
+    assert!(r.location().starts_with("/grains/"), "{}", r.body);
+}
+
+/// The id of the link labelled `label` on a grain's sharing page.
+pub fn link_id(page: &str, label: &str) -> String {
+    page.split("data-link=\"")
+        .skip(1)
+        .find(|row| row.split("<td>").nth(1).is_some_and(|cell| cell.starts_with(&format!("{label}</td>"))))
+        .map(|row| row.split('"').next().unwrap().to_owned())
+        .unwrap_or_else(|| panic!("no link labelled {label}"))
+}
