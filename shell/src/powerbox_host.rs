@@ -189,7 +189,9 @@ pub fn grain_address(server: &Server, grain_id: &str) -> String {
 }
 
 /// What a request asks for, in words.
-pub fn describe_request(query: &[OwnedDescriptor]) -> String {
+/// What `query` asks for, in words for the person choosing. `interface` names a raw
+/// interface by type id when an installed app provides it: (what it is called, the app).
+pub fn describe_request(query: &[OwnedDescriptor], interface: &dyn Fn(u64) -> Option<(String, String)>) -> String {
     let parts: Vec<String> = query
         .iter()
         .map(|q| {
@@ -206,7 +208,10 @@ pub fn describe_request(query: &[OwnedDescriptor]) -> String {
                 return "permission to send mail".into();
             }
             match q.reader().get_tags().ok().and_then(|t| t.iter().next()).map(|t| t.get_id()) {
-                Some(id) => format!("an object of the Cap'n Proto interface {id:#018x}"),
+                Some(id) => match interface(id) {
+                    Some((title, app)) => format!("a “{title}” (something grains of {app} provide)"),
+                    None => format!("a kind of object no app on this server provides (Cap'n Proto interface {id:#018x})"),
+                },
                 None => "a kind of capability no installed app describes".into(),
             }
         })
@@ -215,6 +220,12 @@ pub fn describe_request(query: &[OwnedDescriptor]) -> String {
         return "The grain asked for nothing recognisable.".into();
     }
     format!("It asks for {}.", parts.join(", or "))
+}
+
+/// The title an installed app gives the raw interface `id`, and that app's title.
+pub fn interface_title(server: &Server, id: u64) -> Option<(String, String)> {
+    let apps = apps::list(&server.db).ok()?;
+    apps.iter().find_map(|a| a.manifest.provides.iter().find(|p| p.interface_id == id).map(|p| (p.title.clone(), a.manifest.app_title.clone())))
 }
 
 /// Every option that answers one of `query`'s descriptors for `user` in `grain`.
@@ -410,7 +421,23 @@ fn broken(why: String) -> capnp::capability::Client {
 
 #[cfg(test)]
 mod tests {
-    use super::{holds_all, intersect};
+    use super::{describe_request, holds_all, intersect};
+    use granary_powerbox::matching;
+
+    #[test]
+    fn requests_are_described_in_words_and_interfaces_by_the_name_their_app_gives_them() {
+        let known = |id: u64| (id == 0xa238_4a22_bc95_e238).then(|| ("Counter".to_owned(), "Tally".to_owned()));
+        let ask = |q: Vec<matching::OwnedDescriptor>| describe_request(&q, &known);
+        assert_eq!(ask(vec![matching::interface_descriptor(0xa238_4a22_bc95_e238)]), "It asks for a “Counter” (something grains of Tally provide).");
+        assert_eq!(
+            ask(vec![matching::interface_descriptor(0xb5e3_f0c2_a9d8_4f61)]),
+            "It asks for a kind of object no app on this server provides (Cap'n Proto interface 0xb5e3f0c2a9d84f61)."
+        );
+        assert_eq!(
+            ask(vec![matching::http_api_descriptor(None, None, Some("notes")), matching::mail_descriptor(None)]),
+            "It asks for access to a “notes” API of one of your grains, or permission to send mail."
+        );
+    }
 
     #[test]
     fn permission_sets_intersect_and_compare_flag_by_flag() {

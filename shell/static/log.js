@@ -1,5 +1,22 @@
-// Stream the grain's debug log into the page while its panel is open.
+// The owner's grain page: the grain bar's state once the frame has loaded (the page was
+// rendered while the grain was starting), and the debug log streamed into the page while its
+// panel is open.
 "use strict";
+(function () {
+  const state = document.querySelector(".grainbar .state");
+  const frame = document.getElementById("grain-frame");
+  if (state && frame && state.textContent.trim() === "starting") {
+    const grain = new URL(location.href).pathname.split("/")[2];
+    frame.addEventListener("load", async () => {
+      try {
+        const reply = await fetch(`/grains/${grain}/state`);
+        if (reply.ok) state.textContent = (await reply.json()).state;
+      } catch (_) {
+        // The label stays as it was; the next page view shows the state.
+      }
+    }, { once: true });
+  }
+})();
 (function () {
   const panel = document.getElementById("grain-log");
   if (!panel) return;

@@ -288,6 +288,7 @@ fn every_route_refuses_every_wrong_caller_and_changes_nothing() {
             route(M::Get, format!("/grains/{g}"), &[]),
             route(M::Get, format!("/grains/{g}/access"), &[]),
             route(M::Get, format!("/grains/{g}/log"), &[]),
+            route(M::Get, format!("/grains/{g}/state"), &[]),
             route(M::Post, format!("/grains/{g}/rename"), &[("title", "pwned")]),
             route(M::Post, format!("/grains/{g}/trash"), &[]),
             route(M::Post, format!("/grains/{g}/restore"), &[]),
@@ -329,7 +330,7 @@ fn every_route_refuses_every_wrong_caller_and_changes_nothing() {
         ("malformed cookie", Some("not-a-session/../%00".into())),
     ];
     let is_grain = |r: &Route| r.path.starts_with("/grains/");
-    let owner_only = |r: &Route| ["/rename", "/trash", "/restore", "/restart", "/delete", "/log"].iter().any(|a| r.path.ends_with(a));
+    let owner_only = |r: &Route| ["/rename", "/trash", "/restore", "/restart", "/delete", "/log", "/state"].iter().any(|a| r.path.ends_with(a));
     let mut tried = 0usize;
     let mut table: Vec<String> = Vec::new();
     let mut check = |who: &str, c: &mut Client, r: &Route, csrf: Option<&str>, extra: &[(&str, &str)], want: Want| {

@@ -53,7 +53,7 @@ pub fn dialog(server: &Server, s: &Session, req: &Req, grain_id: &str, what: &st
                 .map(|o| j!({ "id": o.id, "title": o.title, "verbPhrase": o.verb_phrase, "description": o.description, "chooser": powerbox_chooser::chooser_of(server, o).is_some() }))
                 .collect();
             let hint = "Nothing installed here answers it: for another grain's API, create a grain of an app that provides it; for outside services, the grain must name the web address it needs.";
-            Ok(json(StatusCode::OK, j!({ "asked": powerbox_host::describe_request(&query), "options": list, "hint": hint })))
+            Ok(json(StatusCode::OK, j!({ "asked": powerbox_host::describe_request(&query, &|id| powerbox_host::interface_title(server, id)), "options": list, "hint": hint })))
         }
         "pick" => {
             let wanted = form.get("option").map(String::as_str).unwrap_or("");

@@ -191,6 +191,15 @@ async fn dispatch(server: &Server, req: Req, session: Option<Session>) -> anyhow
                     Some(_) => Ok(error(StatusCode::FORBIDDEN, "Only the owner can see this", "What a grain can reach is shown to its owner.")),
                     None => Ok(error(StatusCode::NOT_FOUND, "Grain not found", "There is no grain at this address, or it is not shared with you.")),
                 },
+                (&Method::GET, Some((id, "state"))) => match grain_routes::accessible(server, &s.2.id, id)? {
+                    // What the grain bar shows its owner, asked again once the frame loaded.
+                    Some((g, _, _, true)) => {
+                        let state = if server.runner.is_running(&g.id) { "running" } else { "stopped" };
+                        Ok(super::app_routes::json(StatusCode::OK, serde_json::json!({ "state": state })))
+                    }
+                    Some(_) => Ok(error(StatusCode::FORBIDDEN, "Only the owner can see this", "A grain's state is shown to its owner.")),
+                    None => Ok(error(StatusCode::NOT_FOUND, "Grain not found", "There is no grain at this address, or it is not shared with you.")),
+                },
                 (&Method::GET, Some((id, "log"))) => match grain_routes::accessible(server, &s.2.id, id)? {
                     Some((g, _, _, true)) => super::log_route::log(server, &g.id).await,
                     Some(_) => Ok(error(StatusCode::FORBIDDEN, "Only the owner can do this", "The grain's log is for its owner.")),

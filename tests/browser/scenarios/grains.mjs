@@ -116,10 +116,15 @@ export const scenarios = [
       await expectPath(page, `/grains/${grainId}`);
       const before = await grainFrame(page);
       const beforeHost = new URL(before.url()).host;
+      // The page is rendered while the grain is stopped ("starting": its frame starts it); once
+      // the frame has loaded, the bar says "running" without a reload. (The page before the
+      // restart was rendered "running", so it asks nothing.)
+      const stateRequest = page.waitForResponse((r) => new URL(r.url()).pathname === `/grains/${grainId}/state`);
       expectStatus(await grainAction(page, grainId, "Restart", "restart"), 303, "restarting the grain");
       await expectPath(page, `/grains/${grainId}`);
-      await expectText(page.locator(".grainbar .state"), "starting", { what: "the grain's state right after the restart (its frame starts it)" });
       const after = await grainFrame(page);
+      expectStatus(await stateRequest, 200, "the state asked for once the frame loaded");
+      await expectText(page.locator(".grainbar .state"), "running", { what: "the grain's state once its frame loaded" });
       assert.notEqual(new URL(after.url()).host, beforeHost, "the reloaded page frames a new session");
       assert.equal((await after.locator("#username").innerText()).trim(), ADMIN.displayName, "the identity after the restart");
       assert.deepEqual(await items(after.locator("#notes")), ["kept across restarts"], "the notes after the restart");
