@@ -209,7 +209,7 @@ pub fn describe_request(query: &[OwnedDescriptor], interface: &dyn Fn(u64) -> Op
             }
             match q.reader().get_tags().ok().and_then(|t| t.iter().next()).map(|t| t.get_id()) {
                 Some(id) => match interface(id) {
-                    Some((title, app)) => format!("a “{title}” (something grains of {app} provide)"),
+                    Some((title, app)) => format!("a “{title}”, which {app} grains provide"),
                     None => format!("a kind of object no app on this server provides (Cap'n Proto interface {id:#018x})"),
                 },
                 None => "a kind of capability no installed app describes".into(),
@@ -428,7 +428,7 @@ mod tests {
     fn requests_are_described_in_words_and_interfaces_by_the_name_their_app_gives_them() {
         let known = |id: u64| (id == 0xa238_4a22_bc95_e238).then(|| ("Counter".to_owned(), "Tally".to_owned()));
         let ask = |q: Vec<matching::OwnedDescriptor>| describe_request(&q, &known);
-        assert_eq!(ask(vec![matching::interface_descriptor(0xa238_4a22_bc95_e238)]), "It asks for a “Counter” (something grains of Tally provide).");
+        assert_eq!(ask(vec![matching::interface_descriptor(0xa238_4a22_bc95_e238)]), "It asks for a “Counter”, which Tally grains provide.");
         assert_eq!(
             ask(vec![matching::interface_descriptor(0xb5e3_f0c2_a9d8_4f61)]),
             "It asks for a kind of object no app on this server provides (Cap'n Proto interface 0xb5e3f0c2a9d84f61)."

@@ -127,7 +127,7 @@ fn a_grain_uses_another_grains_counter_by_type_id_until_the_grant_is_revoked() {
     assert_eq!(opts["options"][0]["id"], option.as_str(), "{opts}");
     assert_eq!(opts["options"][0]["title"], "Kitchen");
     assert_eq!(opts["options"][0]["verbPhrase"], "Counter (Counter)");
-    assert_eq!(opts["asked"], "It asks for a “Counter” (something grains of Counter provide).", "named as the installed app names it: {opts}");
+    assert_eq!(opts["asked"], "It asks for a “Counter”, which Counter grains provide.", "named as the installed app names it: {opts}");
 
     // B's server claims the pick (POST /claim on the bridge) and calls A's counter.
     let picked = dialog(&mut ann, &b, "pick", &query, &option);

@@ -39,7 +39,7 @@ export const scenarios = [
       const garage = await counterGrain(admin, server, appId, "Garage");
       await garage.frame.locator("#connect").click();
       const dialog = admin.locator("dialog#powerbox[open]");
-      await expectText(dialog.locator("#powerbox-asked"), "0xa2384a22bc95e238", { what: "what the dialog says is asked" });
+      await expectText(dialog.locator("#powerbox-asked"), "It asks for a “Counter”, which Counter grains provide.", { what: "what the dialog says is asked, in the words of the app that provides it" });
       const options = dialog.locator("#powerbox-options button.pb-option");
       await expectText(options, "Kitchen", { what: "the Kitchen option" });
       assert.equal(await options.count(), 1, "only Kitchen is offered");
