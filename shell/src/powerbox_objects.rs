@@ -9,9 +9,8 @@
 
 use crate::apps::InstalledApp;
 use crate::grains::Grain;
-use crate::powerbox_host::{holds_all, intersect, Pending, PbOption};
+use crate::powerbox_host::{holds_all, Pending, PbOption};
 use crate::server::Server;
-use crate::{accounts, apps, grains};
 use capnp::any_pointer;
 use capnp::capability::{DispatchCallResult, FromClientHook, FromServer, Params, Promise, Results};
 use capnp::private::capability::ClientHook;
@@ -88,31 +87,16 @@ impl ProvidedObject {
             return Ok(o);
         }
         let server = self.server.upgrade().ok_or_else(|| Error::disconnected("the server is stopping".into()))?;
-        let fail = |e: String| Error::failed(e);
-        let grain = server.db.get(&grains::GRAINS, &self.grain).map_err(|e| fail(e.to_string()))?.ok_or_else(|| fail("the grain that provided this object was deleted".into()))?;
-        let app = apps::get(&server.db, &grain.package_id).map_err(|e| fail(e.to_string()))?.ok_or_else(|| fail("the providing grain's app is not installed any more".into()))?;
-        let user = server.db.get(&accounts::USERS, &self.user).map_err(|e| fail(e.to_string()))?.ok_or_else(|| fail("the person who granted this object no longer exists".into()))?;
-        let world = crate::powerbox_host::ShellWorld { db: &server.db };
-        let current = granary_powerbox::World::user_permissions(&world, &self.user, &self.grain)
-            .ok_or_else(|| fail("revoked: the person who granted this object lost their access to the grain providing it".into()))?;
-        let permissions = intersect(&current, &self.limit);
-        let descriptor = matching::unpack_descriptor(&self.descriptor).map_err(|e| fail(format!("the grant's descriptor is unreadable ({e}); ask the user to grant it again")))?;
-        let limits = server.db.get(&apps::APP_LIMITS, &app.app_id).map_err(|e| fail(e.to_string()))?;
-        let view = server.runner.main_view(&server.ex, &grain, &app, limits).await.map_err(|e| fail(format!("the providing grain did not start: {e:#}")))?;
-        server.runner.keep_alive(&server.ex, &grain.id, server.grain_core(&grain.id));
-        let mut req = view.provide_request();
+        let descriptor = matching::unpack_descriptor(&self.descriptor)
+            .map_err(|e| Error::failed(format!("the grant's descriptor is unreadable ({e}); ask the user to grant it again")))?;
+        let started = crate::powerbox_provider::ProviderStart::start(&server, &self.grain, &self.user, &self.limit, "object").await?;
+        let mut req = started.view.provide_request();
         {
             let mut p = req.get();
             p.set_interface_id(self.interface_id);
             p.set_descriptor(descriptor.reader())?;
-            let mut u = p.reborrow().init_user();
-            u.set_id(crate::server::stable_user_id(&grain.id, &user.id).as_str());
-            u.set_display_name(user.display_name.as_str());
-            u.set_handle(user.username.as_str());
-            let mut perms = p.init_permissions(permissions.len() as u32);
-            for (i, b) in permissions.iter().enumerate() {
-                perms.set(i as u32, *b);
-            }
+            started.write_user(p.reborrow().init_user());
+            started.write_permissions(p.init_permissions(started.permissions.len() as u32));
         }
         let reply = req.send().promise.await?;
         let object: capnp::capability::Client = reply.get()?.get_cap().get_as_capability()?;

@@ -10,7 +10,7 @@ use crate::server::Server;
 use crate::{accounts, apps, grains};
 use capnp::capability::Rc as CapRc;
 use capnp::Error;
-use granary_schema::grain_capnp::session_params;
+use granary_schema::grain_capnp::{main_view, session_params, user_info};
 use granary_schema::web_session_capnp::{request, web_session};
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
@@ -27,6 +27,48 @@ pub struct ProviderSession {
     /// The session as the supervisor returned it, held while `session` is the same session on
     /// the grain's direct web channel (the bridge keeps it only while this is held).
     held: RefCell<Option<web_session::Client>>,
+}
+
+/// A provider grain started for a person who granted something of it: the grain, its main
+/// view, and what the person may do there now (their current permissions ∩ `limit`).
+pub struct ProviderStart {
+    pub grain: grains::Grain,
+    pub view: main_view::Client,
+    pub permissions: Vec<bool>,
+    user: accounts::User,
+}
+
+impl ProviderStart {
+    /// Starts grain `grain_id` (if needed) for `user_id`; `what` names the thing granted
+    /// ("API", "object") in the errors, which say what ended the grant.
+    pub async fn start(server: &Server, grain_id: &str, user_id: &str, limit: &[bool], what: &str) -> Result<ProviderStart, Error> {
+        let fail = |e: String| Error::failed(e);
+        let grain = server.db.get(&grains::GRAINS, grain_id).map_err(|e| fail(e.to_string()))?.ok_or_else(|| fail(format!("the grain that provided this {what} was deleted")))?;
+        let app = apps::get(&server.db, &grain.package_id).map_err(|e| fail(e.to_string()))?.ok_or_else(|| fail("the providing grain's app is not installed any more".into()))?;
+        let user = server.db.get(&accounts::USERS, user_id).map_err(|e| fail(e.to_string()))?.ok_or_else(|| fail(format!("the person who granted this {what} no longer exists")))?;
+        let world = crate::powerbox_host::ShellWorld { db: &server.db };
+        let current = granary_powerbox::World::user_permissions(&world, user_id, grain_id)
+            .ok_or_else(|| fail(format!("revoked: the person who granted this {what} lost their access to the grain providing it")))?;
+        let permissions = crate::powerbox_host::intersect(&current, limit);
+        let limits = server.db.get(&apps::APP_LIMITS, &app.app_id).map_err(|e| fail(e.to_string()))?;
+        let view = server.runner.main_view(&server.ex, &grain, &app, limits).await.map_err(|e| fail(format!("the providing grain did not start: {e:#}")))?;
+        server.runner.keep_alive(&server.ex, &grain.id, server.grain_core(&grain.id));
+        Ok(ProviderStart { grain, view, permissions, user })
+    }
+
+    /// The person as the provider grain knows them (its per-grain user id).
+    pub fn write_user(&self, mut user: user_info::Builder<'_>) {
+        user.set_id(crate::server::stable_user_id(&self.grain.id, &self.user.id).as_str());
+        user.set_display_name(self.user.display_name.as_str());
+        user.set_handle(self.user.username.as_str());
+    }
+
+    /// Their permissions there, into a list of that length.
+    pub fn write_permissions(&self, mut list: capnp::primitive_list::Builder<'_, bool>) {
+        for (i, b) in self.permissions.iter().enumerate() {
+            list.set(i as u32, *b);
+        }
+    }
 }
 
 impl ProviderSession {
@@ -51,29 +93,15 @@ impl ProviderSession {
             return Ok(s);
         }
         let server = self.server.upgrade().ok_or_else(|| Error::disconnected("the server is stopping".into()))?;
-        let fail = |e: String| Error::failed(e);
-        let grain = server.db.get(&grains::GRAINS, &self.grain).map_err(|e| fail(e.to_string()))?.ok_or_else(|| fail("the grain that provided this API was deleted".into()))?;
-        let app = apps::get(&server.db, &grain.package_id).map_err(|e| fail(e.to_string()))?.ok_or_else(|| fail("the providing grain's app is not installed any more".into()))?;
-        let user = server.db.get(&accounts::USERS, &self.user).map_err(|e| fail(e.to_string()))?.ok_or_else(|| fail("the person who granted this API no longer exists".into()))?;
-        let world = crate::powerbox_host::ShellWorld { db: &server.db };
-        let current = granary_powerbox::World::user_permissions(&world, &self.user, &self.grain).ok_or_else(|| fail("revoked: the person who granted this API lost their access to the grain providing it".into()))?;
-        let permissions = crate::powerbox_host::intersect(&current, &self.limit);
-        let limits = server.db.get(&apps::APP_LIMITS, &app.app_id).map_err(|e| fail(e.to_string()))?;
-        let view = server.runner.main_view(&server.ex, &grain, &app, limits).await.map_err(|e| fail(format!("the providing grain did not start: {e:#}")))?;
-        server.runner.keep_alive(&server.ex, &grain.id, server.grain_core(&grain.id));
-        let mut req = view.new_session_request();
+        let started = ProviderStart::start(&server, &self.grain, &self.user, &self.limit, "API").await?;
+        let grain = &started.grain;
+        let mut req = started.view.new_session_request();
         {
             let mut p = req.get();
             p.set_context(server.session_context(&grain.id, ""));
             let mut params = p.init_params();
-            let mut u = params.reborrow().init_user();
-            u.set_id(crate::server::stable_user_id(&grain.id, &user.id).as_str());
-            u.set_display_name(user.display_name.as_str());
-            u.set_handle(user.username.as_str());
-            let mut perms = params.reborrow().init_permissions(permissions.len() as u32);
-            for (i, b) in permissions.iter().enumerate() {
-                perms.set(i as u32, *b);
-            }
+            started.write_user(params.reborrow().init_user());
+            started.write_permissions(params.reborrow().init_permissions(started.permissions.len() as u32));
             let id = format!("api-{}", accounts::random_hex(12));
             params.set_session_id(id.as_str());
             params.set_tab_id(id.as_str());
