@@ -55,6 +55,27 @@ fn text<'v>(v: &'v Value, k: &str, shape: &str) -> Result<Option<&'v str>, ApiEr
     }
 }
 
+/// The app's words for what it gives: `title`, `verbPhrase`, `description`, each cut to
+/// [`MAX_TEXT`] characters.
+struct Display {
+    title: String,
+    verb_phrase: String,
+    description: String,
+}
+
+impl Display {
+    fn read(v: &Value, shape: &str) -> Result<Display, ApiError> {
+        let short = |k: &str| -> Result<String, ApiError> { Ok(text(v, k, shape)?.unwrap_or_default().chars().take(MAX_TEXT).collect()) };
+        Ok(Display { title: short("title")?, verb_phrase: short("verbPhrase")?, description: short("description")? })
+    }
+
+    fn write(&self, mut info: granary_schema::powerbox_capnp::powerbox_display_info::Builder<'_>) {
+        info.set_title(self.title.as_str());
+        info.set_verb_phrase(self.verb_phrase.as_str());
+        info.set_description(self.description.as_str());
+    }
+}
+
 pub(crate) async fn fulfill(bridge: &Rc<Bridge>, body: Incoming) -> Result<ApiResponse, ApiError> {
     let body = read_body(body, MAX_JSON_BODY).await?;
     let v: Value = serde_json::from_slice(&body).map_err(|e| ApiError::new(400, format!("{SHAPE}: {e}")))?;
@@ -67,8 +88,7 @@ pub(crate) async fn fulfill(bridge: &Rc<Bridge>, body: Incoming) -> Result<ApiRe
         (_, api) => api.unwrap_or_default(),
     };
     let prefix = text("pathPrefix")?;
-    let short = |s: Option<&str>| s.unwrap_or_default().chars().take(MAX_TEXT).collect::<String>();
-    let (title, verb, description) = (short(text("title")?), short(text("verbPhrase")?), short(text("description")?));
+    let display = Display::read(&v, SHAPE)?;
     let context = bridge.platform.session(session_id).ok_or_else(|| {
         ApiError::new(
             404,
@@ -92,10 +112,7 @@ pub(crate) async fn fulfill(bridge: &Rc<Bridge>, body: Incoming) -> Result<ApiRe
                 value.set_path_prefix(prefix);
             }
         }
-        let mut info = p.init_display_info();
-        info.set_title(title.as_str());
-        info.set_verb_phrase(verb.as_str());
-        info.set_description(description.as_str());
+        display.write(p.init_display_info());
     }
     req.send().promise.await?;
     Ok(json_response(200, &json!({})))
@@ -111,8 +128,7 @@ pub(crate) async fn offer(bridge: &Rc<Bridge>, body: Incoming) -> Result<ApiResp
     let v: Value = serde_json::from_slice(&body).map_err(|e| ApiError::new(400, format!("{OFFER_SHAPE}: {e}")))?;
     let text = |k: &str| text(&v, k, OFFER_SHAPE);
     let session_id = text("sessionId")?.filter(|s| !s.is_empty()).ok_or_else(|| ApiError::new(400, format!("{OFFER_SHAPE}; `sessionId` is missing")))?;
-    let short = |s: Option<&str>| s.unwrap_or_default().chars().take(MAX_TEXT).collect::<String>();
-    let (title, verb, description) = (short(text("title")?), short(text("verbPhrase")?), short(text("description")?));
+    let display = Display::read(&v, OFFER_SHAPE)?;
     let context = bridge.platform.session(session_id).ok_or_else(|| {
         ApiError::new(404, format!("no open session `{session_id}`: use the X-Granary-Session-Id header of a request from the person's page, while it is open"))
     })?;
@@ -120,10 +136,7 @@ pub(crate) async fn offer(bridge: &Rc<Bridge>, body: Incoming) -> Result<ApiResp
     {
         let mut p = req.get();
         p.reborrow().init_descriptor().init_tags(1).get(0).set_id(<web_session::Client as HasTypeId>::TYPE_ID);
-        let mut info = p.init_display_info();
-        info.set_title(title.as_str());
-        info.set_verb_phrase(verb.as_str());
-        info.set_description(description.as_str());
+        display.write(p.init_display_info());
     }
     req.send().promise.await?;
     Ok(json_response(200, &json!({})))
