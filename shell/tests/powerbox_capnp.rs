@@ -10,7 +10,7 @@ mod common;
 mod grainkit;
 mod server;
 
-use grainkit::{new_grain, open_frame, require_root, Origin};
+use grainkit::{require_root, OpenGrain as Open, Origin};
 use granary_powerbox::matching::{encode_descriptor, interface_descriptor};
 use serde_json::{json, Value};
 use server::{bridge, Client, TestServer};
@@ -64,26 +64,17 @@ fn counter_gpk() -> PathBuf {
     .clone()
 }
 
-/// One counter grain open in a browser.
-struct Open {
-    id: String,
-    url: String,
-    session: String,
-    o: Origin,
+/// A counter grain's first request: its state.
+fn shows_its_tally(o: &mut Origin, _session: &str) {
+    assert_eq!(o.json("/state", &[])["name"], "Tally");
 }
 
 fn open(s: &TestServer, c: &mut Client, pkg: &str, title: &str) -> Open {
-    let (url, id) = new_grain(c, pkg, title);
-    reopen(s, c, &url, &id)
+    grainkit::open_new_grain(s, c, pkg, title, shows_its_tally)
 }
 
 fn reopen(s: &TestServer, c: &mut Client, url: &str, id: &str) -> Open {
-    let (host, init) = open_frame(c, url);
-    let session = host.split('.').next().unwrap().to_owned();
-    let mut o = Origin::enter(s, &host, &init);
-    // The first request starts the grain.
-    assert_eq!(o.json("/state", &[])["name"], "Tally");
-    Open { id: id.to_owned(), url: url.to_owned(), session, o }
+    grainkit::reopen_grain(s, c, url, id, shows_its_tally)
 }
 
 /// POSTs JSON to the counter on its session origin; returns (status, JSON).

@@ -12,26 +12,13 @@ mod grainkit;
 mod pbkit;
 mod server;
 
-use grainkit::{invite, link_id, new_grain, open_frame, open_link, require_root, share, Origin};
+use grainkit::{invite, link_id, open_link, require_root, share, OpenGrain as Open, Origin};
 use granary_powerbox::matching::{encode_descriptor, http_api_descriptor};
 use serde_json::{json, Value};
 use server::{bridge, Client, TestServer};
 
-/// One grain open in a browser: its id, its page, the frame's session id and origin.
-struct Open {
-    id: String,
-    url: String,
-    session: String,
-    o: Origin,
-}
-
 fn open(s: &TestServer, c: &mut Client, pkg: &str, title: &str) -> Open {
-    let (url, id) = new_grain(c, pkg, title);
-    let (host, init) = open_frame(c, &url);
-    let session = host.split('.').next().unwrap().to_owned();
-    let mut o = Origin::enter(s, &host, &init);
-    assert_eq!(o.json("/", &[])["session"], session.as_str());
-    Open { id, url, session, o }
+    grainkit::open_new_grain(s, c, pkg, title, |o, session| assert_eq!(o.json("/", &[])["session"], session))
 }
 
 /// POSTs JSON to the app on a session origin; returns (status, JSON).

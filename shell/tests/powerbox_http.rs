@@ -9,7 +9,7 @@ mod grainkit;
 mod pbkit;
 mod server;
 
-use grainkit::{invite, link_id, new_grain, open_frame, open_link, require_root, share, Origin};
+use grainkit::{invite, link_id, new_grain, open_frame, open_link, require_root, share, OpenGrain as Open, Origin};
 use granary_powerbox::matching::{encode_descriptor, http_api_descriptor, mail_descriptor};
 use pbkit::{install_app, OriginServer, Relay};
 use serde_json::{json, Value};
@@ -18,26 +18,17 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-/// One grain open in a browser: its id, its page, the frame's session id and origin.
-struct Open {
-    id: String,
-    url: String,
-    session: String,
-    o: Origin,
+/// The test app answers `/` with the session it sees.
+fn sees_its_session(o: &mut Origin, session: &str) {
+    assert_eq!(o.json("/", &[])["session"], session);
 }
 
 fn open(s: &TestServer, c: &mut Client, pkg: &str, title: &str) -> Open {
-    let (url, id) = new_grain(c, pkg, title);
-    reopen(s, c, &url, &id)
+    grainkit::open_new_grain(s, c, pkg, title, sees_its_session)
 }
 
 fn reopen(s: &TestServer, c: &mut Client, url: &str, id: &str) -> Open {
-    let (host, init) = open_frame(c, url);
-    let session = host.split('.').next().unwrap().to_owned();
-    let mut o = Origin::enter(s, &host, &init);
-    // The first request starts the grain.
-    assert_eq!(o.json("/", &[])["session"], session.as_str());
-    Open { id: id.to_owned(), url: url.to_owned(), session, o }
+    grainkit::reopen_grain(s, c, url, id, sees_its_session)
 }
 
 /// POSTs JSON to the app on its session origin; returns (status, JSON).

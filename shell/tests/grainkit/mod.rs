@@ -158,3 +158,27 @@ pub fn link_id(page: &str, label: &str) -> String {
         .map(|row| row.split('"').next().unwrap().to_owned())
         .unwrap_or_else(|| panic!("no link labelled {label}"))
 }
+
+/// One grain open in a browser: its id, its page, the frame's session id and origin.
+pub struct OpenGrain {
+    pub id: String,
+    pub url: String,
+    pub session: String,
+    pub o: Origin,
+}
+
+/// Creates a grain of `pkg` titled `title` and opens it; see [`reopen_grain`].
+pub fn open_new_grain(s: &TestServer, c: &mut Client, pkg: &str, title: &str, first: impl FnOnce(&mut Origin, &str)) -> OpenGrain {
+    let (url, id) = new_grain(c, pkg, title);
+    reopen_grain(s, c, &url, &id, first)
+}
+
+/// Opens the grain page `url` (grain `id`) as `c`, enters its frame's session origin, and
+/// makes the app's first request with `first(origin, session id)`, which starts the grain.
+pub fn reopen_grain(s: &TestServer, c: &mut Client, url: &str, id: &str, first: impl FnOnce(&mut Origin, &str)) -> OpenGrain {
+    let (host, init) = open_frame(c, url);
+    let session = host.split('.').next().unwrap().to_owned();
+    let mut o = Origin::enter(s, &host, &init);
+    first(&mut o, &session);
+    OpenGrain { id: id.to_owned(), url: url.to_owned(), session, o }
+}
