@@ -113,12 +113,14 @@ impl Server {
 
     /// The session's `WebSession`, made on first use.
     pub async fn web_session(&self, s: &UiSession) -> Result<web_session::Client, String> {
-        let grain = self.db.get(&grains::GRAINS, &s.grain_id).map_err(|e| e.to_string())?.ok_or("This grain no longer exists.")?;
-        let core = self.grain_core(&grain.id);
+        // A cached session needs no store read: the gateway checked the session is still
+        // allowed (a deleted or trashed grain closes its sessions) just before.
         if let Some(ws) = s.web_session.borrow().clone() {
-            self.runner.keep_alive(&self.ex, &grain.id, core);
+            self.runner.keep_alive(&self.ex, &s.grain_id, self.grain_core(&s.grain_id));
             return Ok(ws);
         }
+        let grain = self.db.get(&grains::GRAINS, &s.grain_id).map_err(|e| e.to_string())?.ok_or("This grain no longer exists.")?;
+        let core = self.grain_core(&grain.id);
         let app = apps::get(&self.db, &grain.package_id).map_err(|e| e.to_string())?.ok_or("The grain's app is not installed any more.")?;
         let user = match (&s.user_id, s.reveal) {
             (Some(uid), true) => Some(self.db.get(&accounts::USERS, uid).map_err(|e| e.to_string())?.ok_or("Your account no longer exists.")?),
