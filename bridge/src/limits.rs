@@ -21,8 +21,11 @@ pub const MAX_WS_CONTROL: usize = 125;
 pub const MAX_WS_CLOSE_REASON: usize = 123;
 /// Default largest request body the bridge forwards (`--max-request-body`).
 pub const DEFAULT_MAX_REQUEST_BODY: u64 = 4 << 30;
-/// Idle keep-alive connections kept open to the app.
-pub const POOL_IDLE: usize = 8;
+/// Idle keep-alive connections kept open to the app. Fewer than the requests a busy grain has
+/// in flight makes every request beyond it open (and the app accept) a new connection: with 8,
+/// 32 concurrent requests through the gateway cost the echo app twice its CPU per request
+/// (BENCHMARKS.md, session 5).
+pub const POOL_IDLE: usize = 32;
 /// Request body chunks buffered between `ByteStream.write` and the app's socket.
 pub const REQUEST_BODY_QUEUE: usize = 4;
 /// `Request.body.streamed` / `Response.body.streamed` value for an unknown length.

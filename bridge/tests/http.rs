@@ -3,6 +3,7 @@
 mod common;
 
 use common::{call, identity_headers, run, Body, ALICE, ANONYMOUS};
+use granary_bridge::limits::POOL_IDLE;
 
 #[test]
 fn any_method_token_reaches_the_app_with_its_body() {
@@ -251,24 +252,24 @@ fn oversized_response_headers_give_502() {
 }
 
 #[test]
-fn concurrent_requests_each_get_a_connection_and_the_pool_keeps_eight() {
+fn concurrent_requests_each_get_a_connection_and_the_pool_keeps_pool_idle_of_them() {
     run(|_| {}, |h| async move {
         let s = h.session(&ALICE).await;
-        let calls = (0..20).map(|i| {
+        let calls = (0..POOL_IDLE + 8).map(|i| {
             let s = s.clone();
-            async move { call(&s, "GET", &format!("/echo?i={i}"), &[], Body::None).await }
+            async move { call(&s, "GET", &format!("/hold?i={i}"), &[], Body::None).await }
         });
         let replies = futures::future::join_all(calls).await;
         for (i, r) in replies.iter().enumerate() {
-            assert!(r.text().starts_with(&format!("GET /echo?i={i} ")), "{r:?}");
+            assert_eq!(r.text(), format!("held i={i}\n"), "{r:?}");
         }
         // Idle connections return to the pool in a background task once their body is read.
         for _ in 0..100 {
-            if h.bridge.app.idle_connections() == 8 {
+            if h.bridge.app.idle_connections() == POOL_IDLE {
                 break;
             }
             async_io::Timer::after(std::time::Duration::from_millis(5)).await;
         }
-        assert_eq!(h.bridge.app.idle_connections(), 8);
+        assert_eq!(h.bridge.app.idle_connections(), POOL_IDLE);
     });
 }

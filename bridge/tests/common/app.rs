@@ -127,6 +127,11 @@ impl TestApp {
                 }
                 respond(200, &[], text)
             }
+            // Answers after 50 ms, so that concurrent requests overlap and each needs a connection.
+            "/hold" => {
+                async_io::Timer::after(std::time::Duration::from_millis(50)).await;
+                respond(200, &[], format!("held {query}\n").into_bytes())
+            }
             "/upload" => {
                 let (mut n, mut bad) = (0u64, 0u64);
                 let mut body = req.into_body();
