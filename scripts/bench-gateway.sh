@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks the grain HTTP path against the same echo binary on loopback (BENCHMARKS.md,
 # "Gateway"). Release builds; as root (real sandboxes); needs wrk (apt-get install wrk).
-# Knobs: BENCH_SECONDS (10), BENCH_CONNECTIONS (8; a second run always uses 1), BENCH_THREADS (1).
+# Knobs: BENCH_SECONDS (10), BENCH_CONNECTIONS ("8 32", space-separated; a run with 1 always follows), BENCH_THREADS (1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }

@@ -1,9 +1,9 @@
 //! Benchmark, not a test (ignored; `scripts/bench-gateway.sh` runs it in release): the same
 //! echo binary through the whole path (gateway → supervisor → sandbox → bridge → echo) and
-//! directly on loopback. Small GETs with `wrk` (keep-alive connections; 8, then 1 for the
-//! unloaded added latency), 100 MiB downloads
-//! and uploads, and cold starts after Restart and after an idle stop. Prints a table for
-//! BENCHMARKS.md.
+//! directly on loopback. Small GETs with `wrk` (keep-alive connections; 8 and 32, then 1 for
+//! the unloaded added latency) with the CPU time each process spent per request, 100 MiB
+//! downloads and uploads, and cold starts after Restart and after an idle stop. Prints a table
+//! for BENCHMARKS.md.
 
 mod common;
 mod echo_grain;
@@ -45,6 +45,54 @@ fn wrk(connections: &str, port: u16, path: &str, host: &str, cookie: &str) -> (f
     };
     let field = |prefix: &str| text.lines().find_map(|l| l.trim().strip_prefix(prefix).map(str::to_owned)).unwrap_or_else(|| panic!("{prefix} in {text}"));
     (field("Requests/sec:").trim().parse().unwrap(), ms(&field("50%")), ms(&field("99%")))
+}
+
+/// Every process under `root` (itself included) with its command name and CPU time so far
+/// (user + system, in seconds).
+fn cpu_by_process(root: u32) -> Vec<(u32, String, f64)> {
+    let tick = 100.0; // USER_HZ on Linux
+    let mut all = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // pid (comm) state ppid …; comm may hold spaces, so split at the last ')'.
+        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+        let comm = head.split_once('(').map(|(_, c)| c.to_owned()).unwrap_or_default();
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ppid: u32 = f[1].parse().unwrap_or(0);
+        let cpu = (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / tick;
+        all.push((pid, ppid, comm, cpu));
+    }
+    let mut keep = vec![root];
+    let mut i = 0;
+    while i < keep.len() {
+        let parent = keep[i];
+        keep.extend(all.iter().filter(|p| p.1 == parent).map(|p| p.0));
+        i += 1;
+    }
+    all.into_iter().filter(|p| keep.contains(&p.0)).map(|(pid, _, comm, cpu)| (pid, comm, cpu)).collect()
+}
+
+/// Runs `run` (a `wrk` run) and returns its result with the CPU microseconds per request that
+/// each process under `root` spent meanwhile, summed by command name.
+fn cpu_per_request(root: u32, run: impl FnOnce() -> (f64, f64, f64)) -> ((f64, f64, f64), String) {
+    let before = cpu_by_process(root);
+    let t = Instant::now();
+    let r = run();
+    let requests = r.0 * t.elapsed().as_secs_f64();
+    let after = cpu_by_process(root);
+    let mut by_name: Vec<(String, f64)> = Vec::new();
+    for (pid, comm, cpu) in after {
+        let was = before.iter().find(|b| b.0 == pid).map_or(0.0, |b| b.2);
+        let us = (cpu - was) * 1e6 / requests;
+        match by_name.iter_mut().find(|(n, _)| *n == comm) {
+            Some(e) => e.1 += us,
+            None => by_name.push((comm, us)),
+        }
+    }
+    by_name.retain(|(_, us)| *us >= 0.5);
+    let text = by_name.iter().map(|(n, us)| format!("{n} {us:.0} µs")).collect::<Vec<_>>().join(", ");
+    (r, text)
 }
 
 /// Seconds to download `n` bytes (read and dropped).
@@ -93,9 +141,21 @@ fn bench_gateway_vs_direct() {
     d.port = direct_port;
 
     let small = "/download?bytes=1024";
-    let loaded = env_or("BENCH_CONNECTIONS", "8");
-    let (g_rps, g_p50, g_p99) = wrk(&loaded, o.port, small, &o.host, &o.cookie_header());
-    let (d_rps, d_p50, d_p99) = wrk(&loaded, direct_port, small, &d.host, "");
+    // Loaded runs at each connection count (BENCH_CONNECTIONS, space-separated).
+    let mut loaded_rows = Vec::new();
+    for loaded in env_or("BENCH_CONNECTIONS", "8 32").split_whitespace() {
+        let ((g_rps, g_p50, g_p99), g_cpu) = cpu_per_request(p.server.pid(), || wrk(loaded, o.port, small, &o.host, &o.cookie_header()));
+        let ((d_rps, d_p50, d_p99), d_cpu) = cpu_per_request(direct.id(), || wrk(loaded, direct_port, small, &d.host, ""));
+        loaded_rows.push(format!(
+            "| 1 KiB GET, -c {loaded}, req/s | {g_rps:.0} | {d_rps:.0} | {:.2}× |\n\
+             | 1 KiB GET, -c {loaded}, CPU per request | {g_cpu} | {d_cpu} | |\n\
+             | 1 KiB GET, -c {loaded}, p50 latency | {g_p50:.3} ms | {d_p50:.3} ms | {:+.3} ms |\n\
+             | 1 KiB GET, -c {loaded}, p99 latency | {g_p99:.3} ms | {d_p99:.3} ms | {:+.3} ms |",
+            g_rps / d_rps,
+            g_p50 - d_p50,
+            g_p99 - d_p99
+        ));
+    }
     // One connection: one request at a time, so the latency is the path's own (unloaded).
     let (g1_rps, g1_p50, g1_p99) = wrk("1", o.port, small, &o.host, &o.cookie_header());
     let (d1_rps, d1_p50, d1_p99) = wrk("1", direct_port, small, &d.host, "");
@@ -126,9 +186,9 @@ fn bench_gateway_vs_direct() {
 
     let mb = |s: f64| BIG as f64 / s / 1e6;
     restarts.sort_by(f64::total_cmp);
-    println!("| 1 KiB GET, -c {loaded}, req/s | {g_rps:.0} | {d_rps:.0} | {:.2}× |", g_rps / d_rps);
-    println!("| 1 KiB GET, -c {loaded}, p50 latency | {g_p50:.3} ms | {d_p50:.3} ms | {:+.3} ms |", g_p50 - d_p50);
-    println!("| 1 KiB GET, -c {loaded}, p99 latency | {g_p99:.3} ms | {d_p99:.3} ms | {:+.3} ms |", g_p99 - d_p99);
+    for row in &loaded_rows {
+        println!("{row}");
+    }
     println!("| 1 KiB GET, -c 1, req/s | {g1_rps:.0} | {d1_rps:.0} | {:.2}× |", g1_rps / d1_rps);
     println!("| 1 KiB GET, -c 1, p50 latency | {g1_p50:.3} ms | {d1_p50:.3} ms | {:+.3} ms |", g1_p50 - d1_p50);
     println!("| 1 KiB GET, -c 1, p99 latency | {g1_p99:.3} ms | {d1_p99:.3} ms | {:+.3} ms |", g1_p99 - d1_p99);
