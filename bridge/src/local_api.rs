@@ -114,7 +114,11 @@ pub fn bind(port: u16) -> std::io::Result<Async<TcpListener>> {
 pub async fn serve(listener: Async<TcpListener>, bridge: Rc<Bridge>) {
     loop {
         let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+            Ok((stream, _)) => {
+                // Proxied and streamed answers are written in pieces: no Nagle delay between them.
+                let _ = stream.get_ref().set_nodelay(true);
+                stream
+            }
             Err(e) => {
                 eprintln!("granary-bridge: local API: accept failed: {e}");
                 async_io::Timer::after(std::time::Duration::from_millis(100)).await;

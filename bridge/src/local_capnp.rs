@@ -29,7 +29,11 @@ pub fn bind(port: u16) -> std::io::Result<Async<TcpListener>> {
 pub async fn serve(listener: Async<TcpListener>, platform: Rc<Platform>, executor: Rc<LocalExecutor<'static>>) {
     loop {
         let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+            Ok((stream, _)) => {
+                // Each Cap'n Proto message is its own write: no Nagle delay between them.
+                let _ = stream.get_ref().set_nodelay(true);
+                stream
+            }
             Err(e) => {
                 eprintln!("granary-bridge: the local Cap'n Proto endpoint cannot accept: {e}");
                 async_io::Timer::after(std::time::Duration::from_millis(100)).await;

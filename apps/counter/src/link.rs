@@ -129,6 +129,8 @@ impl Worker {
         let stream = async_io::Async::<std::net::TcpStream>::connect(addr)
             .await
             .map_err(|e| format!("cannot reach the platform's Cap'n Proto endpoint at {addr}: {e}"))?;
+        // Each message is its own write: without this, one waits for the bridge's delayed ACK.
+        let _ = stream.get_ref().set_nodelay(true);
         let (r, w) = stream.split();
         let network = granary_schema::vat_network(r, w, capnp_rpc::rpc_twoparty_capnp::Side::Client);
         let mut rpc = capnp_rpc::RpcSystem::new(Box::new(network), None);

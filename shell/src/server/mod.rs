@@ -354,6 +354,9 @@ async fn accept_loop(listener: async_io::Async<TcpListener>, server: Rc<Server>,
                 continue;
             }
         };
+        // Streamed responses go out as a head and then chunks: with Nagle's algorithm each later
+        // small write waited for the browser's delayed ACK, 40 ms at a time.
+        let _ = stream.get_ref().set_nodelay(true);
         let server = server.clone();
         ex.spawn(serve_connection(stream, peer, server)).detach();
     }
