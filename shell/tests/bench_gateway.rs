@@ -1,9 +1,9 @@
 //! Benchmark, not a test (ignored; `scripts/bench-gateway.sh` runs it in release): the same
 //! echo binary through the whole path (gateway → supervisor → sandbox → bridge → echo) and
-//! directly on loopback. Small GETs with `wrk` (keep-alive connections; 8 and 32, then 1 for
-//! the unloaded added latency) with the CPU time each process spent per request, 100 MiB
-//! downloads and uploads, and cold starts after Restart and after an idle stop. Prints a table
-//! for BENCHMARKS.md.
+//! directly on loopback. Small GETs with `wrk` (keep-alive connections; 8 and 32 with the CPU
+//! time each process spent per request, then 1 for the unloaded added latency, plain and
+//! chunked), 100 MiB downloads and uploads, and cold starts after Restart and after an idle
+//! stop. Prints a table for BENCHMARKS.md.
 
 mod common;
 mod echo_grain;
@@ -159,6 +159,10 @@ fn bench_gateway_vs_direct() {
     // One connection: one request at a time, so the latency is the path's own (unloaded).
     let (g1_rps, g1_p50, g1_p99) = wrk("1", o.port, small, &o.host, &o.cookie_header());
     let (d1_rps, d1_p50, d1_p99) = wrk("1", direct_port, small, &d.host, "");
+    // A streamed (chunked) answer: the head and each chunk are separate writes.
+    let chunked = "/download?bytes=1024&chunked=1";
+    let (_, gc_p50, gc_p99) = wrk("1", o.port, chunked, &o.host, &o.cookie_header());
+    let (_, dc_p50, dc_p99) = wrk("1", direct_port, chunked, &d.host, "");
 
     let g_down = download(&o, BIG);
     let d_down = download(&d, BIG);
@@ -192,6 +196,7 @@ fn bench_gateway_vs_direct() {
     println!("| 1 KiB GET, -c 1, req/s | {g1_rps:.0} | {d1_rps:.0} | {:.2}× |", g1_rps / d1_rps);
     println!("| 1 KiB GET, -c 1, p50 latency | {g1_p50:.3} ms | {d1_p50:.3} ms | {:+.3} ms |", g1_p50 - d1_p50);
     println!("| 1 KiB GET, -c 1, p99 latency | {g1_p99:.3} ms | {d1_p99:.3} ms | {:+.3} ms |", g1_p99 - d1_p99);
+    println!("| 1 KiB chunked GET, -c 1, p50 / p99 latency | {gc_p50:.3} / {gc_p99:.3} ms | {dc_p50:.3} / {dc_p99:.3} ms | {:+.3} ms p50 |", gc_p50 - dc_p50);
     println!("| 100 MiB download | {:.0} MB/s ({g_down:.2} s) | {:.0} MB/s ({d_down:.2} s) | {:.2}× |", mb(g_down), mb(d_down), d_down / g_down);
     println!("| 100 MiB upload | {:.0} MB/s ({g_up:.2} s) | {:.0} MB/s ({d_up:.2} s) | {:.2}× |", mb(g_up), mb(d_up), d_up / g_up);
     println!("| cold start after Restart, first byte (5 runs) | median {:.0} ms (min {:.0}, max {:.0}) | — | |", restarts[2], restarts[0], restarts[4]);
