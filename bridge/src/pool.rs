@@ -2,8 +2,11 @@
 //! connections.
 
 use std::cell::RefCell;
+use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 
 use async_executor::LocalExecutor;
 use async_io::Async;
@@ -24,6 +27,44 @@ pub enum AppError {
     Handshake(hyper::Error),
     #[error("the app failed before completing its response headers: {0}")]
     Exchange(hyper::Error),
+}
+
+/// A connection to the app that asks the kernel for an immediate ACK (`TCP_QUICKACK`) after
+/// every read. An app that writes a response's head and body apart with Nagle's algorithm
+/// on — Python's `http.server` does — holds the body back until the head is acknowledged, and
+/// Linux delays that ACK by 40 ms or more once a connection carries requests and answers back
+/// and forth. The flag does not stick (the kernel falls back to delayed ACKs), hence once per
+/// read.
+pub struct AppStream(Async<TcpStream>);
+
+impl AppStream {
+    fn quick_ack(&self) {
+        let _ = rustix::net::sockopt::set_tcp_quickack(self.0.get_ref(), true);
+    }
+}
+
+impl futures::AsyncRead for AppStream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.0).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.quick_ack();
+        }
+        r
+    }
+}
+
+impl futures::AsyncWrite for AppStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_close(cx)
+    }
 }
 
 /// The app's HTTP endpoint.
@@ -50,10 +91,10 @@ impl AppClient {
     }
 
     /// Opens a TCP connection to the app.
-    pub async fn connect_tcp(&self) -> Result<Async<TcpStream>, AppError> {
+    pub async fn connect_tcp(&self) -> Result<AppStream, AppError> {
         let tcp = Async::<TcpStream>::connect(self.addr).await.map_err(|error| AppError::Connect { addr: self.addr, error })?;
         let _ = tcp.get_ref().set_nodelay(true);
-        Ok(tcp)
+        Ok(AppStream(tcp))
     }
 
     async fn connect(&self) -> Result<SendRequest<ReqBody>, AppError> {

@@ -1,10 +1,8 @@
 //! `WebSession.openWebSocket`: a WebSocket to the app, carried as whole messages.
 
 use std::cell::{Cell, RefCell};
-use std::net::TcpStream;
 use std::rc::Rc;
 
-use async_io::Async;
 use async_tungstenite::tungstenite::handshake::client::generate_key;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -15,6 +13,7 @@ use granary_schema::web_session_capnp::{web_session, web_socket_peer};
 use hyper::header::{HeaderName, HeaderValue};
 
 use crate::headers::response_headers;
+use crate::pool::AppStream;
 use crate::limits::{MAX_INLINE_BODY, MAX_WS_CLOSE_REASON, MAX_WS_CONTROL, MAX_WS_MESSAGE};
 use crate::session::{refuse, write_head, WebSessionImpl};
 
@@ -117,7 +116,7 @@ pub(crate) async fn open(
 }
 
 /// Messages from the app to the caller's `client` peer, each send awaited.
-async fn pump_to_client(mut stream: WebSocketReceiver<Async<TcpStream>>, client: web_socket_peer::Client, app_closed: Rc<Cell<bool>>) {
+async fn pump_to_client(mut stream: WebSocketReceiver<AppStream>, client: web_socket_peer::Client, app_closed: Rc<Cell<bool>>) {
     while let Some(msg) = stream.next().await {
         let msg = match msg {
             Ok(m) => m,
@@ -155,7 +154,7 @@ async fn pump_to_client(mut stream: WebSocketReceiver<Async<TcpStream>>, client:
 
 /// The `server` peer handed to the caller: its calls become frames to the app.
 struct AppPeer {
-    sink: RefCell<Option<WebSocketSender<Async<TcpStream>>>>,
+    sink: RefCell<Option<WebSocketSender<AppStream>>>,
     app_closed: Rc<Cell<bool>>,
     closed: Cell<bool>,
     /// Dropping the peer cancels the pump and closes the app's connection.

@@ -273,3 +273,66 @@ fn concurrent_requests_each_get_a_connection_and_the_pool_keeps_pool_idle_of_the
         assert_eq!(h.bridge.app.idle_connections(), POOL_IDLE);
     });
 }
+
+/// An app on a port of its own that answers every request on a kept-alive connection with a
+/// 5-byte body, as Python's `http.server` does: the head and the body in two writes, without
+/// TCP_NODELAY — or in one write when the path is `/one`.
+fn app_writing_head_and_body_apart() -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let stream = stream.unwrap();
+            std::thread::spawn(move || {
+                let mut w = stream.try_clone().unwrap();
+                let mut r = BufReader::new(stream);
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let one = line.starts_with("GET /one ");
+                    while line != "\r\n" {
+                        line.clear();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                    }
+                    let head = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
+                    if one {
+                        w.write_all(format!("{head}hello").as_bytes()).unwrap();
+                    } else {
+                        w.write_all(head.as_bytes()).unwrap();
+                        w.write_all(b"hello").unwrap();
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn an_app_that_writes_its_head_and_body_apart_is_not_held_back_by_the_bridges_delayed_ack() {
+    // With Nagle's algorithm on the app's socket, its body waits until the bridge acknowledges
+    // the head; the kernel delays that ACK by 40 ms or more unless the bridge asks for a quick
+    // one after each read (TCP_QUICKACK). The same app answering in one write is the yardstick.
+    let port = app_writing_head_and_body_apart();
+    run(|c| c.port = port, |h| async move {
+        let s = h.session(&ALICE).await;
+        let (mut apart, mut whole) = (Vec::new(), Vec::new());
+        for _ in 0..10 {
+            for path in ["/two", "/one"] {
+                let t = std::time::Instant::now();
+                let r = call(&s, "GET", path, &[], Body::None).await;
+                assert_eq!((r.status, r.text().as_str()), (200, "hello"));
+                if path == "/two" { apart.push(t.elapsed()) } else { whole.push(t.elapsed()) }
+            }
+        }
+        apart.sort();
+        whole.sort();
+        let (a, w) = (apart[apart.len() / 2], whole[whole.len() / 2]);
+        assert!(a < w + std::time::Duration::from_millis(30), "median exchange {a:?} in two writes against {w:?} in one (two: {apart:?})");
+    });
+}
