@@ -95,23 +95,26 @@ export async function uploadPackage(page, server, gpkPath) {
     const resp = await page.goto(server.url("/apps"));
     expectStatus(resp, 200, "the apps page");
   }
-  const events = [];
-  // A binding survives the navigation that follows a successful upload.
-  if (!page.__granaryUploadBinding) {
-    await page.exposeBinding("__granaryUploadEvent", ({ page: p }, e) => p.__granaryUploadEvents?.push(e));
-    page.__granaryUploadBinding = true;
-  }
-  page.__granaryUploadEvents = events;
+  // The page records what its progress bar and status line showed in sessionStorage, which is
+  // written synchronously and survives the navigation to the app's page that follows a
+  // successful upload (an event sent to the test just before that navigation can be lost with
+  // the page that sent it).
   await page.evaluate(() => {
     const bar = document.getElementById("upload-progress");
     const status = document.getElementById("upload-status");
-    const report = () =>
-      window.__granaryUploadEvent({ barVisible: !bar.hidden, value: Number(bar.value), status: status.textContent, statusClass: status.className });
+    sessionStorage.setItem("granaryUploadEvents", "[]");
+    const report = () => {
+      const seen = JSON.parse(sessionStorage.getItem("granaryUploadEvents") || "[]");
+      seen.push({ barVisible: !bar.hidden, value: Number(bar.value), status: status.textContent, statusClass: status.className });
+      sessionStorage.setItem("granaryUploadEvents", JSON.stringify(seen));
+    };
     new MutationObserver(report).observe(bar, { attributes: true });
     new MutationObserver(report).observe(status, { childList: true, characterData: true, subtree: true, attributes: true });
   });
   await page.locator("#gpk").setInputFiles(gpkPath);
   const response = await submit(page, page.getByRole("button", { name: "Upload and install" }), "/apps/upload");
+  /** What the page showed during the upload; call once the page has settled. */
+  const events = async () => page.evaluate(() => JSON.parse(sessionStorage.getItem("granaryUploadEvents") || "[]"));
   return { response, events };
 }
 

@@ -24,8 +24,8 @@ export const scenarios = [
       assert.ok(empty.y - (upload.y + upload.height) >= 12, `the two cards are ${empty.y - (upload.y + upload.height)} px apart`);
       await t.screenshot(page, "08-apps-empty");
 
-      const { response, events } = await uploadPackage(page, server, pkg.path);
-      expectStatus(response, 200, "the upload");
+      const uploaded = await uploadPackage(page, server, pkg.path);
+      expectStatus(uploaded.response, 200, "the upload");
 
       // The page lands on the app's details page.
       await expectPath(page, /^\/apps\/[0-9a-zA-Z_-]+$/);
@@ -46,6 +46,7 @@ export const scenarios = [
       await t.screenshot(page, "10-app-details");
 
       // While it ran, the progress bar appeared and filled, and the status line said what happened.
+      const events = await uploaded.events();
       const shown = events.filter((e) => e.barVisible);
       assert.ok(shown.length > 0, `the progress bar never appeared; events: ${JSON.stringify(events)}`);
       assert.equal(Math.max(...shown.map((e) => e.value)), 100, `the progress bar never reached 100; events: ${JSON.stringify(events)}`);
@@ -65,7 +66,7 @@ export const scenarios = [
       const again = await uploadPackage(page, server, pkg.path);
       expectStatus(again.response, 200, "the second upload");
       await expectPath(page, url);
-      const said = again.events.map((e) => e.status);
+      const said = (await again.events()).map((e) => e.status);
       assert.ok(said.includes("Test Board was already installed."), `no "already installed" status: ${JSON.stringify(said)}`);
       await page.goto(server.url("/apps"));
       assert.equal(await page.locator("a.app").count(), 1, "one app in the list after installing the same package twice");
