@@ -471,6 +471,20 @@ fn a_rendered_template_holds_a_grain_api_token_that_works_until_revoked() {
     assert_eq!(v["api"], "/api/feed?n=1");
     assert_eq!(v["session_type"], "api");
     assert_eq!(v["permissions"], "", "the viewer role has no permissions");
+    // The program's requests share one API session of the grain; after a Restart the next
+    // request opens another (no 502 from the dead one).
+    let session_of = |auth: &str| -> String {
+        let (status, _, body) = get(auth);
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()["session"].as_str().unwrap().to_owned()
+    };
+    let first = v["session"].as_str().unwrap().to_owned();
+    assert!(first.starts_with("api-"), "{v}");
+    assert_eq!(session_of(&format!("Bearer {token}")), first, "a second request opened a new API session");
+    let r = ann.post(&format!("/grains/{}/restart", a.id), &[("csrf", &csrf)]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let after = session_of(&format!("Bearer {token}"));
+    assert!(after.starts_with("api-") && after != first, "{after} after a Restart");
     assert_eq!(get("Bearer gk_0000000000000000000000000000000000000000000000000000000000000000").0, 401);
     assert_eq!(get("").0, 401);
 
@@ -481,6 +495,42 @@ fn a_rendered_template_holds_a_grain_api_token_that_works_until_revoked() {
     let r = ann.post(&format!("/grains/{}/api-tokens/{id}/revoke", a.id), &[("csrf", &csrf)]);
     assert_eq!(r.status, 303, "{}", r.body);
     assert_eq!(get(&format!("Bearer {token}")).0, 401, "a revoked token still works");
+}
+
+#[test]
+fn a_kept_grain_api_session_is_not_used_once_the_makers_role_is_lowered() {
+    require_root();
+    let s = TestServer::start_with(&["--bridge", bridge().to_str().unwrap()]);
+    let mut ann = grainkit::admin(&s);
+    let pkg = install_app(&mut ann);
+    let a = open(&s, &mut ann, &pkg, "Shared API");
+    // Bob, an editor through a link, makes a token with his permissions.
+    let link = share(&mut ann, &a.id, "1", "Bob");
+    let mut bob = invite(&s, &mut ann, "bob");
+    open_link(&mut bob, &link);
+    let b = reopen(&s, &mut bob, &a.url, &a.id);
+    let csrf = bob.get(&b.url).hidden("csrf");
+    let form = [("csrf", csrf.as_str()), ("session", b.session.as_str()), ("template", "$API_TOKEN"), ("petname", "Bob's script")];
+    let r = bob.post(&format!("/grains/{}/powerbox/template", a.id), &form);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let token = serde_json::from_str::<Value>(&r.body).unwrap()["text"].as_str().unwrap().to_owned();
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let feed = || -> Value {
+        let mut r = agent.get(format!("{}/grain-api/api/feed", s.base_url)).header("Authorization", format!("Bearer {token}")).call().unwrap();
+        let body = r.body_mut().read_to_string().unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let first = feed();
+    assert_eq!(first["permissions"], "edit");
+    assert_eq!(feed()["session"], first["session"], "the token's requests share one API session");
+    // Ann lowers the link to viewer: the session kept with "edit" must not serve the token again.
+    let access = ann.get(&format!("/grains/{}/access", a.id));
+    let r = ann.post(&format!("/grains/{}/links/{}/role", a.id, link_id(&access.body, "Bob")), &[("csrf", &access.hidden("csrf")), ("role", "0")]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let after = feed();
+    assert_eq!(after["permissions"], "", "{after}");
+    assert_ne!(after["session"], first["session"], "a new API session with the lowered permissions");
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! with the maker's current ones; the token stops working when the maker loses access, the
 //! grain is trashed or deleted, or the token is revoked. Cross-origin callers are welcome (the
 //! token, never a cookie, authenticates), so CORS is open and preflights are answered here.
+//! The API session is kept per token (`ApiSessions`), so a program's requests share one.
 
 use super::proxy::forward;
 use crate::grain_tokens;
@@ -16,9 +17,58 @@ use granary_schema::web_session_capnp::web_session;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 /// The path prefix of the grain API on the base host.
 pub const PREFIX: &str = "/grain-api";
+
+/// How long a kept API session may go unused.
+const KEPT_IDLE: Duration = Duration::from_secs(600);
+/// Most API sessions kept at once (the least recently used goes first).
+const KEPT_MAX: usize = 64;
+
+/// The API sessions kept per grain API token (SPEC.md, "Grain API tokens"). Consulted only
+/// after the token and its maker's access were checked for the request at hand.
+#[derive(Default)]
+pub struct ApiSessions(RefCell<HashMap<String, Kept>>);
+
+struct Kept {
+    grain: String,
+    user: String,
+    permissions: Vec<bool>,
+    session: web_session::Client,
+    last_used: Instant,
+}
+
+impl ApiSessions {
+    /// The session kept for `token` if it was opened for the same grain and maker with exactly
+    /// `permissions`.
+    fn get(&self, token: &grain_tokens::GrainToken, permissions: &[bool]) -> Option<web_session::Client> {
+        let mut map = self.0.borrow_mut();
+        let kept = map.get_mut(&token.id).filter(|k| k.grain == token.grain && k.user == token.user && k.permissions == permissions)?;
+        kept.last_used = Instant::now();
+        Some(kept.session.clone())
+    }
+
+    fn keep(&self, token: &grain_tokens::GrainToken, permissions: Vec<bool>, session: web_session::Client) {
+        let mut map = self.0.borrow_mut();
+        map.retain(|_, k| k.last_used.elapsed() < KEPT_IDLE);
+        if map.len() >= KEPT_MAX && !map.contains_key(&token.id) {
+            if let Some(oldest) = map.iter().min_by_key(|(_, k)| k.last_used).map(|(id, _)| id.clone()) {
+                map.remove(&oldest);
+            }
+        }
+        let kept = Kept { grain: token.grain.clone(), user: token.user.clone(), permissions, session, last_used: Instant::now() };
+        map.insert(token.id.clone(), kept);
+    }
+
+    /// Drops the sessions kept on `grain` (its app or supervisor went away).
+    pub fn forget_grain(&self, grain: &str) {
+        self.0.borrow_mut().retain(|_, k| k.grain != grain);
+    }
+}
 
 fn answer(status: StatusCode, msg: &str) -> Resp {
     let body = serde_json::json!({ "error": msg }).to_string();
@@ -63,9 +113,21 @@ async fn serve(server: &Server, req: Request<Incoming>) -> Resp {
         return answer(StatusCode::FORBIDDEN, "this token no longer works: its grain is gone or in the trash, or the person who made it lost access to it");
     };
     let permissions = crate::powerbox_host::intersect(&token.permissions, &now);
-    let Some(me) = server.me().upgrade() else { return answer(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping") };
-    let session = ProviderSession::new(&me, token.grain.clone(), String::new(), permissions, token.user.clone());
-    let ws: web_session::Client = capnp_rpc::new_client(session);
+    if !server.runner.is_running(&token.grain) {
+        // The supervisor stopped (idle, Restart, crash): a kept session is dead.
+        server.grain_went_away(&token.grain);
+    }
+    let kept = &server.gateway.api_sessions;
+    let ws = match kept.get(&token, &permissions) {
+        Some(ws) => ws,
+        None => {
+            let Some(me) = server.me().upgrade() else { return answer(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping") };
+            let session = ProviderSession::new(&me, token.grain.clone(), String::new(), permissions.clone(), token.user.clone());
+            let ws: web_session::Client = capnp_rpc::new_client(session);
+            kept.keep(&token, permissions, ws.clone());
+            ws
+        }
+    };
     let (mut parts, body) = req.into_parts();
     let rest = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("").strip_prefix(PREFIX).unwrap_or("");
     let path = if rest.starts_with('/') { rest.to_owned() } else { format!("/{rest}") };
@@ -75,7 +137,17 @@ async fn serve(server: &Server, req: Request<Incoming>) -> Resp {
     };
     let in_use = server.runner.in_use(&server.ex, &token.grain);
     match forward(ws, Request::from_parts(parts, body), server.gateway.grain_reset(), &token.grain, in_use).await {
-        Ok(r) => r,
-        Err(e) => answer(StatusCode::BAD_GATEWAY, &format!("the grain did not answer: {}", e.extra)),
+        Ok(r) => {
+            if r.status() == StatusCode::BAD_GATEWAY {
+                // The app may be exiting (a crash): the next request opens a new session, as
+                // the UI path does.
+                server.grain_went_away(&token.grain);
+            }
+            r
+        }
+        Err(e) => {
+            server.grain_went_away(&token.grain);
+            answer(StatusCode::BAD_GATEWAY, &format!("the grain did not answer: {}", e.extra))
+        }
     }
 }

@@ -121,13 +121,15 @@ type Sessions = RefCell<HashMap<String, Rc<UiSession>>>;
 pub struct Gateway {
     pub wildcard: WildcardHost,
     sessions: Rc<Sessions>,
+    /// Grain API sessions kept per token.
+    pub api_sessions: Rc<grain_api::ApiSessions>,
 }
 
 /// Forgets a grain's cached `WebSession`s from places that outlive a request handler (a
 /// response body that was cut off, the supervisor's `appExited`): once the app exited, those
 /// capabilities are dead and the next request must make a new one, which restarts the app.
 #[derive(Clone)]
-pub struct GrainReset(std::rc::Weak<Sessions>);
+pub struct GrainReset(std::rc::Weak<Sessions>, std::rc::Weak<grain_api::ApiSessions>);
 
 impl GrainReset {
     pub fn reset_grain(&self, grain_id: &str) {
@@ -137,16 +139,19 @@ impl GrainReset {
                 s.held_session.borrow_mut().take();
             }
         }
+        if let Some(api) = self.1.upgrade() {
+            api.forget_grain(grain_id);
+        }
     }
 }
 
 impl Gateway {
     pub fn new(wildcard: WildcardHost) -> Gateway {
-        Gateway { wildcard, sessions: Rc::new(RefCell::new(HashMap::new())) }
+        Gateway { wildcard, sessions: Rc::new(RefCell::new(HashMap::new())), api_sessions: Rc::default() }
     }
 
     pub fn grain_reset(&self) -> GrainReset {
-        GrainReset(Rc::downgrade(&self.sessions))
+        GrainReset(Rc::downgrade(&self.sessions), Rc::downgrade(&self.api_sessions))
     }
 
     /// Starts a session on `grain`; returns the init URL to load in the frame.
@@ -199,8 +204,8 @@ impl Gateway {
         self.sessions.borrow().values().filter(|s| s.grain_id == grain_id).cloned().collect()
     }
 
-    /// Drops the cached `WebSession` of every session of `grain` (after its supervisor went
-    /// away, the next request makes a new one).
+    /// Drops the cached `WebSession` of every session of `grain`, UI and API (after its
+    /// supervisor went away, the next request makes a new one).
     pub fn reset_grain(&self, grain_id: &str) {
         self.grain_reset().reset_grain(grain_id);
     }

@@ -80,7 +80,8 @@ class App(http.server.BaseHTTPRequestHandler):
         if self.path.startswith("/api/"):
             self.reply(200, {"api": self.path, "user": self.headers.get("X-Granary-User-Id", ""),
                              "permissions": self.headers.get("X-Granary-Permissions", ""),
-                             "session_type": self.headers.get("X-Granary-Session-Type", "")})
+                             "session_type": self.headers.get("X-Granary-Session-Type", ""),
+                             "session": self.headers.get("X-Granary-Session-Id", "")})
         elif self.path.startswith("/direct?port="):
             self.reply(200, direct(int(self.path.split("=", 1)[1])))
         elif self.path == "/maildir":
