@@ -47,6 +47,7 @@ impl ApiSessions {
     /// `permissions`.
     fn get(&self, token: &grain_tokens::GrainToken, permissions: &[bool]) -> Option<web_session::Client> {
         let mut map = self.0.borrow_mut();
+        map.retain(|_, k| k.last_used.elapsed() < KEPT_IDLE);
         let kept = map.get_mut(&token.id).filter(|k| k.grain == token.grain && k.user == token.user && k.permissions == permissions)?;
         kept.last_used = Instant::now();
         Some(kept.session.clone())
@@ -54,7 +55,6 @@ impl ApiSessions {
 
     fn keep(&self, token: &grain_tokens::GrainToken, permissions: Vec<bool>, session: web_session::Client) {
         let mut map = self.0.borrow_mut();
-        map.retain(|_, k| k.last_used.elapsed() < KEPT_IDLE);
         if map.len() >= KEPT_MAX && !map.contains_key(&token.id) {
             if let Some(oldest) = map.iter().min_by_key(|(_, k)| k.last_used).map(|(id, _)| id.clone()) {
                 map.remove(&oldest);
