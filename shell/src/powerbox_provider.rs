@@ -11,6 +11,7 @@ use crate::{accounts, apps, grains};
 use capnp::capability::Rc as CapRc;
 use capnp::Error;
 use granary_schema::grain_capnp::{main_view, session_params, user_info};
+use granary_schema::util_capnp::byte_stream;
 use granary_schema::web_session_capnp::{request, web_session};
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
@@ -147,6 +148,19 @@ impl web_session::Server for ProviderSession {
     async fn request(self: CapRc<Self>, params: web_session::RequestParams, mut results: web_session::RequestResults) -> Result<(), Error> {
         let p = params.get()?;
         let full = self.full_path(p.get_request()?.get_path()?.to_str()?)?;
+        let streamed = matches!(p.get_request()?.get_body().which(), Ok(request::body::Streamed(_)));
+        // `requestBody` is handed out before anything is awaited (opening the session may wait
+        // for the grain to start): writes the caller pipelined meanwhile, released by capnp-rpc
+        // after a wake-up, could be dispatched out of order. This promise queues them in order
+        // and passes them on, in order, to the provider's `requestBody` once the call is sent.
+        let (body_to, body_from) = futures::channel::oneshot::channel::<byte_stream::Client>();
+        if streamed {
+            let body: byte_stream::Client = capnp_rpc::new_future_client(async move {
+                body_from.await.map_err(|_| Error::failed("the request did not reach the providing grain".into()))
+            });
+            results.get().set_request_body(body);
+            results.set_pipeline()?;
+        }
         let session = self.session().await?;
         if let Some(server) = self.server.upgrade() {
             server.runner.keep_alive(&server.ex, &self.grain, server.grain_core(&self.grain));
@@ -154,12 +168,10 @@ impl web_session::Server for ProviderSession {
         let mut req = session.request_request();
         req.set(p)?;
         req.get().get_request()?.set_path(full.as_str());
-        let streamed = matches!(p.get_request()?.get_body().which(), Ok(request::body::Streamed(_)));
         let call = req.send();
         if streamed {
             // Pass the upload on by pipelining (see supervisor::session for why).
-            results.get().set_request_body(call.pipeline.get_request_body());
-            results.set_pipeline()?;
+            let _ = body_to.send(call.pipeline.get_request_body());
         }
         let _in_use = self.in_use();
         let reply = call.promise.await.inspect_err(|e| self.forget_on_disconnect(e))?;

@@ -13,6 +13,7 @@ use grainkit::{invite, link_id, new_grain, open_frame, open_link, require_root, 
 use granary_powerbox::matching::{encode_descriptor, http_api_descriptor, mail_descriptor};
 use pbkit::{install_app, OriginServer, Relay};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use server::{bridge, Client, TestServer};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -483,6 +484,16 @@ fn a_rendered_template_holds_a_grain_api_token_that_works_until_revoked() {
     assert_eq!(session_of(&format!("Bearer {token}")), first, "a second request opened a new API session");
     let r = ann.post(&format!("/grains/{}/restart", a.id), &[("csrf", &csrf)]);
     assert_eq!(r.status, 303, "{}", r.body);
+    // A large upload crosses whole and in order (the first request after the Restart: it opens
+    // the API session and starts the grain while its first writes wait, yet they must arrive first).
+    let big: Vec<u8> = (0..(3u32 << 19) + 7).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let mut r = agent.post(format!("{host}/api/digest")).header("Authorization", format!("Bearer {token}")).send(&big[..]).unwrap();
+    let body = r.body_mut().read_to_string().unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["bytes"].as_u64(), Some(big.len() as u64));
+    let want = Sha256::digest(&big).iter().map(|b| format!("{b:02x}")).collect::<String>();
+    assert_eq!(v["sha256"].as_str(), Some(want.as_str()), "the upload arrived reordered or changed");
     let after = session_of(&format!("Bearer {token}"));
     assert!(after.starts_with("api-") && after != first, "{after} after a Restart");
     assert_eq!(get("Bearer gk_0000000000000000000000000000000000000000000000000000000000000000").0, 401);

@@ -246,16 +246,12 @@ impl HttpDriver {
             Ok(p) => p,
             Err((status, why)) => return refused(&mut results, status, &why),
         };
-        // Resolve and check before accepting a streamed body, so a refused request never
-        // starts reading one.
-        let policy = self.policy.borrow().clone();
-        let roots = policy.extra_root_certs.clone();
-        let (host, port) = (self.origin.host.clone(), self.origin.port);
-        let addr = match blocking::unblock(move || policy.resolve_checked(&host, port)).await {
-            Ok(a) => a,
-            Err(e @ DriverError::PrivateAddress { .. }) => return refused(&mut results, 403, &e.to_string()),
-            Err(e) => return refused(&mut results, 502, &e.to_string()),
-        };
+        // A streamed body's sink is handed out before anything is awaited. Writes the caller
+        // pipelined meanwhile are queued by capnp-rpc and, once the pipeline is set, dispatched
+        // in the order their tasks are next polled: in arrival order only when that happens
+        // before any wake-up (waiting for the address first let a later write overtake the
+        // first). A request refused below drops the sink's other end unread: nothing of the
+        // body reaches any origin.
         let body = match plan {
             Plan::None => OutBody::Empty,
             Plan::Inline(b) => OutBody::Full(Some(b)),
@@ -266,6 +262,14 @@ impl HttpDriver {
                 results.set_pipeline()?;
                 OutBody::Stream(body)
             }
+        };
+        let policy = self.policy.borrow().clone();
+        let roots = policy.extra_root_certs.clone();
+        let (host, port) = (self.origin.host.clone(), self.origin.port);
+        let addr = match blocking::unblock(move || policy.resolve_checked(&host, port)).await {
+            Ok(a) => a,
+            Err(e @ DriverError::PrivateAddress { .. }) => return refused(&mut results, 403, &e.to_string()),
+            Err(e) => return refused(&mut results, 502, &e.to_string()),
         };
         let mut req = hyper::Request::new(body);
         *req.method_mut() = method;

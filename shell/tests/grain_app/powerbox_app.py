@@ -16,6 +16,7 @@
 # GET  /direct?port=N: a direct TCP connect to 127.0.0.1:N and to 10.0.2.2:N from the grain
 # GET  /maildir: names and contents of the files in /var/mail/new
 # GET  /api/...: the provider's API: {"api": path, "user": X-Granary-User-Id, "permissions"}
+import hashlib
 import http.server
 import json
 import os
@@ -96,6 +97,9 @@ class App(http.server.BaseHTTPRequestHandler):
                              "path": self.path})
 
     def do_POST(self):
+        if self.path == "/api/digest":
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            return self.reply(200, {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()})
         b = self.body()
         if self.path == "/claim":
             status, v = local("POST", "/claim", {"sessionId": self.headers.get("X-Granary-Session-Id", ""),
