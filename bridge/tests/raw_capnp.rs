@@ -183,6 +183,23 @@ fn provide_says_what_is_missing_when_the_app_does_not_serve_capnp() {
 struct NoBody;
 impl byte_stream::Server for NoBody {}
 
+/// Starts the bridge's local Cap'n Proto endpoint on a free port, with `token` saved as a web
+/// capability ("weather"); returns the endpoint's address.
+fn serve_endpoint(p: &Platform, token: &[u8]) -> SocketAddr {
+    let listener = granary_bridge::local_capnp::bind(0).unwrap();
+    let addr = listener.get_ref().local_addr().unwrap();
+    p.ex.spawn(granary_bridge::local_capnp::serve(listener, p.bridge.platform.clone(), p.ex.clone())).detach();
+    p.record.borrow_mut().saved.insert(token.to_vec(), ("weather".into(), "web"));
+    addr
+}
+
+/// `restore(token)` on the endpoint, as the `WebSession` it is.
+async fn restore_web_session(api: &grain_api::Client, token: &[u8]) -> web_session::Client {
+    let mut req = api.restore_request();
+    req.get().set_token(token);
+    req.send().promise.await.unwrap().get().unwrap().get_cap().get_as_capability().unwrap()
+}
+
 /// Connects to the local Cap'n Proto endpoint as an app does: its bootstrap is a `GrainApi`.
 async fn connect_as_app(p: &Platform, addr: SocketAddr) -> grain_api::Client {
     let stream = Async::<std::net::TcpStream>::connect(addr).await.unwrap();
@@ -216,16 +233,10 @@ fn an_app_restores_calls_saves_and_drops_its_tokens_over_the_local_capnp_endpoin
     run_with(
         |_| {},
         async |p| {
-            let listener = granary_bridge::local_capnp::bind(0).unwrap();
-            let addr = listener.get_ref().local_addr().unwrap();
-            p.ex.spawn(granary_bridge::local_capnp::serve(listener, p.bridge.platform.clone(), p.ex.clone())).detach();
             let token = vec![9u8; 32];
-            p.record.borrow_mut().saved.insert(token.clone(), ("weather".into(), "web"));
-
+            let addr = serve_endpoint(&p, &token);
             let api = connect_as_app(&p, addr).await;
-            let mut req = api.restore_request();
-            req.get().set_token(&token);
-            let session: web_session::Client = req.send().promise.await.unwrap().get().unwrap().get_cap().get_as_capability().unwrap();
+            let session = restore_web_session(&api, &token).await;
             assert_eq!(get(&session, "/v1/today").await.unwrap(), "remote saw GET /v1/today");
             assert_eq!(p.record.borrow().requests.last().unwrap().path, "/v1/today");
 
@@ -267,15 +278,9 @@ fn calls_over_the_local_capnp_endpoint_are_not_held_back_by_nagle() {
     run_with(
         |_| {},
         async |p| {
-            let listener = granary_bridge::local_capnp::bind(0).unwrap();
-            let addr = listener.get_ref().local_addr().unwrap();
-            p.ex.spawn(granary_bridge::local_capnp::serve(listener, p.bridge.platform.clone(), p.ex.clone())).detach();
             let token = vec![7u8; 32];
-            p.record.borrow_mut().saved.insert(token.clone(), ("weather".into(), "web"));
-            let api = connect_as_app(&p, addr).await;
-            let mut req = api.restore_request();
-            req.get().set_token(&token);
-            let session: web_session::Client = req.send().promise.await.unwrap().get().unwrap().get_cap().get_as_capability().unwrap();
+            let api = connect_as_app(&p, serve_endpoint(&p, &token)).await;
+            let session = restore_web_session(&api, &token).await;
             let mut took = Vec::new();
             for i in 0..12 {
                 let t = std::time::Instant::now();
