@@ -151,3 +151,37 @@ async fn serve(server: &Server, req: Request<Incoming>) -> Resp {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NoSession;
+    impl web_session::Server for NoSession {}
+
+    fn token(n: usize) -> grain_tokens::GrainToken {
+        grain_tokens::GrainToken { id: format!("t{n}"), grain: "g".into(), user: "u".into(), permissions: vec![true], petname: String::new(), created: 0 }
+    }
+
+    #[test]
+    fn a_kept_session_serves_only_its_token_maker_and_permissions_and_the_least_recently_used_goes_first() {
+        let kept = ApiSessions::default();
+        let t0 = token(0);
+        kept.keep(&t0, vec![true], capnp_rpc::new_client(NoSession));
+        assert!(kept.get(&t0, &[true]).is_some());
+        assert!(kept.get(&t0, &[false]).is_none(), "other permissions");
+        let mut other_maker = token(0);
+        other_maker.user = "someone else".into();
+        assert!(kept.get(&other_maker, &[true]).is_none(), "another maker");
+        for n in 1..KEPT_MAX {
+            kept.keep(&token(n), vec![true], capnp_rpc::new_client(NoSession));
+        }
+        // t0 was used after t1 was kept; t1 is now the least recently used.
+        assert!(kept.get(&t0, &[true]).is_some());
+        kept.keep(&token(KEPT_MAX), vec![true], capnp_rpc::new_client(NoSession));
+        assert!(kept.get(&token(1), &[true]).is_none(), "the least recently used went");
+        assert!(kept.get(&t0, &[true]).is_some() && kept.get(&token(KEPT_MAX), &[true]).is_some());
+        kept.forget_grain("g");
+        assert!(kept.get(&t0, &[true]).is_none());
+    }
+}
