@@ -64,6 +64,11 @@ impl ApiSessions {
         map.insert(token.id.clone(), kept);
     }
 
+    /// Drops the session kept for the token with public id `token_id` (it was revoked).
+    pub fn forget_token(&self, token_id: &str) {
+        self.0.borrow_mut().remove(token_id);
+    }
+
     /// Drops the sessions kept on `grain` (its app or supervisor went away).
     pub fn forget_grain(&self, grain: &str) {
         self.0.borrow_mut().retain(|_, k| k.grain != grain);
@@ -181,7 +186,9 @@ mod tests {
         kept.keep(&token(KEPT_MAX), vec![true], capnp_rpc::new_client(NoSession));
         assert!(kept.get(&token(1), &[true]).is_none(), "the least recently used went");
         assert!(kept.get(&t0, &[true]).is_some() && kept.get(&token(KEPT_MAX), &[true]).is_some());
-        kept.forget_grain("g");
+        kept.forget_token("t0");
         assert!(kept.get(&t0, &[true]).is_none());
+        kept.forget_grain("g");
+        assert!(kept.get(&token(KEPT_MAX), &[true]).is_none());
     }
 }

@@ -167,6 +167,7 @@ pub fn revoke_grain_token(server: &Server, s: &Session, grain: &grains::Grain, t
         return Ok(error(StatusCode::FORBIDDEN, "Not yours to revoke", "Only the grain's owner or the person who made the token can revoke it."));
     }
     crate::grain_tokens::revoke(&server.db, &grain.id, token_id)?;
+    server.gateway.api_sessions.forget_token(token_id);
     Ok(redirect(&format!("/grains/{}/reach", grain.id)))
 }
 
