@@ -18,7 +18,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::rc::Rc;
 
 use async_io::Async;
@@ -105,26 +105,34 @@ pub fn json_response(status: u16, value: &Value) -> ApiResponse {
     resp
 }
 
-/// Binds `127.0.0.1:port`.
+/// Binds `127.0.0.1:port` (0: any free port).
 pub fn bind(port: u16) -> std::io::Result<Async<TcpListener>> {
     Async::<TcpListener>::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+}
+
+/// The next connection to one of the bridge's loopback endpoints (`what` names it in errors),
+/// with `TCP_NODELAY`: its answers are written in pieces (a streamed body's head and chunks,
+/// or one Cap'n Proto message per write), and Nagle's algorithm would hold each later piece
+/// until the app's delayed ACK. A failed accept (out of descriptors) is retried after 100 ms.
+pub(crate) async fn accept(listener: &Async<TcpListener>, what: &str) -> Async<TcpStream> {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let _ = stream.get_ref().set_nodelay(true);
+                return stream;
+            }
+            Err(e) => {
+                eprintln!("granary-bridge: {what}: accept failed: {e}");
+                async_io::Timer::after(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
 }
 
 /// Accepts connections on `listener` forever, each served on the bridge's executor.
 pub async fn serve(listener: Async<TcpListener>, bridge: Rc<Bridge>) {
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => {
-                // Proxied and streamed answers are written in pieces: no Nagle delay between them.
-                let _ = stream.get_ref().set_nodelay(true);
-                stream
-            }
-            Err(e) => {
-                eprintln!("granary-bridge: local API: accept failed: {e}");
-                async_io::Timer::after(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        let stream = accept(&listener, "local API").await;
         let b = bridge.clone();
         let service = hyper::service::service_fn(move |req| {
             let b = b.clone();

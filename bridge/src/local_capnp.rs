@@ -5,7 +5,7 @@
 //! them. Like the local HTTP API it grants nothing by itself: every call is the supervisor's
 //! `GrainApi`, checked by the platform.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::rc::Rc;
 
 use async_executor::LocalExecutor;
@@ -19,27 +19,13 @@ use crate::platform::Platform;
 /// The local Cap'n Proto endpoint's port unless `--capnp-api-port` says otherwise.
 pub const DEFAULT_CAPNP_API_PORT: u16 = 7871;
 
-/// Binds 127.0.0.1:`port` (0: any free port).
-pub fn bind(port: u16) -> std::io::Result<Async<TcpListener>> {
-    Async::<TcpListener>::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
-}
+pub use crate::local_api::bind;
 
 /// Serves every connection to `listener` with the platform's `GrainApi` as bootstrap; a
 /// connection made before the supervisor's `GrainApi` arrived is closed at once.
 pub async fn serve(listener: Async<TcpListener>, platform: Rc<Platform>, executor: Rc<LocalExecutor<'static>>) {
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => {
-                // Each Cap'n Proto message is its own write: no Nagle delay between them.
-                let _ = stream.get_ref().set_nodelay(true);
-                stream
-            }
-            Err(e) => {
-                eprintln!("granary-bridge: the local Cap'n Proto endpoint cannot accept: {e}");
-                async_io::Timer::after(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        let stream = crate::local_api::accept(&listener, "the local Cap'n Proto endpoint").await;
         let Ok(grain_api) = platform.grain_api().cloned() else {
             eprintln!("granary-bridge: a Cap'n Proto connection came before the supervisor's GrainApi; closed");
             continue;
