@@ -61,18 +61,24 @@ fn fulfil(o: &mut Origin, body: Value) -> (u16, Value) {
     app(o, "/fulfill", body)
 }
 
-#[test]
-fn a_chooser_page_narrows_the_grant_and_only_it_can_fulfil() {
-    require_root();
-    let s = TestServer::start_with(&["--bridge", bridge().to_str().unwrap()]);
-    let mut ann = grainkit::admin(&s);
+/// Installs the Python test app as a provider of "picked-api" below `/api/` (needs `edit`)
+/// with its chooser page at `/choose`; returns its package id.
+fn install_chooser_provider(ann: &mut Client) -> String {
     let provides = r#"[[powerbox.provides]]
 api = "picked-api"
 title = "Picked API"
 path_prefix = "/api/"
 permissions = ["edit"]
 chooser_path = "/choose""#;
-    let provider_pkg = grainkit::install_python_app(&mut ann, "powerbox_app.py", "Chooser provider", "", provides);
+    grainkit::install_python_app(ann, "powerbox_app.py", "Chooser provider", "", provides)
+}
+
+#[test]
+fn a_chooser_page_narrows_the_grant_and_only_it_can_fulfil() {
+    require_root();
+    let s = TestServer::start_with(&["--bridge", bridge().to_str().unwrap()]);
+    let mut ann = grainkit::admin(&s);
+    let provider_pkg = install_chooser_provider(&mut ann);
     let consumer_pkg = pbkit::install_app(&mut ann);
     let mut provider = open(&s, &mut ann, &provider_pkg, "Provider");
     let mut consumer = open(&s, &mut ann, &consumer_pkg, "Consumer");
@@ -172,13 +178,7 @@ fn a_chooser_ends_when_the_person_loses_access_to_the_provider() {
     require_root();
     let s = TestServer::start_with(&["--bridge", bridge().to_str().unwrap()]);
     let mut ann = grainkit::admin(&s);
-    let provides = r#"[[powerbox.provides]]
-api = "picked-api"
-title = "Picked API"
-path_prefix = "/api/"
-permissions = ["edit"]
-chooser_path = "/choose""#;
-    let provider_pkg = grainkit::install_python_app(&mut ann, "powerbox_app.py", "Chooser provider", "", provides);
+    let provider_pkg = install_chooser_provider(&mut ann);
     let consumer_pkg = pbkit::install_app(&mut ann);
     let provider = open(&s, &mut ann, &provider_pkg, "Provider");
     let mut bob = invite(&s, &mut ann, "bob");
