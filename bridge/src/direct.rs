@@ -216,7 +216,7 @@ pub async fn serve(listener: UnixListener, bridge: Rc<Bridge>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                let (r, w) = stream.split();
+                let (r, w) = granary_schema::socket::Socket::from(stream).split();
                 let network = granary_schema::vat_network(r, w, Side::Server);
                 let rpc = RpcSystem::new(Box::new(network), Some(channel.clone().client));
                 executor.spawn(async move {

@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 
 use async_executor::LocalExecutor;
 use async_io::Async;
+use granary_schema::socket::Socket;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::{Request, Response};
@@ -35,7 +36,7 @@ pub enum AppError {
 /// Linux delays that ACK by 40 ms or more once a connection carries requests and answers back
 /// and forth. The flag does not stick (the kernel falls back to delayed ACKs), hence once per
 /// read.
-pub struct AppStream(Async<TcpStream>);
+pub struct AppStream(Socket<TcpStream>);
 
 impl AppStream {
     fn quick_ack(&self) {
@@ -94,7 +95,7 @@ impl AppClient {
     pub async fn connect_tcp(&self) -> Result<AppStream, AppError> {
         let tcp = Async::<TcpStream>::connect(self.addr).await.map_err(|error| AppError::Connect { addr: self.addr, error })?;
         let _ = tcp.get_ref().set_nodelay(true);
-        Ok(AppStream(tcp))
+        Ok(AppStream(Socket::from(tcp)))
     }
 
     async fn connect(&self) -> Result<SendRequest<ReqBody>, AppError> {

@@ -6,7 +6,6 @@ use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 
 use async_executor::LocalExecutor;
-use async_io::Async;
 use capnp_rpc::rpc_twoparty_capnp::Side;
 use capnp_rpc::RpcSystem;
 use futures::future::{select, Either};
@@ -46,7 +45,11 @@ pub enum ServeError {
 pub fn run(config: BridgeConfig) -> Result<i32, ServeError> {
     let fd3 = take_fd3()?;
     let executor = Rc::new(LocalExecutor::new());
-    async_io::block_on(executor.run(serve(config, fd3, executor.clone())))
+    // A task, not the future `run` drives itself: `run` polls that future on every wake-up of
+    // any task, and this one holds the supervisor connection, so each wake-up would have read
+    // fd 3 for nothing. A task's handle is woken only when the task ends.
+    let main = executor.spawn(serve(config, fd3, executor.clone()));
+    async_io::block_on(executor.run(main))
 }
 
 fn take_fd3() -> Result<UnixStream, ServeError> {
@@ -88,7 +91,7 @@ where
 }
 
 async fn serve(config: BridgeConfig, fd3: UnixStream, executor: Rc<LocalExecutor<'static>>) -> Result<i32, ServeError> {
-    let stream = Async::new(fd3).map_err(ServeError::Fd)?;
+    let stream = granary_schema::socket::Socket::new(fd3).map_err(ServeError::Fd)?;
     let api_port = config.api_port;
     let listener = crate::local_api::bind(api_port).map_err(|error| ServeError::ApiPort { port: api_port, error })?;
     let capnp_api_port = config.capnp_api_port;

@@ -6,9 +6,10 @@
 //! regenerates them with Debian's `capnp` (installed by the README's test command) and fails
 //! if they differ; `GRANARY_REGEN=1 cargo test -p granary-schema` rewrites them.
 //!
-//! May touch: nothing but memory. This crate has no I/O and no policy; it defines types, and
-//! [`forward`] keeps one of their contracts (WebSession's pipelined request body) across a
-//! process that passes calls on.
+//! May touch: nothing but memory, and sockets its callers hand it. This crate opens nothing
+//! and has no policy; it defines types, [`forward`] keeps one of their contracts (WebSession's
+//! pipelined request body) across a process that passes calls on, and [`vat_network`] and
+//! [`socket::Socket`] are the transport every Granary connection shares.
 //! Contracts (who calls what, what each method promises) are in SPEC.md, "Schemas".
 
 #![allow(clippy::all, unused_parens, missing_docs)]
@@ -37,6 +38,7 @@ generated! {
 }
 
 pub mod forward;
+pub mod socket;
 
 /// A Cap'n Proto two-party network over one Granary connection (server ↔ supervisor,
 /// supervisor ↔ grain): buffered both ways, so a message's segment table and segments leave in

@@ -346,7 +346,7 @@ impl Running {
             }
         }
         let stream = UnixStream::connect(&self.web_socket).with_context(|| format!("connecting to {}", self.web_socket.display()))?;
-        let (reader, writer) = async_io::Async::new(stream)?.split();
+        let (reader, writer) = granary_schema::socket::Socket::new(stream)?.split();
         let network = granary_schema::vat_network(reader, writer, Side::Client);
         let mut rpc = RpcSystem::new(Box::new(network), None);
         let channel: web_channel::Client = rpc.bootstrap(Side::Server);
@@ -365,7 +365,7 @@ impl Running {
 }
 
 fn connect(ex: &Rc<LocalExecutor<'static>>, stream: UnixStream, alive: Rc<Cell<bool>>, pid: Option<u32>, web_socket: PathBuf) -> Result<Running> {
-    let (reader, writer) = async_io::Async::new(stream)?.split();
+    let (reader, writer) = granary_schema::socket::Socket::new(stream)?.split();
     let network = granary_schema::vat_network(reader, writer, Side::Client);
     let mut rpc = RpcSystem::new(Box::new(network), None);
     let supervisor: supervisor::Client = rpc.bootstrap(Side::Server);

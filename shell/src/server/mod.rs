@@ -233,7 +233,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
 
     ex.spawn(control::serve(control, server.clone(), ex.clone())).detach();
     let listener = async_io::Async::new(listener)?;
-    async_io::block_on(ex.run(accept_loop(listener, server, ex.clone())));
+    // A task, not the future `run` drives itself: `run` polls that future on every wake-up of
+    // any task, which cost an `accept4` and an `epoll_ctl` per request. A task's handle is
+    // woken only when the task ends, which the accept loop never does.
+    let main = ex.spawn(accept_loop(listener, server, ex.clone()));
+    async_io::block_on(ex.run(main));
     Ok(())
 }
 
@@ -371,7 +375,7 @@ async fn serve_connection(stream: async_io::Async<std::net::TcpStream>, peer: So
         .max_buf_size(http::MAX_HEAD_BYTES.max(8192))
         .timer(smol_hyper::rt::SmolTimer::new())
         .header_read_timeout(std::time::Duration::from_secs(30))
-        .serve_connection(smol_hyper::rt::FuturesIo::new(stream), service)
+        .serve_connection(smol_hyper::rt::FuturesIo::new(granary_schema::socket::Socket::from(stream)), service)
         // Without this hyper never hands a 101's connection to `hyper::upgrade::on`: grain
         // WebSockets (gateway::websocket) would be reset right after the handshake.
         .with_upgrades();

@@ -1,0 +1,157 @@
+//! A non-blocking socket that asks the kernel for data once per readiness event.
+//!
+//! async-io's own `AsyncRead` for `Async<T>` reads first and waits second. After a wake-up
+//! whose data it has already read, its next read answers `EAGAIN`, its readiness check then
+//! reports the *old* event as new, and it reads a second time, `EAGAIN` again, before it
+//! waits: two wasted `recvfrom` per wait, on every connection of the request path (measured
+//! in BENCHMARKS.md, session 6). [`Socket`] remembers that it is waiting: once woken, it first
+//! consumes the event (no system call), then reads; a spurious wake-up costs no read at all.
+//! Writes are async-io's.
+
+use std::cell::Cell;
+use std::io::{self, Read, Write};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use async_io::Async;
+
+/// A socket for `futures::AsyncRead`/`AsyncWrite` users (hyper through smol-hyper, the
+/// Cap'n Proto transports) that reads at most once per readiness event before it waits.
+pub struct Socket<T> {
+    io: Async<T>,
+    /// The last read answered `EAGAIN` and readiness was requested: the next poll consumes the
+    /// reactor's event before reading.
+    waiting: Cell<bool>,
+}
+
+impl<T: std::os::fd::AsFd> Socket<T> {
+    /// Wraps a socket, making it non-blocking and registering it with the reactor.
+    pub fn new(io: T) -> io::Result<Self> {
+        Ok(Socket::from(Async::new(io)?))
+    }
+}
+
+impl<T> From<Async<T>> for Socket<T> {
+    fn from(io: Async<T>) -> Self {
+        Socket { io, waiting: Cell::new(false) }
+    }
+}
+
+impl<T> Socket<T> {
+    /// The socket itself, for socket options.
+    pub fn get_ref(&self) -> &T {
+        self.io.get_ref()
+    }
+
+    /// The reactor's handle, for callers that wait on readiness themselves.
+    pub fn as_async(&self) -> &Async<T> {
+        &self.io
+    }
+}
+
+impl<T> futures::AsyncRead for Socket<T>
+where
+    for<'a> &'a T: Read,
+{
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.waiting.get() {
+            ready!(this.io.poll_readable(cx))?;
+            this.waiting.set(false);
+        }
+        loop {
+            match (&*this.io.get_ref()).read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => return Poll::Ready(other),
+            }
+            // Register interest; Ready here means an event arrived after the read above.
+            if this.io.poll_readable(cx)?.is_pending() {
+                this.waiting.set(true);
+                return Poll::Pending;
+            }
+        }
+    }
+}
+
+impl<T> futures::AsyncWrite for Socket<T>
+where
+    for<'a> &'a T: Write,
+{
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut &self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut &self.io).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut &self.io).poll_close(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::io::{Read, Write};
+    use std::os::fd::{AsFd, BorrowedFd};
+    use std::os::unix::net::UnixStream;
+    use std::time::Duration;
+
+    use futures::{AsyncRead, AsyncReadExt};
+
+    use super::Socket;
+
+    /// A socket that counts the reads made on it.
+    struct Counted(UnixStream, Cell<usize>);
+
+    impl AsFd for Counted {
+        fn as_fd(&self) -> BorrowedFd<'_> {
+            self.0.as_fd()
+        }
+    }
+
+    impl Read for &Counted {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.1.set(self.1.get() + 1);
+            (&self.0).read(buf)
+        }
+    }
+
+    #[test]
+    fn a_wait_costs_one_read_that_finds_nothing() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let mut socket = Socket::new(Counted(a, Cell::new(0))).unwrap();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            b.write_all(b"hello").unwrap();
+            b
+        });
+        let mut buf = [0u8; 16];
+        // Nothing yet: one read finds nothing, the task waits, is woken, reads once.
+        let n = async_io::block_on(socket.read(&mut buf)).unwrap();
+        assert_eq!(&buf[..n], b"hello");
+        assert_eq!(socket.get_ref().1.get(), 2, "one read before the wait, one after it");
+
+        // Nothing more to read: exactly one more read before the task waits again (async-io's
+        // own reader makes two here).
+        assert!(poll_read_once(&mut socket).is_pending());
+        assert_eq!(socket.get_ref().1.get(), 3);
+        // Polled again with no event (a spurious wake-up): no read at all.
+        assert!(poll_read_once(&mut socket).is_pending());
+        assert_eq!(socket.get_ref().1.get(), 3);
+
+        // Data and the end of the stream still arrive in order after all that.
+        let mut b = writer.join().unwrap();
+        b.write_all(b"world").unwrap();
+        drop(b);
+        let mut rest = Vec::new();
+        async_io::block_on(socket.read_to_end(&mut rest)).unwrap();
+        assert_eq!(rest, b"world");
+    }
+
+    fn poll_read_once(socket: &mut Socket<Counted>) -> std::task::Poll<std::io::Result<usize>> {
+        let mut buf = [0u8; 16];
+        async_io::block_on(async { futures::poll!(futures::future::poll_fn(|cx| std::pin::Pin::new(&mut *socket).poll_read(cx, &mut buf))) })
+    }
+}
