@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks the grain HTTP path against the same echo binary on loopback (BENCHMARKS.md,
-# "Gateway"). Release builds; as root (real sandboxes); needs wrk (apt-get install wrk).
+# "Gateway"). Release builds; as root (real sandboxes); needs wrk (apt-get install wrk); with
+# nginx installed (apt-get install nginx-light) it adds a two-nginx-proxies reference row.
 # Knobs: BENCH_SECONDS (10), BENCH_CONNECTIONS ("8 32", space-separated; a run with 1 always follows), BENCH_THREADS (1).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -3,7 +3,9 @@
 //! directly on loopback. Small GETs with `wrk` (keep-alive connections; 8 and 32 with the CPU
 //! time each process spent per request, then 1 for the unloaded added latency, plain and
 //! chunked), 100 MiB downloads and uploads, and cold starts after Restart and after an idle
-//! stop. Prints a table for BENCHMARKS.md.
+//! stop. If nginx is installed, the loaded runs also go through two nginx reverse proxies in
+//! front of the direct echo: what two lean HTTP hops cost on the same machine in the same run.
+//! Prints a table for BENCHMARKS.md.
 
 mod common;
 mod echo_grain;
@@ -74,13 +76,14 @@ fn cpu_by_process(root: u32) -> Vec<(u32, String, f64)> {
 }
 
 /// Runs `run` (a `wrk` run) and returns its result with the CPU microseconds per request that
-/// each process under `root` spent meanwhile, summed by command name.
-fn cpu_per_request(root: u32, run: impl FnOnce() -> (f64, f64, f64)) -> ((f64, f64, f64), String) {
-    let before = cpu_by_process(root);
+/// each process under `roots` spent meanwhile, summed by command name.
+fn cpu_per_request(roots: &[u32], run: impl FnOnce() -> (f64, f64, f64)) -> ((f64, f64, f64), String) {
+    let all = || roots.iter().flat_map(|r| cpu_by_process(*r)).collect::<Vec<_>>();
+    let before = all();
     let t = Instant::now();
     let r = run();
     let requests = r.0 * t.elapsed().as_secs_f64();
-    let after = cpu_by_process(root);
+    let after = all();
     let mut by_name: Vec<(String, f64)> = Vec::new();
     for (pid, comm, cpu) in after {
         let was = before.iter().find(|b| b.0 == pid).map_or(0.0, |b| b.2);
@@ -93,6 +96,61 @@ fn cpu_per_request(root: u32, run: impl FnOnce() -> (f64, f64, f64)) -> ((f64, f
     by_name.retain(|(_, us)| *us >= 0.5);
     let text = by_name.iter().map(|(n, us)| format!("{n} {us:.0} µs")).collect::<Vec<_>>().join(", ");
     (r, text)
+}
+
+/// Two nginx reverse proxies in a chain in front of the direct echo (`wrk → nginx → nginx →
+/// echo`): a reference for what two lean HTTP hops cost on this machine, each one process with
+/// keep-alive connections to the next and no buffering, as the gateway and the bridge are.
+/// None if nginx is not installed (`apt-get install nginx-light`).
+struct NginxChain {
+    front_port: u16,
+    procs: Vec<std::process::Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl NginxChain {
+    fn start(upstream_port: u16) -> Option<Self> {
+        if Command::new("nginx").arg("-v").stderr(Stdio::null()).status().is_err() {
+            eprintln!("nginx is not installed: no two-proxy reference (apt-get install nginx-light)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let (front, back) = (free_port(), free_port());
+        let mut procs = Vec::new();
+        for (name, listen, upstream) in [("back", back, upstream_port), ("front", front, back)] {
+            let prefix = dir.path().join(name);
+            std::fs::create_dir_all(&prefix).unwrap();
+            let conf = format!(
+                "worker_processes 1; master_process off; daemon off; error_log {p}/error.log; pid {p}/nginx.pid;\n\
+                 events {{ worker_connections 1024; }}\n\
+                 http {{ access_log off; upstream up {{ server 127.0.0.1:{upstream}; keepalive 64; }}\n\
+                 server {{ listen 127.0.0.1:{listen}; location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off; proxy_request_buffering off; }} }} }}\n",
+                p = prefix.display()
+            );
+            std::fs::write(prefix.join("nginx.conf"), conf).unwrap();
+            procs.push(Command::new("nginx").arg("-c").arg(prefix.join("nginx.conf")).arg("-p").arg(&prefix).stderr(Stdio::null()).spawn().unwrap());
+            let t = Instant::now();
+            while std::net::TcpStream::connect(("127.0.0.1", listen)).is_err() {
+                assert!(t.elapsed() < Duration::from_secs(10), "nginx did not listen on {listen}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Some(NginxChain { front_port: front, procs, _dir: dir })
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        self.procs.iter().map(|c| c.id()).collect()
+    }
+}
+
+impl Drop for NginxChain {
+    fn drop(&mut self) {
+        for c in &mut self.procs {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 /// Seconds to download `n` bytes (read and dropped).
@@ -141,11 +199,19 @@ fn bench_gateway_vs_direct() {
     d.port = direct_port;
 
     let small = "/download?bytes=1024";
+    let nginx = NginxChain::start(direct_port);
+    // For profiling by hand (perf, strace): print how to load both sides, then wait.
+    if let Ok(secs) = std::env::var("BENCH_HOLD") {
+        println!("\nserver pid {} (bridge and echo are its descendants), direct echo pid {}", p.server.pid(), direct.id());
+        println!("gateway: wrk -t 1 -c 8 -d 10 -H 'Host: {}' -H 'Cookie: {}' http://127.0.0.1:{}{small}", o.host, o.cookie_header(), o.port);
+        println!("direct:  wrk -t 1 -c 8 -d 10 http://127.0.0.1:{direct_port}{small}");
+        std::thread::sleep(Duration::from_secs(secs.parse().expect("BENCH_HOLD: seconds")));
+    }
     // Loaded runs at each connection count (BENCH_CONNECTIONS, space-separated).
     let mut loaded_rows = Vec::new();
     for loaded in env_or("BENCH_CONNECTIONS", "8 32").split_whitespace() {
-        let ((g_rps, g_p50, g_p99), g_cpu) = cpu_per_request(p.server.pid(), || wrk(loaded, o.port, small, &o.host, &o.cookie_header()));
-        let ((d_rps, d_p50, d_p99), d_cpu) = cpu_per_request(direct.id(), || wrk(loaded, direct_port, small, &d.host, ""));
+        let ((g_rps, g_p50, g_p99), g_cpu) = cpu_per_request(&[p.server.pid()], || wrk(loaded, o.port, small, &o.host, &o.cookie_header()));
+        let ((d_rps, d_p50, d_p99), d_cpu) = cpu_per_request(&[direct.id()], || wrk(loaded, direct_port, small, &d.host, ""));
         loaded_rows.push(format!(
             "| 1 KiB GET, -c {loaded}, req/s | {g_rps:.0} | {d_rps:.0} | {:.2}× |\n\
              | 1 KiB GET, -c {loaded}, CPU per request | {g_cpu} | {d_cpu} | |\n\
@@ -155,6 +221,13 @@ fn bench_gateway_vs_direct() {
             g_p50 - d_p50,
             g_p99 - d_p99
         ));
+        if let Some(n) = &nginx {
+            let ((n_rps, n_p50, _), n_cpu) = cpu_per_request(&n.pids(), || wrk(loaded, n.front_port, small, &d.host, ""));
+            loaded_rows.push(format!(
+                "| 1 KiB GET, -c {loaded}, two nginx proxies in front of echo (reference) | {n_rps:.0} req/s ({:.2}× direct), p50 {n_p50:.3} ms | {n_cpu} (both proxies) | |",
+                n_rps / d_rps
+            ));
+        }
     }
     // One connection: one request at a time, so the latency is the path's own (unloaded).
     let (g1_rps, g1_p50, g1_p99) = wrk("1", o.port, small, &o.host, &o.cookie_header());
