@@ -46,10 +46,14 @@ impl ApiSessions {
     /// The session kept for `token` if it was opened for the same grain and maker with exactly
     /// `permissions`.
     fn get(&self, token: &grain_tokens::GrainToken, permissions: &[bool]) -> Option<web_session::Client> {
+        self.get_at(token, permissions, Instant::now())
+    }
+
+    fn get_at(&self, token: &grain_tokens::GrainToken, permissions: &[bool], now: Instant) -> Option<web_session::Client> {
         let mut map = self.0.borrow_mut();
-        map.retain(|_, k| k.last_used.elapsed() < KEPT_IDLE);
+        map.retain(|_, k| now.saturating_duration_since(k.last_used) < KEPT_IDLE);
         let kept = map.get_mut(&token.id).filter(|k| k.grain == token.grain && k.user == token.user && k.permissions == permissions)?;
-        kept.last_used = Instant::now();
+        kept.last_used = now;
         Some(kept.session.clone())
     }
 
@@ -190,5 +194,19 @@ mod tests {
         assert!(kept.get(&t0, &[true]).is_none());
         kept.forget_grain("g");
         assert!(kept.get(&token(KEPT_MAX), &[true]).is_none());
+    }
+
+    #[test]
+    fn a_kept_session_goes_after_ten_idle_minutes_and_each_use_restarts_the_clock() {
+        let kept = ApiSessions::default();
+        let (t0, t1) = (token(0), token(1));
+        let start = Instant::now();
+        kept.keep(&t0, vec![true], capnp_rpc::new_client(NoSession));
+        kept.keep(&t1, vec![true], capnp_rpc::new_client(NoSession));
+        let minute = Duration::from_secs(60);
+        assert!(kept.get_at(&t0, &[true], start + 9 * minute).is_some(), "used after 9 minutes");
+        assert!(kept.get_at(&t0, &[true], start + 18 * minute).is_some(), "9 minutes after its last use");
+        assert!(kept.get_at(&t1, &[true], start + 18 * minute).is_none(), "18 minutes unused");
+        assert!(kept.get_at(&t0, &[true], start + 28 * minute + Duration::from_secs(1)).is_none(), "just over 10 minutes unused");
     }
 }
