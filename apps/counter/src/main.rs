@@ -70,7 +70,7 @@ fn main() {
 fn handle(app: &App, req: &Request) -> Response {
     let get = req.method == "GET" || req.method == "HEAD";
     match (req.method.as_str(), req.path.as_str()) {
-        (_, "/") if get => Response::html(page::PAGE.to_owned()),
+        (_, "/") if get => Response::html(granary_app_kit::with_shell_rpc(page::PAGE)),
         (_, "/state") if get => state(app),
         (_, "/descriptor") if get => Response::json(200, &Json::obj([("descriptor", Json::from(remote::counter_query()))])),
         ("POST", "/add") => add(app, req),

@@ -26,32 +26,7 @@ section { border-top: 1px solid #ddd; margin-top: 1.5rem; padding-top: 1rem; }
 </section>
 <script>
 "use strict";
-const $ = (id) => document.getElementById(id);
-const pending = new Map();
-let nextRpcId = 1;
-
-if (window.parent === window) {
-  $("outside").textContent = "This page is not inside Granary's grain view, so there is no powerbox to ask. Open the grain from Granary.";
-}
-
-// Replies from the shell: only from the frame's parent, matched by rpcId.
-window.addEventListener("message", (event) => {
-  if (event.source !== window.parent) return;
-  const m = event.data;
-  if (!m || typeof m !== "object" || !pending.has(m.rpcId)) return;
-  const resolve = pending.get(m.rpcId);
-  pending.delete(m.rpcId);
-  resolve(m);
-});
-
-function powerboxRequest(descriptor) {
-  if (window.parent === window) return Promise.reject(new Error("not inside Granary: there is no powerbox to ask"));
-  const rpcId = nextRpcId++;
-  return new Promise((resolve) => {
-    pending.set(rpcId, resolve);
-    window.parent.postMessage({ powerboxRequest: { rpcId, query: [descriptor], saveLabel: "Another counter" } }, "*");
-  });
-}
+/*SHELL_RPC*/
 
 async function api(method, url, body) {
   try {
@@ -96,7 +71,7 @@ $("add").addEventListener("click", async () => {
 $("connect").addEventListener("click", async () => {
   const d = await api("GET", "/descriptor");
   let reply;
-  try { reply = await powerboxRequest(d.descriptor); } catch (e) { showRemote({ ok: false, error: "Cannot connect: " + e.message + "." }); return; }
+  try { reply = await powerboxRequest(d.descriptor, "Another counter"); } catch (e) { showRemote({ ok: false, error: "Cannot connect: " + e.message + "." }); return; }
   if (reply.canceled) { showRemote({ ok: false, error: "You closed the powerbox without choosing." }); return; }
   if (!reply.token) { showRemote({ ok: false, error: "The powerbox answered without a claim token." }); return; }
   showRemote(await api("POST", "/connect", { claimToken: reply.token }));

@@ -64,7 +64,7 @@ fn handle(app: &App, req: &Request) -> Response {
     let path = req.path.as_str();
     let kind_in = |prefix: &str| path.strip_prefix(prefix).map(|k| Kind::parse(k).ok_or(k));
     match (req.method.as_str(), path) {
-        (_, "/") if get => Response::html(page::PAGE.to_owned()),
+        (_, "/") if get => Response::html(granary_app_kit::with_shell_rpc(page::PAGE)),
         (_, "/state") if get => state(app),
         (_, "/descriptor") if get => descriptor_for(req),
         ("POST", "/connect") => connect(app, req),

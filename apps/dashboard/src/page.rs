@@ -73,38 +73,10 @@ pre:empty{display:none}pre[data-ok=false]{background:#fdecea;color:var(--bad)}
 </main>
 <script>
 "use strict";
-const $ = (id) => document.getElementById(id);
+/*SHELL_RPC*/
 const KINDS = ["notes", "http", "mail"];
 const PERIOD = { notes: 200, http: 200, mail: 2000 }; // mail: the platform allows 30 a minute
 const looping = {};
-const pending = new Map();
-let nextRpcId = 1;
-
-if (window.parent === window) {
-  $("outside").textContent = "This page is not inside Granary's grain view, so there is no powerbox to ask. Open the grain from Granary.";
-}
-
-// Replies from the shell: only from the frame's parent, matched by rpcId.
-window.addEventListener("message", (event) => {
-  if (event.source !== window.parent) return;
-  const m = event.data;
-  if (!m || typeof m !== "object" || !pending.has(m.rpcId)) return;
-  const resolve = pending.get(m.rpcId);
-  pending.delete(m.rpcId);
-  resolve(m);
-});
-
-function askShell(message) {
-  if (window.parent === window) {
-    return Promise.reject(new Error("not inside Granary: there is no shell to ask"));
-  }
-  const rpcId = nextRpcId++;
-  const [name] = Object.keys(message);
-  return new Promise((resolve) => {
-    pending.set(rpcId, resolve);
-    window.parent.postMessage({ [name]: { rpcId, ...message[name] } }, "*");
-  });
-}
 
 async function apiToken() {
   const status = $("api-token-status");
@@ -117,17 +89,6 @@ async function apiToken() {
   } catch (e) {
     status.textContent = "Cannot ask: " + e.message + ".";
   }
-}
-
-function powerboxRequest(descriptor, saveLabel) {
-  if (window.parent === window) {
-    return Promise.reject(new Error("not inside Granary: there is no powerbox to ask"));
-  }
-  const rpcId = nextRpcId++;
-  return new Promise((resolve) => {
-    pending.set(rpcId, resolve);
-    window.parent.postMessage({ powerboxRequest: { rpcId, query: [descriptor], saveLabel } }, "*");
-  });
 }
 
 // fetch + JSON; a failure becomes {error} with a readable text.

@@ -282,3 +282,15 @@ fn offering_a_key_asks_the_platform_for_this_session() {
     assert_eq!(r.status, 502);
     assert!(json(&r).str_field("error").unwrap().contains("no open session `sess-bad`"));
 }
+
+#[test]
+fn the_page_carries_the_kits_shell_script_once_and_no_marker() {
+    let (a, var) = app("page", "127.0.0.1:9");
+    let r = handle(&a, &req("GET", "/", None, ""));
+    let page = String::from_utf8(r.body).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(page.matches("function askShell(").count(), 1);
+    assert_eq!(page.matches("function powerboxRequest(").count(), 1);
+    assert!(!page.contains("/*SHELL_RPC*/"));
+    let _ = std::fs::remove_dir_all(var);
+}

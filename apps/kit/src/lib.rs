@@ -1,6 +1,7 @@
 //! The pieces Granary's powerbox sample apps share, standard library only: a small HTTP/1.1
-//! server and client ([`http`]), a JSON value type with a parser and writer ([`json`]), and
-//! crash-safe state files under `/var` ([`store`]).
+//! server and client ([`http`]), a JSON value type with a parser and writer ([`json`]),
+//! crash-safe state files under `/var` ([`store`]), and the page script that asks Granary's
+//! shell for the powerbox and other dialogs ([`SHELL_RPC_JS`]).
 //!
 //! The apps are small on purpose: a grain's app only needs to listen on 127.0.0.1, read a
 //! request with its `X-Granary-*` headers, and talk to the bridge's local API at
@@ -9,6 +10,19 @@
 pub mod http;
 pub mod json;
 pub mod store;
+
+/// Page JavaScript for asking Granary's shell, the grain frame's parent, over postMessage:
+/// `askShell({name: {...}})` and `powerboxRequest(descriptor, saveLabel)`, each a promise of
+/// the shell's reply (matched by rpcId), and `$(id)`. Needs an element with id `outside`.
+pub const SHELL_RPC_JS: &str = include_str!("shell_rpc.js");
+
+/// `page` with its `/*SHELL_RPC*/` marker (inside a `<script>`) replaced by [`SHELL_RPC_JS`].
+pub fn with_shell_rpc(page: &str) -> String {
+    assert!(page.contains(SHELL_RPC_MARKER), "the page has no {SHELL_RPC_MARKER} marker");
+    page.replacen(SHELL_RPC_MARKER, SHELL_RPC_JS, 1)
+}
+
+const SHELL_RPC_MARKER: &str = "/*SHELL_RPC*/";
 
 /// `seconds` since the Unix epoch as RFC 3339 UTC (`2026-11-29T12:30:05Z`).
 pub fn rfc3339(seconds: u64) -> String {
@@ -75,6 +89,20 @@ mod tests {
         assert_eq!(rfc5322(0), "Thu, 01 Jan 1970 00:00:00 +0000");
         assert_eq!(rfc5322(1_709_208_000), "Thu, 29 Feb 2024 12:00:00 +0000");
         assert_eq!(rfc5322(1795955405), "Sun, 29 Nov 2026 12:30:05 +0000");
+    }
+
+    #[test]
+    fn the_shell_script_replaces_the_marker_once() {
+        let page = with_shell_rpc("<script>\"use strict\";\n/*SHELL_RPC*/\nmain();</script>");
+        assert!(page.starts_with("<script>\"use strict\";\n// Asking Granary's shell"));
+        assert!(page.ends_with("}\n\nmain();</script>"));
+        assert!(!page.contains("/*SHELL_RPC*/"));
+    }
+
+    #[test]
+    #[should_panic(expected = "no /*SHELL_RPC*/ marker")]
+    fn a_page_without_the_marker_is_a_bug() {
+        with_shell_rpc("<script></script>");
     }
 
     #[test]
