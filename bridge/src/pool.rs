@@ -30,13 +30,20 @@ pub enum AppError {
     Exchange(hyper::Error),
 }
 
-/// A connection to the app that asks the kernel for an immediate ACK (`TCP_QUICKACK`) after
-/// every read. An app that writes a response's head and body apart with Nagle's algorithm
-/// on — Python's `http.server` does — holds the body back until the head is acknowledged, and
+/// A connection to the app (HTTP, or Cap'n Proto to its `AppObjects`) that asks the kernel for
+/// an immediate ACK (`TCP_QUICKACK`) after every read. An app that writes a response's head
+/// and body apart with Nagle's algorithm on — Python's `http.server` does; so does a Cap'n
+/// Proto answer of more than one message — holds the rest back until the first is acknowledged, and
 /// Linux delays that ACK by 40 ms or more once a connection carries requests and answers back
 /// and forth. The flag does not stick (the kernel falls back to delayed ACKs), hence once per
 /// read.
 pub struct AppStream(Socket<TcpStream>);
+
+impl From<Async<TcpStream>> for AppStream {
+    fn from(stream: Async<TcpStream>) -> Self {
+        AppStream(Socket::from(stream))
+    }
+}
 
 impl AppStream {
     fn quick_ack(&self) {
@@ -95,7 +102,7 @@ impl AppClient {
     pub async fn connect_tcp(&self) -> Result<AppStream, AppError> {
         let tcp = Async::<TcpStream>::connect(self.addr).await.map_err(|error| AppError::Connect { addr: self.addr, error })?;
         let _ = tcp.get_ref().set_nodelay(true);
-        Ok(AppStream(Socket::from(tcp)))
+        Ok(AppStream::from(tcp))
     }
 
     async fn connect(&self) -> Result<SendRequest<ReqBody>, AppError> {

@@ -160,6 +160,30 @@ fn provide_reaches_the_apps_app_objects_and_reconnects_after_the_connection_brok
 }
 
 #[test]
+fn calls_to_the_apps_objects_are_not_held_back_by_nagle() {
+    // The fake app, like most apps, leaves Nagle's algorithm on, and answers a call with more
+    // than one message: each later one waited for the bridge's delayed ACK, about 40 ms per
+    // call, until the bridge asked for quick ACKs on its connection to the app.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    run_with(
+        |c| c.capnp_port = port,
+        async |p| {
+            let _app = FakeApp::start(&p, listener);
+            let counter = provide(&p, COUNTER).await.unwrap();
+            let mut took = Vec::new();
+            for i in 1..=12 {
+                let t = std::time::Instant::now();
+                assert_eq!(add(&counter, 1).await.unwrap(), i);
+                took.push(t.elapsed());
+            }
+            took.sort();
+            assert!(took[took.len() / 2] < std::time::Duration::from_millis(25), "median call {:?} (all: {took:?})", took[took.len() / 2]);
+        },
+    );
+}
+
+#[test]
 fn provide_says_what_is_missing_when_the_app_does_not_serve_capnp() {
     let port = free_port();
     run_with(
