@@ -55,7 +55,7 @@ impl AppObjects {
         // one message would otherwise wait 40 ms for each later one (`AppStream`). No delay on
         // the bridge's own writes either, for the same reason the other way.
         let _ = stream.get_ref().set_nodelay(true);
-        let (reader, writer) = AppStream::from(stream).split();
+        let (reader, writer) = AppStream::with_quick_acks(stream).split();
         let network = granary_schema::vat_network(reader, writer, Side::Client);
         let mut rpc = RpcSystem::new(Box::new(network), None);
         let client: app_objects::Client = rpc.bootstrap(Side::Server);

@@ -2,11 +2,8 @@
 //! connections.
 
 use std::cell::RefCell;
-use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
 
 use async_executor::LocalExecutor;
 use async_io::Async;
@@ -30,50 +27,12 @@ pub enum AppError {
     Exchange(hyper::Error),
 }
 
-/// A connection to the app (HTTP, or Cap'n Proto to its `AppObjects`) that asks the kernel for
-/// an immediate ACK (`TCP_QUICKACK`) after every read. An app that writes a response's head
-/// and body apart with Nagle's algorithm on — Python's `http.server` does; so does a Cap'n
-/// Proto answer of more than one message — holds the rest back until the first is acknowledged, and
-/// Linux delays that ACK by 40 ms or more once a connection carries requests and answers back
-/// and forth. The flag does not stick (the kernel falls back to delayed ACKs), hence once per
-/// read.
-pub struct AppStream(Socket<TcpStream>);
-
-impl From<Async<TcpStream>> for AppStream {
-    fn from(stream: Async<TcpStream>) -> Self {
-        AppStream(Socket::from(stream))
-    }
-}
-
-impl AppStream {
-    fn quick_ack(&self) {
-        let _ = rustix::net::sockopt::set_tcp_quickack(self.0.get_ref(), true);
-    }
-}
-
-impl futures::AsyncRead for AppStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.0).poll_read(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.quick_ack();
-        }
-        r
-    }
-}
-
-impl futures::AsyncWrite for AppStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_close(cx)
-    }
-}
+/// A connection with the app: the bridge's HTTP and Cap'n Proto connections to it, and the
+/// app's connections to the bridge's local endpoints. Made with
+/// [`Socket::with_quick_acks`]: apps leave Nagle's algorithm on and write in pieces (Python's
+/// `http.server` writes a response's head and body apart), and each later piece would wait
+/// 40 ms for the bridge's delayed ACK.
+pub type AppStream = Socket<TcpStream>;
 
 /// The app's HTTP endpoint.
 pub struct AppClient {
@@ -102,7 +61,7 @@ impl AppClient {
     pub async fn connect_tcp(&self) -> Result<AppStream, AppError> {
         let tcp = Async::<TcpStream>::connect(self.addr).await.map_err(|error| AppError::Connect { addr: self.addr, error })?;
         let _ = tcp.get_ref().set_nodelay(true);
-        Ok(AppStream::from(tcp))
+        Ok(Socket::with_quick_acks(tcp))
     }
 
     async fn connect(&self) -> Result<SendRequest<ReqBody>, AppError> {

@@ -489,3 +489,59 @@ fn streamed_answers_on_a_kept_alive_proxy_connection_are_not_held_back_by_nagle(
         assert!(s < i + std::time::Duration::from_millis(30), "median exchange {s:?} streamed against {i:?} inline (streamed: {streamed:?})");
     });
 }
+
+/// A client connection that writes a request's head and its body apart, with Nagle's
+/// algorithm on, as Python's `http.client` (under `urllib` and `requests`) always does.
+struct HeadThenBody(Async<TcpStream>);
+
+impl futures::AsyncRead for HeadThenBody {
+    fn poll_read(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &mut [u8]) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl futures::AsyncWrite for HeadThenBody {
+    fn poll_write(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &[u8]) -> std::task::Poll<std::io::Result<usize>> {
+        // Up to the end of the head if a body follows it in the same buffer; hyper then writes
+        // the rest with another call.
+        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4).filter(|&e| e < buf.len()).unwrap_or(buf.len());
+        std::pin::Pin::new(&mut self.0).poll_write(cx, &buf[..end])
+    }
+    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_close(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_close(cx)
+    }
+}
+
+#[test]
+fn a_client_that_writes_its_head_and_body_apart_is_not_held_back_by_the_bridges_delayed_ack() {
+    // With Nagle's algorithm on, the body waits until the head is acknowledged, and once a
+    // kept-alive connection goes back and forth Linux delays that ACK by 40 ms: every POST
+    // after the first few took that long, unless the bridge asks for quick ACKs.
+    run(async |p| {
+        p.open_session("sess-1").await;
+        let token = granted(&p, "gc_web").await;
+        let auth = bearer(&token);
+        let tcp = Async::<TcpStream>::connect(p.api).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(FuturesIo::new(HeadThenBody(tcp))).await.unwrap();
+        p.ex.spawn(async move {
+            let _ = conn.await;
+        })
+        .detach();
+        let mut took = Vec::new();
+        for i in 0..12 {
+            sender.ready().await.unwrap();
+            let t = std::time::Instant::now();
+            let req = Request::builder().method("POST").uri("http://api.example.org/echo").header("host", "api.example.org").header("proxy-authorization", auth.as_str());
+            let resp = sender.send_request(req.body(Full::new(Bytes::from(format!("body {i}")))).unwrap()).await.unwrap();
+            let status = resp.status();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!((status.as_u16(), &body[..]), (201, format!("body {i}").as_bytes()));
+            took.push(t.elapsed());
+        }
+        took.sort();
+        assert!(took[took.len() / 2] < std::time::Duration::from_millis(25), "median exchange {:?} (all: {took:?})", took[took.len() / 2]);
+    });
+}

@@ -375,7 +375,7 @@ async fn serve_connection(stream: async_io::Async<std::net::TcpStream>, peer: So
         .max_buf_size(http::MAX_HEAD_BYTES.max(8192))
         .timer(smol_hyper::rt::SmolTimer::new())
         .header_read_timeout(std::time::Duration::from_secs(30))
-        .serve_connection(smol_hyper::rt::FuturesIo::new(granary_schema::socket::Socket::from(stream)), service)
+        .serve_connection(smol_hyper::rt::FuturesIo::new(granary_schema::socket::Socket::with_quick_acks(stream)), service)
         // Without this hyper never hands a 101's connection to `hyper::upgrade::on`: grain
         // WebSockets (gateway::websocket) would be reset right after the handshake.
         .with_upgrades();
