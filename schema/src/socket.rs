@@ -9,18 +9,24 @@
 //! Writes are async-io's.
 //!
 //! A TCP socket made with [`Socket::with_quick_acks`] also asks the kernel for an immediate ACK
-//! (`TCP_QUICKACK`) after every read. A peer that sends a message in two small writes with
-//! Nagle's algorithm on — an HTTP head and then its body, as Python's `http.client` always
-//! does, or a Cap'n Proto answer of two messages — holds the second until the first is
-//! acknowledged, and Linux delays that ACK by 40 ms once a connection goes back and forth:
-//! 44 ms per exchange on a kept-alive connection. The flag does not stick (the kernel falls
-//! back to delayed ACKs by itself), hence once per read.
+//! (`TCP_QUICKACK`) when it is about to wait for more data without having written since it
+//! last read some. A peer that sends a message in two small writes with Nagle's algorithm on —
+//! an HTTP head and then its body, as Python's `http.client` always does, or a Cap'n Proto
+//! answer of two messages — holds the second until the first is acknowledged, and Linux delays
+//! that ACK by 40 ms once a connection goes back and forth: 44 ms per exchange on a kept-alive
+//! connection. Setting the flag sends the ACK the kernel is holding back at once. After an
+//! answer was written the ACK rode on it, so nothing is asked. The flag does not stick, hence
+//! once per such wait. That costs a `setsockopt` and a separate ACK packet per exchange where
+//! the reader reads ahead before it answers (hyper does): the bridge's connections with the
+//! app pay it. The server instead uses [`Socket::ack_handle`] and asks only when a request's
+//! head says a body follows (BENCHMARKS.md, session 6).
 
 use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsFd;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use async_io::Async;
@@ -28,12 +34,14 @@ use async_io::Async;
 /// A socket for `futures::AsyncRead`/`AsyncWrite` users (hyper through smol-hyper, the
 /// Cap'n Proto transports) that reads at most once per readiness event before it waits.
 pub struct Socket<T> {
-    io: Async<T>,
+    io: Arc<Async<T>>,
     /// The last read answered `EAGAIN` and readiness was requested: the next poll consumes the
     /// reactor's event before reading.
     waiting: Cell<bool>,
-    /// Set `TCP_QUICKACK` after every read that returned data.
+    /// Set `TCP_QUICKACK` before waiting while `unanswered`.
     quick_acks: bool,
+    /// Data was read and nothing has been written since.
+    unanswered: Cell<bool>,
 }
 
 impl<T: AsFd> Socket<T> {
@@ -45,7 +53,7 @@ impl<T: AsFd> Socket<T> {
 
 impl<T> From<Async<T>> for Socket<T> {
     fn from(io: Async<T>) -> Self {
-        Socket { io, waiting: Cell::new(false), quick_acks: false }
+        Socket { io: Arc::new(io), waiting: Cell::new(false), quick_acks: false, unanswered: Cell::new(false) }
     }
 }
 
@@ -53,7 +61,26 @@ impl Socket<TcpStream> {
     /// A TCP connection that asks for an immediate ACK after every read (see the module's
     /// documentation): for connections whose peer is not ours, a browser or script, or an app.
     pub fn with_quick_acks(io: Async<TcpStream>) -> Self {
-        Socket { io, waiting: Cell::new(false), quick_acks: true }
+        Socket { io: Arc::new(io), waiting: Cell::new(false), quick_acks: true, unanswered: Cell::new(false) }
+    }
+
+    /// A handle that sends the ACK the kernel holds back for this connection, for a caller
+    /// that knows more is coming: the server, once it has read a request's head and a body
+    /// follows.
+    pub fn ack_handle(&self) -> AckHandle {
+        AckHandle(self.io.clone())
+    }
+}
+
+/// Sends a connection's held-back ACK on demand ([`Socket::ack_handle`]).
+#[derive(Clone)]
+pub struct AckHandle(Arc<Async<TcpStream>>);
+
+impl AckHandle {
+    /// Asks the kernel to acknowledge what it has received now (`TCP_QUICKACK`); sends nothing
+    /// if no ACK is pending.
+    pub fn ack_now(&self) {
+        let _ = rustix::net::sockopt::set_tcp_quickack(self.0.get_ref(), true);
     }
 }
 
@@ -82,11 +109,15 @@ where
         loop {
             match (&*this.io.get_ref()).read(buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Ok(n) if n > 0 && this.quick_acks => {
-                    let _ = rustix::net::sockopt::set_tcp_quickack(this.io.get_ref(), true);
+                Ok(n) if n > 0 => {
+                    this.unanswered.set(true);
                     return Poll::Ready(Ok(n));
                 }
                 other => return Poll::Ready(other),
+            }
+            if this.quick_acks && this.unanswered.replace(false) {
+                // Waiting for the rest of what the peer sent: the ACK of what came leaves now.
+                let _ = rustix::net::sockopt::set_tcp_quickack(this.io.get_ref(), true);
             }
             // Register interest; Ready here means an event arrived after the read above.
             if this.io.poll_readable(cx)?.is_pending() {
@@ -102,15 +133,19 @@ where
     for<'a> &'a T: Write,
 {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut &self.io).poll_write(cx, buf)
+        let r = Pin::new(&mut &*self.io).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.unanswered.set(false);
+        }
+        r
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut &self.io).poll_flush(cx)
+        Pin::new(&mut &*self.io).poll_flush(cx)
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut &self.io).poll_close(cx)
+        Pin::new(&mut &*self.io).poll_close(cx)
     }
 }
 

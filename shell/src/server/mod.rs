@@ -367,7 +367,15 @@ async fn accept_loop(listener: async_io::Async<TcpListener>, server: Rc<Server>,
 }
 
 async fn serve_connection(stream: async_io::Async<std::net::TcpStream>, peer: SocketAddr, server: Rc<Server>) {
-    let service = hyper::service::service_fn(move |req| {
+    let socket = granary_schema::socket::Socket::from(stream);
+    let ack = socket.ack_handle();
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        // A body follows the head: a client that sends them apart with Nagle's algorithm on
+        // (Python's http.client always does) holds the body until the head is acknowledged,
+        // which the kernel would delay by 40 ms on a kept-alive connection.
+        if !hyper::body::Body::is_end_stream(req.body()) {
+            ack.ack_now();
+        }
         let server = server.clone();
         async move { Ok::<_, std::convert::Infallible>(routes::handle(&server, peer, req).await) }
     });
@@ -375,7 +383,7 @@ async fn serve_connection(stream: async_io::Async<std::net::TcpStream>, peer: So
         .max_buf_size(http::MAX_HEAD_BYTES.max(8192))
         .timer(smol_hyper::rt::SmolTimer::new())
         .header_read_timeout(std::time::Duration::from_secs(30))
-        .serve_connection(smol_hyper::rt::FuturesIo::new(granary_schema::socket::Socket::with_quick_acks(stream)), service)
+        .serve_connection(smol_hyper::rt::FuturesIo::new(socket), service)
         // Without this hyper never hands a 101's connection to `hyper::upgrade::on`: grain
         // WebSockets (gateway::websocket) would be reset right after the handshake.
         .with_upgrades();
