@@ -51,10 +51,8 @@ impl AppObjects {
         let stream = Async::<TcpStream>::connect(addr).await.map_err(|e| {
             Error::failed(format!("the app does not serve Cap'n Proto on 127.0.0.1:{port} (manifest [capnp] port): {e}"))
         })?;
-        // Quick ACKs: an app that leaves Nagle's algorithm on and answers a call with more than
-        // one message would otherwise wait 40 ms for each later one (`AppStream`). No delay on
-        // the bridge's own writes either, for the same reason the other way.
-        let _ = stream.get_ref().set_nodelay(true);
+        // Quick ACKs and no delay (`AppStream`): an app that leaves Nagle's algorithm on
+        // answers a call with more than one message, and each later one waited 40 ms.
         let (reader, writer) = AppStream::with_quick_acks(stream).split();
         let network = granary_schema::vat_network(reader, writer, Side::Client);
         let mut rpc = RpcSystem::new(Box::new(network), None);

@@ -32,8 +32,8 @@ use granary_schema::mail_capnp::mail_sender;
 use serde_json::{json, Value};
 
 use crate::body::ReqBody;
-use crate::pool::AppStream;
 use crate::platform::{decode_token, encode_token, is_revoked, Platform, PlatformError};
+use crate::pool::AppStream;
 use crate::Bridge;
 
 /// Largest JSON request body.
@@ -111,20 +111,15 @@ pub fn bind(port: u16) -> std::io::Result<Async<TcpListener>> {
     Async::<TcpListener>::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
 }
 
-/// The next connection to one of the bridge's loopback endpoints (`what` names it in errors).
-/// Nagle's algorithm holds a later small write until the earlier one is acknowledged, and
-/// Linux delays ACKs by 40 ms once a connection goes back and forth, so both ends are
-/// covered: `TCP_NODELAY` for the bridge's answers, written in pieces (a streamed body's head
-/// and chunks, or one Cap'n Proto message per write), and quick ACKs after every read
-/// ([`AppStream`]) for apps whose requests come in pieces (a head, then its body). A failed
-/// accept (out of descriptors) is retried after 100 ms.
+/// The next connection to one of the bridge's loopback endpoints (`what` names it in errors),
+/// as an [`AppStream`]: Nagle's algorithm holds a later small write until the earlier one is
+/// acknowledged, and Linux delays ACKs by 40 ms once a connection goes back and forth, both
+/// for the bridge's answers written in pieces and for apps whose requests come in pieces (a
+/// head, then its body). A failed accept (out of descriptors) is retried after 100 ms.
 pub(crate) async fn accept(listener: &Async<TcpListener>, what: &str) -> AppStream {
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
-                let _ = stream.get_ref().set_nodelay(true);
-                return AppStream::with_quick_acks(stream);
-            }
+            Ok((stream, _)) => return AppStream::with_quick_acks(stream),
             Err(e) => {
                 eprintln!("granary-bridge: {what}: accept failed: {e}");
                 async_io::Timer::after(std::time::Duration::from_millis(100)).await;

@@ -28,10 +28,10 @@ pub enum AppError {
 }
 
 /// A connection with the app: the bridge's HTTP and Cap'n Proto connections to it, and the
-/// app's connections to the bridge's local endpoints. Made with
-/// [`Socket::with_quick_acks`]: apps leave Nagle's algorithm on and write in pieces (Python's
-/// `http.server` writes a response's head and body apart), and each later piece would wait
-/// 40 ms for the bridge's delayed ACK.
+/// app's connections to the bridge's local endpoints. Made with [`Socket::with_quick_acks`]:
+/// apps leave Nagle's algorithm on and write in pieces (Python's `http.server` writes a
+/// response's head and body apart), and each later piece would wait 40 ms for the bridge's
+/// delayed ACK; `TCP_NODELAY` covers the bridge's own pieces.
 pub type AppStream = Socket<TcpStream>;
 
 /// The app's HTTP endpoint.
@@ -60,7 +60,6 @@ impl AppClient {
     /// Opens a TCP connection to the app.
     pub async fn connect_tcp(&self) -> Result<AppStream, AppError> {
         let tcp = Async::<TcpStream>::connect(self.addr).await.map_err(|error| AppError::Connect { addr: self.addr, error })?;
-        let _ = tcp.get_ref().set_nodelay(true);
         Ok(Socket::with_quick_acks(tcp))
     }
 

@@ -58,9 +58,13 @@ impl<T> From<Async<T>> for Socket<T> {
 }
 
 impl Socket<TcpStream> {
-    /// A TCP connection that asks for an immediate ACK after every read (see the module's
-    /// documentation): for connections whose peer is not ours, a browser or script, or an app.
+    /// A TCP connection with an app, which may write in pieces with Nagle's algorithm on: it
+    /// asks for an immediate ACK before a wait that follows a read with no write since (see
+    /// the module's documentation), and sets `TCP_NODELAY` so that its own writes in pieces (a
+    /// streamed body's head and chunks, one Cap'n Proto message per write) do not wait on the
+    /// app's delayed ACKs either.
     pub fn with_quick_acks(io: Async<TcpStream>) -> Self {
+        let _ = io.get_ref().set_nodelay(true);
         Socket { io: Arc::new(io), waiting: Cell::new(false), quick_acks: true, unanswered: Cell::new(false) }
     }
 
@@ -88,11 +92,6 @@ impl<T> Socket<T> {
     /// The socket itself, for socket options.
     pub fn get_ref(&self) -> &T {
         self.io.get_ref()
-    }
-
-    /// The reactor's handle, for callers that wait on readiness themselves.
-    pub fn as_async(&self) -> &Async<T> {
-        &self.io
     }
 }
 
