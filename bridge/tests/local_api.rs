@@ -450,21 +450,30 @@ fn an_offer_asks_the_sessions_context_to_offer_the_grains_own_web_api() {
     });
 }
 
+/// A session with a `gc_web` grant, and one kept-alive proxy connection over `io(tcp)`: the
+/// request sender and the Proxy-Authorization value.
+async fn kept_alive_proxy_client<IO>(p: &Platform, io: impl FnOnce(Async<TcpStream>) -> IO) -> (hyper::client::conn::http1::SendRequest<Full<Bytes>>, String)
+where
+    IO: futures::AsyncRead + futures::AsyncWrite + Unpin + 'static,
+{
+    p.open_session("sess-1").await;
+    let token = granted(p, "gc_web").await;
+    let tcp = Async::<TcpStream>::connect(p.api).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(FuturesIo::new(io(tcp))).await.unwrap();
+    p.ex.spawn(async move {
+        let _ = conn.await;
+    })
+    .detach();
+    (sender, bearer(&token))
+}
+
 #[test]
 fn streamed_answers_on_a_kept_alive_proxy_connection_are_not_held_back_by_nagle() {
     // A streamed answer leaves as its head and then its body: without TCP_NODELAY on the app's
     // connection the body waited for the app's delayed ACK (40 ms or more) on every request
     // after the first few. An inline answer leaves in one write: the yardstick.
     run(async |p| {
-        p.open_session("sess-1").await;
-        let token = granted(&p, "gc_web").await;
-        let auth = bearer(&token);
-        let tcp = Async::<TcpStream>::connect(p.api).await.unwrap();
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(FuturesIo::new(tcp)).await.unwrap();
-        p.ex.spawn(async move {
-            let _ = conn.await;
-        })
-        .detach();
+        let (mut sender, auth) = kept_alive_proxy_client(&p, |tcp| tcp).await;
         let (mut streamed, mut inline) = (Vec::new(), Vec::new());
         for i in 0..10 {
             for (method, path) in [("POST", "/echo"), ("GET", "/inline")] {
@@ -521,15 +530,7 @@ fn a_client_that_writes_its_head_and_body_apart_is_not_held_back_by_the_bridges_
     // kept-alive connection goes back and forth Linux delays that ACK by 40 ms: every POST
     // after the first few took that long, unless the bridge asks for quick ACKs.
     run(async |p| {
-        p.open_session("sess-1").await;
-        let token = granted(&p, "gc_web").await;
-        let auth = bearer(&token);
-        let tcp = Async::<TcpStream>::connect(p.api).await.unwrap();
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(FuturesIo::new(HeadThenBody(tcp))).await.unwrap();
-        p.ex.spawn(async move {
-            let _ = conn.await;
-        })
-        .detach();
+        let (mut sender, auth) = kept_alive_proxy_client(&p, HeadThenBody).await;
         let mut took = Vec::new();
         for i in 0..12 {
             sender.ready().await.unwrap();

@@ -482,22 +482,38 @@ fn a_response_body_streaming_longer_than_the_idle_period_keeps_the_grain_awake()
     assert_eq!(echo_grain::supervisor_pids(p.server.pid()), running, "the grain was stopped while its response streamed");
 }
 
-/// Reads one chunked HTTP/1.1 response from `r`: (status, body).
-fn read_chunked(r: &mut impl std::io::BufRead) -> (u16, Vec<u8>) {
+/// A kept-alive connection to `o`'s port: its write half, and its read half buffered.
+fn raw_connection(o: &Origin) -> (std::net::TcpStream, std::io::BufReader<std::net::TcpStream>) {
+    let stream = std::net::TcpStream::connect(("127.0.0.1", o.port)).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    (stream.try_clone().unwrap(), std::io::BufReader::new(stream))
+}
+
+/// Reads one HTTP/1.1 response from `r`, chunked or with a Content-Length: (status, whether
+/// it was chunked, body).
+fn read_response(r: &mut impl std::io::BufRead) -> (u16, bool, Vec<u8>) {
     let mut line = String::new();
     r.read_line(&mut line).unwrap();
     let status: u16 = line.split(' ').nth(1).unwrap().parse().unwrap();
-    let mut chunked = false;
+    let (mut chunked, mut length) = (false, None);
     loop {
         line.clear();
         r.read_line(&mut line).unwrap();
         if line == "\r\n" {
             break;
         }
-        chunked |= line.to_ascii_lowercase().starts_with("transfer-encoding: chunked");
+        let lower = line.to_ascii_lowercase();
+        chunked |= lower.starts_with("transfer-encoding: chunked");
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = Some(v.trim().parse::<usize>().unwrap());
+        }
     }
-    assert!(chunked, "the response is chunked");
     let mut body = Vec::new();
+    if !chunked {
+        body.resize(length.expect("a Content-Length or chunks"), 0);
+        r.read_exact(&mut body).unwrap();
+        return (status, false, body);
+    }
     loop {
         line.clear();
         r.read_line(&mut line).unwrap();
@@ -505,7 +521,7 @@ fn read_chunked(r: &mut impl std::io::BufRead) -> (u16, Vec<u8>) {
         let mut chunk = vec![0; n + 2];
         r.read_exact(&mut chunk).unwrap();
         if n == 0 {
-            return (status, body);
+            return (status, true, body);
         }
         body.extend_from_slice(&chunk[..n]);
     }
@@ -518,13 +534,10 @@ fn a_streamed_response_on_a_kept_alive_connection_is_not_held_back_by_nagle() {
     // to acknowledge the first, which browsers and this client delay by 40 ms or more: every
     // request after the first few on a kept-alive connection then took 44–88 ms. An answer
     // with a length leaves in one write and never waited, so it is the yardstick here.
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::Write;
     let mut p = Platform::start();
     let (_, o) = p.grain("Streams");
-    let stream = std::net::TcpStream::connect(("127.0.0.1", o.port)).unwrap();
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
-    let mut w = stream.try_clone().unwrap();
-    let mut r = BufReader::new(stream);
+    let (mut w, mut r) = raw_connection(&o);
     let (mut chunked, mut whole) = (Vec::new(), Vec::new());
     for _ in 0..12 {
         for is_chunked in [true, false] {
@@ -532,19 +545,10 @@ fn a_streamed_response_on_a_kept_alive_connection_is_not_held_back_by_nagle() {
             // One write, as a browser sends it (pieces would wait on this client's own Nagle).
             let head = format!("GET /download?bytes=1024&chunked={} HTTP/1.1\r\nHost: {}\r\nCookie: {}\r\n\r\n", is_chunked as u8, o.host, o.cookie_header());
             w.write_all(head.as_bytes()).unwrap();
+            assert_eq!(read_response(&mut r), (200, is_chunked, pattern_bytes(0..1024)), "the response is chunked only when asked");
             if is_chunked {
-                assert_eq!(read_chunked(&mut r), (200, pattern_bytes(0..1024)));
                 chunked.push(t.elapsed());
             } else {
-                let mut line = String::new();
-                r.read_line(&mut line).unwrap();
-                assert!(line.starts_with("HTTP/1.1 200"), "{line}");
-                while line != "\r\n" {
-                    line.clear();
-                    r.read_line(&mut line).unwrap();
-                }
-                let mut body = vec![0; 1024];
-                r.read_exact(&mut body).unwrap();
                 whole.push(t.elapsed());
             }
         }
@@ -562,13 +566,10 @@ fn a_client_that_writes_its_head_and_body_apart_is_not_held_back_by_the_servers_
     // is acknowledged, and once a kept-alive connection goes back and forth Linux delays that
     // ACK by 40 ms. Every POST after the first few took that long, unless the server asks
     // for quick ACKs.
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::Write;
     let mut p = Platform::start();
     let (_, o) = p.grain("Posts");
-    let stream = std::net::TcpStream::connect(("127.0.0.1", o.port)).unwrap();
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
-    let mut w = stream.try_clone().unwrap();
-    let mut r = BufReader::new(stream);
+    let (mut w, mut r) = raw_connection(&o);
     let mut took = Vec::new();
     for i in 0..12 {
         let body = format!("body {i}");
@@ -576,19 +577,8 @@ fn a_client_that_writes_its_head_and_body_apart_is_not_held_back_by_the_servers_
         let head = format!("POST /upload HTTP/1.1\r\nHost: {}\r\nCookie: {}\r\nContent-Length: {}\r\n\r\n", o.host, o.cookie_header(), body.len());
         w.write_all(head.as_bytes()).unwrap();
         w.write_all(body.as_bytes()).unwrap();
-        let mut line = String::new();
-        r.read_line(&mut line).unwrap();
-        assert!(line.starts_with("HTTP/1.1 200"), "{line}");
-        let mut length = None;
-        while line != "\r\n" {
-            line.clear();
-            r.read_line(&mut line).unwrap();
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                length = Some(v.trim().parse::<usize>().unwrap());
-            }
-        }
-        let mut answer = vec![0; length.expect("a length")];
-        r.read_exact(&mut answer).unwrap();
+        let (status, _, answer) = read_response(&mut r);
+        assert_eq!(status, 200);
         let v: serde_json::Value = serde_json::from_slice(&answer).unwrap();
         assert_eq!(v["bytes"].as_u64(), Some(body.len() as u64));
         took.push(t.elapsed());
