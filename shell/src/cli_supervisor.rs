@@ -67,7 +67,7 @@ fn seconds(flag: &str, s: f64) -> Result<Duration> {
     Duration::try_from_secs_f64(s).with_context(|| format!("--{flag} {s} is not a number of seconds ≥ 0"))
 }
 
-/// Serve until the grain is idle or shut down.
+/// Serve until the grain is idle, shut down, or sent SIGTERM, SIGINT or SIGHUP.
 pub fn run(a: SupervisorArgs) -> Result<()> {
     let mut sandbox = SandboxConfig::new(&a.image, &a.data, a.command);
     let defaults = Limits::default();
@@ -92,6 +92,9 @@ pub fn run(a: SupervisorArgs) -> Result<()> {
     cfg.idle = seconds("idle", a.idle)?;
     cfg.stop_grace = seconds("stop-grace", a.stop_grace)?;
     cfg.log_max_bytes = a.log_max;
+    // Ctrl-C in the server's terminal and `systemctl stop` signal every process of the server:
+    // stop the app with its grace period rather than die and take it down with SIGKILL.
+    cfg.stop_on_signals = true;
     let listening = lifecycle::bind(cfg).context("starting the grain supervisor")?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready").and_then(|()| out.flush()).context("telling the server the supervisor is ready (stdout)")?;

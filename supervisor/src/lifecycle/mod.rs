@@ -51,6 +51,9 @@ pub struct GrainConfig {
     pub backoff: Backoff,
     /// Bound of each of the two log files.
     pub log_max_bytes: u64,
+    /// Stop gracefully on SIGTERM, SIGINT and SIGHUP (`run` returns [`Stopped::Signal`]).
+    /// Installs process-wide handlers: only for a process that is this supervisor.
+    pub stop_on_signals: bool,
 }
 
 impl GrainConfig {
@@ -65,6 +68,7 @@ impl GrainConfig {
             stop_grace: Duration::from_secs(5),
             backoff: Backoff::default(),
             log_max_bytes: DEFAULT_MAX_BYTES,
+            stop_on_signals: false,
         }
     }
 }
@@ -92,6 +96,9 @@ pub enum Stopped {
     Idle,
     /// The server called `Supervisor.shutdown`.
     Shutdown,
+    /// The process received this stop signal (SIGTERM, SIGINT or SIGHUP), with
+    /// [`GrainConfig::stop_on_signals`].
+    Signal(i32),
 }
 
 /// A supervisor whose socket accepts connections; [`Listening::run`] serves them.
@@ -237,6 +244,10 @@ impl Listening {
         shared.spawner.spawn(accept_loop(listener, shared.clone()));
         shared.spawner.spawn(keeper_events(events, shared.clone()));
         shared.spawner.spawn(idle_loop(shared.clone()));
+        if shared.cfg.stop_on_signals {
+            let signals = stop_signals::StopSignals::install().map_err(io_err("installing the stop-signal handlers"))?;
+            shared.spawner.spawn(stop_signals::stop_on_signal(signals, shared.clone()));
+        }
         let mut tasks = FuturesUnordered::new();
         let drive = futures::future::poll_fn(|cx| {
             loop {
@@ -585,5 +596,6 @@ fn signal_name(sig: i32) -> String {
     unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned()
 }
 
+mod stop_signals;
 #[cfg(test)]
 mod tests;

@@ -326,19 +326,7 @@ const CHILD_ENV: &str = "GRANARY_LIFECYCLE_TEST_CHILD";
 fn sigkill_of_the_supervisor_leaves_no_app_process_alive() {
     require_root();
     let grain = Grain::new();
-    let spec = [grain.image.path(), grain.data.path(), grain.dir.path()].map(|p| p.to_str().unwrap().to_string()).join("\n") + "\n" + &grain.marker + "\n" + &grain.cgroup_name();
-    // The supervisor as a real process: this test binary, running only the helper below.
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "supervisor_child_process", "--ignored", "--nocapture", "--test-threads", "1"])
-        .env(CHILD_ENV, spec)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while std::os::unix::net::UnixStream::connect(grain.socket()).is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(10), "the supervisor process never listened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = supervisor_process(&grain, false);
     let init = with_supervisor(&grain.socket(), |s| async move {
         let view = main_view(&s).await.unwrap();
         command(&view, "fork").await.unwrap();
@@ -366,15 +354,68 @@ fn sigkill_of_the_supervisor_leaves_no_app_process_alive() {
     assert!(!grain.cgroup_dir().exists(), "shutdown removes the cgroup");
 }
 
-/// The supervisor process of [`sigkill_of_the_supervisor_leaves_no_app_process_alive`]; run
-/// only by that test (it fails when run on its own).
+/// A supervisor for `grain` as a real process (this test binary, running only
+/// [`supervisor_child_process`]), once it listens on the grain's socket.
+fn supervisor_process(grain: &Grain, stop_on_signals: bool) -> std::process::Child {
+    let spec = [grain.image.path(), grain.data.path(), grain.dir.path()].map(|p| p.to_str().unwrap().to_string()).join("\n") + "\n" + &grain.marker + "\n" + &grain.cgroup_name() + "\n" + if stop_on_signals { "signals" } else { "" };
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "supervisor_child_process", "--ignored", "--nocapture", "--test-threads", "1"])
+        .env(CHILD_ENV, spec)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while std::os::unix::net::UnixStream::connect(grain.socket()).is_err() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "the supervisor process never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+#[test]
+fn sigterm_and_ctrl_c_stop_the_app_with_its_grace_period_and_clean_up() {
+    require_root();
+    for (sig, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGINT, "SIGINT")] {
+        let grain = Grain::new();
+        let mut child = supervisor_process(&grain, true);
+        with_supervisor(&grain.socket(), |s| async move {
+            let view = main_view(&s).await.unwrap();
+            command(&view, "fork").await.unwrap();
+            assert!(matches!(running(&s).await, State::Running(_)));
+        });
+        assert_eq!(grain.app_processes().len(), 2, "the app and its child run");
+        assert!(grain.cgroup_dir().exists());
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(10), "the supervisor did not exit within 10 s of {name}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "{name}: the supervisor should stop the app and exit 0, not die: {status:?}");
+        let log = grain.log();
+        // The app was asked to stop (SIGTERM, which testapp does not catch), not killed with the
+        // supervisor (SIGKILL).
+        assert!(log.contains(&format!("received {name}: stopping")) && log.contains("app stopped: killed by signal 15"), "{name}: {log}");
+        assert_eq!(grain.app_processes(), Vec::<i32>::new(), "{name}: app processes left");
+        assert!(!grain.cgroup_dir().exists(), "{name}: the grain's cgroup is removed");
+        assert!(!grain.socket().exists(), "{name}: the socket is removed");
+    }
+}
+
+/// The supervisor process of [`supervisor_process`]; run only by that function's tests (it
+/// fails when run on its own).
 #[test]
 #[ignore = "helper process of sigkill_of_the_supervisor_leaves_no_app_process_alive"]
 fn supervisor_child_process() {
     let spec = std::env::var(CHILD_ENV).expect("this is a helper process of sigkill_of_the_supervisor_leaves_no_app_process_alive; run that test");
-    let [image, data, dir, marker, cgroup]: [&str; 5] = spec.split('\n').collect::<Vec<_>>().try_into().unwrap();
+    let [image, data, dir, marker, cgroup, signals]: [&str; 6] = spec.split('\n').collect::<Vec<_>>().try_into().unwrap();
     let mut sandbox = granary_supervisor::SandboxConfig::new(image, data, vec!["/testapp".into(), marker.into()]);
     sandbox.cgroup_name = Some(cgroup.into());
     let dir = std::path::Path::new(dir);
-    lifecycle::run(lifecycle::GrainConfig::new(sandbox, dir.join("socket"), dir.join("logs"))).unwrap();
+    let mut cfg = lifecycle::GrainConfig::new(sandbox, dir.join("socket"), dir.join("logs"));
+    cfg.stop_on_signals = signals == "signals";
+    lifecycle::run(cfg).unwrap();
 }
