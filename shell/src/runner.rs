@@ -10,7 +10,8 @@ use crate::grains::{Grain, GrainDirs};
 use anyhow::{anyhow, bail, Context, Result};
 use async_executor::LocalExecutor;
 use capnp_rpc::{rpc_twoparty_capnp::Side, RpcSystem};
-use futures::AsyncReadExt;
+use futures::future::{LocalBoxFuture, Shared};
+use futures::{AsyncReadExt, FutureExt};
 use granary_schema::grain_capnp::{main_view, web_channel};
 use granary_schema::supervisor_capnp::{grain_core, supervisor};
 use granary_schema::web_session_capnp::web_session;
@@ -76,9 +77,14 @@ impl Drop for InUse {
     }
 }
 
+/// A supervisor start in progress; the error is the start's, formatted (errors are not `Clone`).
+type StartingSupervisor = Shared<LocalBoxFuture<'static, Result<Rc<Running>, String>>>;
+
 /// The grains this server has a supervisor connection to.
 pub struct Runner {
     running: RefCell<HashMap<String, Rc<Running>>>,
+    /// Supervisor starts under way, shared by every caller that needs the grain meanwhile.
+    starting: RefCell<HashMap<String, StartingSupervisor>>,
     data_dir: PathBuf,
     /// `<data>/platform`: holds the static bridge, bound at `/.granary` in every grain.
     pub platform_dir: PathBuf,
@@ -95,6 +101,7 @@ impl Runner {
     pub fn new(data_dir: &Path, platform_dir: PathBuf) -> Runner {
         Runner {
             running: RefCell::new(HashMap::new()),
+            starting: RefCell::new(HashMap::new()),
             data_dir: data_dir.to_owned(),
             platform_dir,
             idle_seconds: 120,
@@ -139,17 +146,38 @@ impl Runner {
 
     /// The grain's main view, starting its supervisor (and app) if needed.
     pub async fn main_view(&self, ex: &Rc<LocalExecutor<'static>>, grain: &Grain, app: &InstalledApp, limits: Option<crate::apps::GrainLimits>) -> Result<main_view::Client> {
-        let existing = self.running.borrow().get(&grain.id).filter(|r| r.alive.get()).cloned();
-        let running = match existing {
-            Some(r) => r,
-            None => {
-                let r = Rc::new(self.start(ex, grain, app, limits.unwrap_or(self.default_limits.get())).await?);
-                self.running.borrow_mut().insert(grain.id.clone(), r.clone());
-                r
-            }
-        };
+        let running = self.running_or_start(ex, grain, app, limits).await?;
         let reply = running.supervisor.get_main_view_request().send().promise.await.map_err(|e| anyhow!("{}", e.extra))?;
         Ok(reply.get()?.get_view()?)
+    }
+
+    /// The grain's live supervisor connection, starting a supervisor if there is none. Callers
+    /// that arrive while a start is under way wait for that start instead of making their own:
+    /// a second supervisor would find the grain's socket taken and refuse to run, and its
+    /// caller would get an error for a grain that was starting fine (a page's requests after an
+    /// idle stop arrive together).
+    async fn running_or_start(&self, ex: &Rc<LocalExecutor<'static>>, grain: &Grain, app: &InstalledApp, limits: Option<crate::apps::GrainLimits>) -> Result<Rc<Running>> {
+        if let Some(r) = self.running.borrow().get(&grain.id).filter(|r| r.alive.get()).cloned() {
+            return Ok(r);
+        }
+        let pending = self.starting.borrow().get(&grain.id).cloned();
+        let start = match pending {
+            Some(start) => start,
+            None => {
+                let start = self.start(ex, grain, app, limits.unwrap_or(self.default_limits.get())).map(|r| r.map(Rc::new).map_err(|e| format!("{e:#}"))).boxed_local().shared();
+                self.starting.borrow_mut().insert(grain.id.clone(), start.clone());
+                start
+            }
+        };
+        let result = start.clone().await;
+        // The first waiter to see the result moves it from `starting` to `running`.
+        if self.starting.borrow().get(&grain.id).is_some_and(|s| s.ptr_eq(&start)) {
+            self.starting.borrow_mut().remove(&grain.id);
+            if let Ok(r) = &result {
+                self.running.borrow_mut().insert(grain.id.clone(), r.clone());
+            }
+        }
+        result.map_err(|e| anyhow!(e))
     }
 
     /// How often keepAlive is sent while a grain is used: well within the supervisor's idle
@@ -298,43 +326,52 @@ impl Runner {
         Ok(cmd)
     }
 
-    async fn start(&self, ex: &Rc<LocalExecutor<'static>>, grain: &Grain, app: &InstalledApp, limits: crate::apps::GrainLimits) -> Result<Running> {
+    /// Starts the grain's supervisor (or connects to one left from before a server restart).
+    /// The future owns what it needs, so callers can share it ([`Runner::running_or_start`]).
+    fn start(&self, ex: &Rc<LocalExecutor<'static>>, grain: &Grain, app: &InstalledApp, limits: crate::apps::GrainLimits) -> LocalBoxFuture<'static, Result<Running>> {
         let socket = GrainDirs::new(&self.data_dir, &grain.id).root.join("supervisor.sock");
         // A supervisor left from before a server restart still serves its grain: reuse it.
         if let Ok(stream) = UnixStream::connect(&socket) {
-            return connect(ex, stream, Rc::new(Cell::new(true)), None, socket.with_file_name(WEB_SOCKET));
+            return futures::future::ready(connect(ex, stream, Rc::new(Cell::new(true)), None, socket.with_file_name(WEB_SOCKET))).boxed_local();
         }
-        let mut cmd = self.command(grain, app, limits)?;
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
-        let mut child = cmd.spawn().context("starting the grain's supervisor")?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        let ready = blocking::unblock(move || {
-            let mut line = String::new();
-            let n = std::io::BufReader::new(stdout).read_line(&mut line);
-            matches!(n, Ok(n) if n > 0) && line.trim() == "ready"
-        });
-        let timeout = async {
-            async_io::Timer::after(START_TIMEOUT).await;
-            false
-        };
-        let ok = futures::future::select(Box::pin(ready), Box::pin(timeout)).await.factor_first().0;
-        let alive = Rc::new(Cell::new(true));
-        let reaped = alive.clone();
-        let pid = child.id();
-        // Reap the supervisor when it exits; the connection's end marks the grain stopped.
-        ex.spawn(async move {
-            let status = blocking::unblock(move || child.wait()).await;
-            tracing::info!(pid, ?status, "grain supervisor exited");
-            reaped.set(false);
-        })
-        .detach();
-        if !ok {
-            let _ = rustix::process::kill_process(rustix::process::Pid::from_raw(pid as i32).expect("a child pid"), rustix::process::Signal::KILL);
-            bail!("the grain's supervisor did not start (see the server's log)");
-        }
-        let stream = UnixStream::connect(&socket).with_context(|| format!("connecting to the grain's supervisor at {}", socket.display()))?;
-        connect(ex, stream, alive, Some(pid), socket.with_file_name(WEB_SOCKET))
+        let cmd = self.command(grain, app, limits);
+        let ex = ex.clone();
+        async move { spawn_supervisor(&ex, cmd?, socket).await }.boxed_local()
     }
+}
+
+/// Runs `cmd` (a `granary supervisor` command line), waits for its `ready` and connects to
+/// `socket`.
+async fn spawn_supervisor(ex: &Rc<LocalExecutor<'static>>, mut cmd: Command, socket: PathBuf) -> Result<Running> {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let mut child = cmd.spawn().context("starting the grain's supervisor")?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let ready = blocking::unblock(move || {
+        let mut line = String::new();
+        let n = std::io::BufReader::new(stdout).read_line(&mut line);
+        matches!(n, Ok(n) if n > 0) && line.trim() == "ready"
+    });
+    let timeout = async {
+        async_io::Timer::after(START_TIMEOUT).await;
+        false
+    };
+    let ok = futures::future::select(Box::pin(ready), Box::pin(timeout)).await.factor_first().0;
+    let alive = Rc::new(Cell::new(true));
+    let reaped = alive.clone();
+    let pid = child.id();
+    // Reap the supervisor when it exits; the connection's end marks the grain stopped.
+    ex.spawn(async move {
+        let status = blocking::unblock(move || child.wait()).await;
+        tracing::info!(pid, ?status, "grain supervisor exited");
+        reaped.set(false);
+    })
+    .detach();
+    if !ok {
+        let _ = rustix::process::kill_process(rustix::process::Pid::from_raw(pid as i32).expect("a child pid"), rustix::process::Signal::KILL);
+        bail!("the grain's supervisor did not start (see the server's log)");
+    }
+    let stream = UnixStream::connect(&socket).with_context(|| format!("connecting to the grain's supervisor at {}", socket.display()))?;
+    connect(ex, stream, alive, Some(pid), socket.with_file_name(WEB_SOCKET))
 }
 
 impl Running {

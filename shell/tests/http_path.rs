@@ -346,6 +346,37 @@ fn a_crash_before_the_response_gives_a_clean_502_and_the_next_request_works() {
 }
 
 #[test]
+fn requests_that_arrive_together_at_a_stopped_grain_all_wait_for_its_one_start() {
+    // A page's resources after an idle stop or a Restart arrive together: each must wait for
+    // the one supervisor being started, not start its own (which would find the grain's
+    // socket taken, refuse to run, and cost that request a 503).
+    let mut p = Platform::start();
+    let (grain, mut o) = p.grain("Together");
+    assert_eq!(o.visits(), 1);
+    for round in 0..2 {
+        p.grain_action(&grain, "restart");
+        assert_eq!(echo_grain::supervisor_pids(p.server.pid()), Vec::<u32>::new(), "Restart stops the grain");
+        let o = &o;
+        let replies: Vec<(u16, String)> = std::thread::scope(|s| {
+            let together: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(move || {
+                        let r = o.raw("GET", "/download?bytes=10", &[], None).unwrap();
+                        let status = r.status;
+                        (status, if status == 200 { String::new() } else { r.body_string() })
+                    })
+                })
+                .collect();
+            together.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        for (status, body) in &replies {
+            assert_eq!(*status, 200, "round {round}: a request that came with others failed: {body}");
+        }
+        assert_eq!(echo_grain::supervisor_pids(p.server.pid()).len(), 1, "round {round}: one supervisor runs the grain");
+    }
+}
+
+#[test]
 fn a_crash_mid_body_cuts_the_download_off_and_the_next_request_works() {
     let mut p = Platform::start();
     let (_, mut o) = p.grain("Cut");
