@@ -26,6 +26,9 @@ use std::time::{Duration, Instant};
 
 /// How long a supervisor may take to say `ready`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request waits for a stopping supervisor to exit before it starts the grain again:
+/// more than the supervisor's grace period for the app (5 s) and its cleanup.
+const STOPPING_WAIT: Duration = Duration::from_secs(15);
 /// keepAlive is sent at most this often per grain while its sessions are used.
 const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(30);
 /// The direct web channel's socket in a grain's directory (next to `supervisor.sock`).
@@ -147,8 +150,23 @@ impl Runner {
     /// The grain's main view, starting its supervisor (and app) if needed.
     pub async fn main_view(&self, ex: &Rc<LocalExecutor<'static>>, grain: &Grain, app: &InstalledApp, limits: Option<crate::apps::GrainLimits>) -> Result<main_view::Client> {
         let running = self.running_or_start(ex, grain, app, limits).await?;
-        let reply = running.supervisor.get_main_view_request().send().promise.await.map_err(|e| anyhow!("{}", e.extra))?;
-        Ok(reply.get()?.get_view()?)
+        let reply = match running.supervisor.get_main_view_request().send().promise.await {
+            Err(e) if e.kind == capnp::ErrorKind::Disconnected => {
+                // The supervisor is stopping (idle, or sent a stop signal) and takes no new
+                // sessions: wait for it to exit, then start the grain again.
+                let t = Instant::now();
+                while running.alive.get() {
+                    if t.elapsed() > STOPPING_WAIT {
+                        bail!("the grain's supervisor has been stopping for {} s: try again later", STOPPING_WAIT.as_secs());
+                    }
+                    async_io::Timer::after(Duration::from_millis(50)).await;
+                }
+                let running = self.running_or_start(ex, grain, app, limits).await?;
+                running.supervisor.get_main_view_request().send().promise.await
+            }
+            r => r,
+        };
+        Ok(reply.map_err(|e| anyhow!("{}", e.extra))?.get()?.get_view()?)
     }
 
     /// The grain's live supervisor connection, starting a supervisor if there is none. Callers

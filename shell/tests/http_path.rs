@@ -434,6 +434,47 @@ fn signal(pid: u32, signal: &str) {
     assert!(ok, "kill -{signal} {pid}");
 }
 
+/// The first process named `comm` below `root`.
+fn descendant_named(root: u32, comm: &str) -> Option<u32> {
+    let mut all = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+        let name = head.split_once('(').map_or("", |(_, n)| n).to_owned();
+        let ppid: u32 = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+        all.push((pid, ppid, name));
+    }
+    let mut below = vec![root];
+    let mut i = 0;
+    while i < below.len() {
+        let parent = below[i];
+        below.extend(all.iter().filter(|p| p.1 == parent).map(|p| p.0));
+        i += 1;
+    }
+    all.into_iter().find(|p| p.2 == comm && below.contains(&p.0)).map(|p| p.0)
+}
+
+#[test]
+fn a_new_session_while_the_grain_stops_waits_for_the_stop_and_starts_the_grain_again() {
+    let mut p = Platform::start();
+    let (grain, mut o) = p.grain("Stopping");
+    assert_eq!(o.visits(), 1);
+    let old = echo_grain::supervisor_pids(p.server.pid());
+    assert_eq!(old.len(), 1);
+    // The grain's process (the bridge, which runs echo) is frozen, so a supervisor told to stop
+    // spends the whole grace period (5 s) stopping it, and refuses new sessions meanwhile.
+    signal(descendant_named(old[0], "bridge").expect("the bridge runs"), "STOP");
+    signal(old[0], "TERM");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let t = Instant::now();
+    let mut again = p.open(&grain);
+    assert_eq!(again.visits(), 2, "a new session works once the stopping supervisor is gone");
+    let new = echo_grain::supervisor_pids(p.server.pid());
+    assert!(new.len() == 1 && new != old, "a new supervisor runs the grain: {old:?} then {new:?}");
+    assert!(t.elapsed() > std::time::Duration::from_secs(3), "it waited for the old supervisor ({:?})", t.elapsed());
+}
+
 #[test]
 fn once_a_session_exists_requests_and_websockets_bypass_the_supervisor() {
     use std::time::Duration;
