@@ -1,10 +1,11 @@
 //! Benchmark, not a test (ignored; `scripts/bench-gateway.sh` runs it in release): the same
 //! echo binary through the whole path (gateway → supervisor → sandbox → bridge → echo) and
-//! directly on loopback. Small GETs with `wrk` (keep-alive connections; 8 and 32 with the CPU
-//! time each process spent per request, then 1 for the unloaded added latency, plain and
-//! chunked), 100 MiB downloads and uploads, and cold starts after Restart and after an idle
-//! stop. If nginx is installed, the loaded runs also go through two nginx reverse proxies in
-//! front of the direct echo: what two lean HTTP hops cost on the same machine in the same run.
+//! directly on loopback. Small GETs with `wrk` (keep-alive connections; 8 and 32 in rounds of
+//! gateway, direct and nginx back to back, with the CPU time each process spent per request,
+//! then 1 for the unloaded added latency, plain and chunked), 100 MiB downloads and uploads,
+//! and cold starts after Restart and after an idle stop. If nginx is installed, the loaded runs
+//! also go through two nginx reverse proxies in front of the direct echo: what two lean HTTP
+//! hops cost on the same machine in the same run.
 //! Prints a table for BENCHMARKS.md.
 
 mod common;
@@ -75,9 +76,12 @@ fn cpu_by_process(root: u32) -> Vec<(u32, String, f64)> {
     all.into_iter().filter(|p| keep.contains(&p.0)).map(|(pid, _, comm, cpu)| (pid, comm, cpu)).collect()
 }
 
+/// A `wrk` result (req/s, p50 ms, p99 ms) and the CPU per request of the processes measured.
+type Run = ((f64, f64, f64), String);
+
 /// Runs `run` (a `wrk` run) and returns its result with the CPU microseconds per request that
 /// each process under `roots` spent meanwhile, summed by command name.
-fn cpu_per_request(roots: &[u32], run: impl FnOnce() -> (f64, f64, f64)) -> ((f64, f64, f64), String) {
+fn cpu_per_request(roots: &[u32], run: impl FnOnce() -> (f64, f64, f64)) -> Run {
     let all = || roots.iter().flat_map(|r| cpu_by_process(*r)).collect::<Vec<_>>();
     let before = all();
     let t = Instant::now();
@@ -207,13 +211,26 @@ fn bench_gateway_vs_direct() {
         println!("direct:  wrk -t 1 -c 8 -d 10 http://127.0.0.1:{direct_port}{small}");
         std::thread::sleep(Duration::from_secs(secs.parse().expect("BENCH_HOLD: seconds")));
     }
-    // Loaded runs at each connection count (BENCH_CONNECTIONS, space-separated).
+    // Loaded runs at each connection count (BENCH_CONNECTIONS, space-separated), in
+    // BENCH_ROUNDS rounds of gateway, direct (and nginx) back to back: this machine's speed
+    // drifts by ±20 % over minutes, so each ratio compares runs made seconds apart, and the
+    // table gives the median round (by ratio) and the range of the ratios.
+    let rounds: usize = env_or("BENCH_ROUNDS", "3").parse().expect("BENCH_ROUNDS: a number");
     let mut loaded_rows = Vec::new();
     for loaded in env_or("BENCH_CONNECTIONS", "8 32").split_whitespace() {
-        let ((g_rps, g_p50, g_p99), g_cpu) = cpu_per_request(&[p.server.pid()], || wrk(loaded, o.port, small, &o.host, &o.cookie_header()));
-        let ((d_rps, d_p50, d_p99), d_cpu) = cpu_per_request(&[direct.id()], || wrk(loaded, direct_port, small, &d.host, ""));
+        let mut runs = Vec::new();
+        for _ in 0..rounds {
+            let g = cpu_per_request(&[p.server.pid()], || wrk(loaded, o.port, small, &o.host, &o.cookie_header()));
+            let dr = cpu_per_request(&[direct.id()], || wrk(loaded, direct_port, small, &d.host, ""));
+            let n = nginx.as_ref().map(|n| cpu_per_request(&n.pids(), || wrk(loaded, n.front_port, small, &d.host, "")));
+            runs.push((g, dr, n));
+        }
+        let ratio = |r: &(Run, Run, Option<Run>)| r.0 .0 .0 / r.1 .0 .0;
+        runs.sort_by(|a, b| ratio(a).total_cmp(&ratio(b)));
+        let range = format!("{:.2}–{:.2}", ratio(&runs[0]), ratio(&runs[runs.len() - 1]));
+        let (((g_rps, g_p50, g_p99), g_cpu), ((d_rps, d_p50, d_p99), d_cpu), n) = &runs[runs.len() / 2];
         loaded_rows.push(format!(
-            "| 1 KiB GET, -c {loaded}, req/s | {g_rps:.0} | {d_rps:.0} | {:.2}× |\n\
+            "| 1 KiB GET, -c {loaded}, req/s (median of {rounds} rounds) | {g_rps:.0} | {d_rps:.0} | {:.2}× (rounds: {range}) |\n\
              | 1 KiB GET, -c {loaded}, CPU per request | {g_cpu} | {d_cpu} | |\n\
              | 1 KiB GET, -c {loaded}, p50 latency | {g_p50:.3} ms | {d_p50:.3} ms | {:+.3} ms |\n\
              | 1 KiB GET, -c {loaded}, p99 latency | {g_p99:.3} ms | {d_p99:.3} ms | {:+.3} ms |",
@@ -221,10 +238,9 @@ fn bench_gateway_vs_direct() {
             g_p50 - d_p50,
             g_p99 - d_p99
         ));
-        if let Some(n) = &nginx {
-            let ((n_rps, n_p50, _), n_cpu) = cpu_per_request(&n.pids(), || wrk(loaded, n.front_port, small, &d.host, ""));
+        if let Some(((n_rps, n_p50, _), n_cpu)) = n {
             loaded_rows.push(format!(
-                "| 1 KiB GET, -c {loaded}, two nginx proxies in front of echo (reference) | {n_rps:.0} req/s ({:.2}× direct), p50 {n_p50:.3} ms | {n_cpu} (both proxies) | |",
+                "| 1 KiB GET, -c {loaded}, two nginx proxies in front of echo (reference, same round) | {n_rps:.0} req/s ({:.2}× direct), p50 {n_p50:.3} ms | {n_cpu} (both proxies) | |",
                 n_rps / d_rps
             ));
         }
