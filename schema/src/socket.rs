@@ -28,6 +28,7 @@ use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
 
 use async_io::Async;
 
@@ -73,6 +74,54 @@ impl Socket<TcpStream> {
     /// follows.
     pub fn ack_handle(&self) -> AckHandle {
         AckHandle(self.io.clone())
+    }
+}
+
+impl Socket<TcpStream> {
+    /// A handle to close this connection gently once its user is done with it
+    /// ([`LingeringClose`]).
+    pub fn lingering_close(&self) -> LingeringClose {
+        LingeringClose(self.io.clone())
+    }
+}
+
+/// Closes a connection whose peer may still be sending, the way web servers do ("lingering
+/// close"). A server that answers a request without reading its body (a refused upload: 401,
+/// 403, 413; hyper's own 431) and then closes the socket with unread data in it makes the kernel
+/// send a reset; the reset discards the answer from the client's receive buffer, and a client
+/// still sending gets `ECONNRESET` instead of the answer. So the write side is shut down (the
+/// answer is followed by FIN) and what still arrives is read and discarded until the peer
+/// closes, it stays quiet for a while, or a time limit passes.
+pub struct LingeringClose(Arc<Async<TcpStream>>);
+
+impl LingeringClose {
+    /// Shuts the write side and discards input until the peer closes, `quiet` passes with
+    /// nothing received, or `limit` passes in all. Does nothing while anyone else still holds
+    /// the socket (an upgraded connection: a WebSocket lives on it).
+    pub async fn close(self, quiet: Duration, limit: Duration) {
+        if Arc::strong_count(&self.0) > 1 {
+            return;
+        }
+        let _ = self.0.get_ref().shutdown(std::net::Shutdown::Write);
+        let deadline = Instant::now() + limit;
+        let mut scratch = vec![0u8; 16 << 10];
+        loop {
+            match (&*self.0.get_ref()).read(&mut scratch) {
+                Ok(0) => return,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            let timer = async_io::Timer::after(quiet.min(deadline - now));
+            match futures::future::select(std::pin::pin!(self.0.readable()), timer).await {
+                futures::future::Either::Left((Ok(()), _)) => {}
+                _ => return,
+            }
+        }
     }
 }
 

@@ -127,6 +127,34 @@ fn refused_uploads_change_nothing() {
 }
 
 #[test]
+fn an_upload_refused_before_its_body_is_read_gets_its_answer_not_a_reset() {
+    // A client that sends the whole body before reading (as scripts and `curl` without
+    // `Expect` do) must still get the server's refusal: the server answered without reading the
+    // body, and closing with 16 MiB unread used to reset the connection under the client's feet.
+    use std::io::{Read, Write};
+    let s = TestServer::start();
+    let addr = s.base_url.trim_start_matches("http://").to_owned();
+    let body_len = 16usize << 20;
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    let head = format!("POST /apps/upload HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/octet-stream\r\nContent-Length: {body_len}\r\n\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    let chunk = vec![0x5au8; 64 << 10];
+    let mut sent = 0;
+    while sent < body_len {
+        if let Err(e) = stream.write_all(&chunk) {
+            panic!("the connection broke after {sent} bytes of the body, before its answer could be read: {e}");
+        }
+        sent += chunk.len();
+    }
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap_or_else(|e| panic!("reading the answer: {e} (got {answer:?})"));
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    // The connection was closed after the answer: nothing of the body was taken for a request.
+    assert_eq!(answer.matches("HTTP/1.1").count(), 1, "{answer}");
+}
+
+#[test]
 fn sample_apps_are_installed_on_first_run() {
     let pkg_dir = tempfile::tempdir().unwrap();
     let gpk = make_package(pkg_dir.path());

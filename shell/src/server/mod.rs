@@ -369,6 +369,7 @@ async fn accept_loop(listener: async_io::Async<TcpListener>, server: Rc<Server>,
 async fn serve_connection(stream: async_io::Async<std::net::TcpStream>, peer: SocketAddr, server: Rc<Server>) {
     let socket = granary_schema::socket::Socket::from(stream);
     let ack = socket.ack_handle();
+    let closing = socket.lingering_close();
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         // A body follows the head: a client that sends them apart with Nagle's algorithm on
         // (Python's http.client always does) holds the body until the head is acknowledged,
@@ -390,4 +391,13 @@ async fn serve_connection(stream: async_io::Async<std::net::TcpStream>, peer: So
     if let Err(e) = conn.await {
         tracing::debug!("connection from {peer}: {e}");
     }
+    // An answer given without reading the request's body (a refused upload, hyper's 431) must
+    // reach a client that is still sending: close gently (SPEC.md, "TCP").
+    closing.close(LINGER_QUIET, LINGER_LIMIT).await;
 }
+
+/// A closed connection's input is discarded until the client closes too, or sends nothing for
+/// this long...
+const LINGER_QUIET: std::time::Duration = std::time::Duration::from_secs(2);
+/// ...or this long has passed in all.
+const LINGER_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
