@@ -50,39 +50,13 @@ fn wrk(connections: &str, port: u16, path: &str, host: &str, cookie: &str) -> (f
     (field("Requests/sec:").trim().parse().unwrap(), ms(&field("50%")), ms(&field("99%")))
 }
 
-/// Every process under `root` (itself included) with its command name and CPU time so far
-/// (user + system, in seconds).
-fn cpu_by_process(root: u32) -> Vec<(u32, String, f64)> {
-    let tick = 100.0; // USER_HZ on Linux
-    let mut all = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        // pid (comm) state ppid …; comm may hold spaces, so split at the last ')'.
-        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
-        let comm = head.split_once('(').map(|(_, c)| c.to_owned()).unwrap_or_default();
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ppid: u32 = f[1].parse().unwrap_or(0);
-        let cpu = (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / tick;
-        all.push((pid, ppid, comm, cpu));
-    }
-    let mut keep = vec![root];
-    let mut i = 0;
-    while i < keep.len() {
-        let parent = keep[i];
-        keep.extend(all.iter().filter(|p| p.1 == parent).map(|p| p.0));
-        i += 1;
-    }
-    all.into_iter().filter(|p| keep.contains(&p.0)).map(|(pid, _, comm, cpu)| (pid, comm, cpu)).collect()
-}
-
 /// A `wrk` result (req/s, p50 ms, p99 ms) and the CPU per request of the processes measured.
 type Run = ((f64, f64, f64), String);
 
 /// Runs `run` (a `wrk` run) and returns its result with the CPU microseconds per request that
 /// each process under `roots` spent meanwhile, summed by command name.
 fn cpu_per_request(roots: &[u32], run: impl FnOnce() -> (f64, f64, f64)) -> Run {
-    let all = || roots.iter().flat_map(|r| cpu_by_process(*r)).collect::<Vec<_>>();
+    let all = || roots.iter().flat_map(|r| echo_grain::processes_below(*r)).map(|p| (p.pid, p.comm, p.cpu_seconds)).collect::<Vec<_>>();
     let before = all();
     let t = Instant::now();
     let r = run();

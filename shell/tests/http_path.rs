@@ -436,23 +436,7 @@ fn signal(pid: u32, signal: &str) {
 
 /// The first process named `comm` below `root`.
 fn descendant_named(root: u32, comm: &str) -> Option<u32> {
-    let mut all = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
-        let name = head.split_once('(').map_or("", |(_, n)| n).to_owned();
-        let ppid: u32 = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
-        all.push((pid, ppid, name));
-    }
-    let mut below = vec![root];
-    let mut i = 0;
-    while i < below.len() {
-        let parent = below[i];
-        below.extend(all.iter().filter(|p| p.1 == parent).map(|p| p.0));
-        i += 1;
-    }
-    all.into_iter().find(|p| p.2 == comm && below.contains(&p.0)).map(|p| p.0)
+    echo_grain::processes_below(root).into_iter().find(|p| p.comm == comm).map(|p| p.pid)
 }
 
 #[test]

@@ -161,6 +161,39 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
     status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// A process as `/proc/<pid>/stat` describes it.
+pub struct Process {
+    pub pid: u32,
+    pub comm: String,
+    /// User and system CPU time so far, in seconds.
+    pub cpu_seconds: f64,
+}
+
+/// Every process under `root`, itself included.
+pub fn processes_below(root: u32) -> Vec<Process> {
+    let tick = 100.0; // USER_HZ on Linux
+    let mut all = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // pid (comm) state ppid …; comm may hold spaces, so split at the last ')'.
+        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+        let comm = head.split_once('(').map(|(_, c)| c.to_owned()).unwrap_or_default();
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ppid: u32 = f[1].parse().unwrap_or(0);
+        let cpu_seconds = (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / tick;
+        all.push((ppid, Process { pid, comm, cpu_seconds }));
+    }
+    let mut keep = vec![root];
+    let mut i = 0;
+    while i < keep.len() {
+        let parent = keep[i];
+        keep.extend(all.iter().filter(|(ppid, _)| *ppid == parent).map(|(_, p)| p.pid));
+        i += 1;
+    }
+    all.into_iter().map(|(_, p)| p).filter(|p| keep.contains(&p.pid)).collect()
+}
+
 /// The `granary supervisor` children of the server.
 pub fn supervisor_pids(server: u32) -> Vec<u32> {
     let mut out = Vec::new();
