@@ -16,6 +16,7 @@
 //! grain's network namespace has nothing but loopback), and it grants nothing by itself: every
 //! call is checked by the platform on the other side of fd 3.
 
+use granary_schema::socket::LingeringClose;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -137,12 +138,16 @@ pub async fn serve(listener: Async<TcpListener>, bridge: Rc<Bridge>) {
             let b = b.clone();
             async move { Ok::<_, Infallible>(handle(&b, req).await.unwrap_or_else(ApiError::into_response)) }
         });
+        // A 413 answered before the body was read must reach an app still sending it: close
+        // gently (SPEC.md, "TCP", closing).
+        let closing = stream.lingering_close();
         let conn = hyper::server::conn::http1::Builder::new().serve_connection(smol_hyper::rt::FuturesIo::new(stream), service);
         bridge
             .app
             .executor()
             .spawn(async move {
                 let _ = conn.await;
+                closing.close(LingeringClose::QUIET, LingeringClose::LIMIT).await;
             })
             .detach();
     }

@@ -95,6 +95,12 @@ impl Socket<TcpStream> {
 pub struct LingeringClose(Arc<Async<TcpStream>>);
 
 impl LingeringClose {
+    /// How long a closing connection may stay quiet before it is closed for good: Granary's
+    /// servers (the server's listener, the bridge's local API) use this and [`Self::LIMIT`].
+    pub const QUIET: Duration = Duration::from_secs(2);
+    /// How long a closing connection is read at most.
+    pub const LIMIT: Duration = Duration::from_secs(10);
+
     /// Shuts the write side and discards input until the peer closes, `quiet` passes with
     /// nothing received, or `limit` passes in all. Does nothing while anyone else still holds
     /// the socket (an upgraded connection: a WebSocket lives on it).

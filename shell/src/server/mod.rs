@@ -366,6 +366,8 @@ async fn accept_loop(listener: async_io::Async<TcpListener>, server: Rc<Server>,
     }
 }
 
+use granary_schema::socket::LingeringClose;
+
 async fn serve_connection(stream: async_io::Async<std::net::TcpStream>, peer: SocketAddr, server: Rc<Server>) {
     let socket = granary_schema::socket::Socket::from(stream);
     let ack = socket.ack_handle();
@@ -393,11 +395,5 @@ async fn serve_connection(stream: async_io::Async<std::net::TcpStream>, peer: So
     }
     // An answer given without reading the request's body (a refused upload, hyper's 431) must
     // reach a client that is still sending: close gently (SPEC.md, "TCP").
-    closing.close(LINGER_QUIET, LINGER_LIMIT).await;
+    closing.close(LingeringClose::QUIET, LingeringClose::LIMIT).await;
 }
-
-/// A closed connection's input is discarded until the client closes too, or sends nothing for
-/// this long...
-const LINGER_QUIET: std::time::Duration = std::time::Duration::from_secs(2);
-/// ...or this long has passed in all.
-const LINGER_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
