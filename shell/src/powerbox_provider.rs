@@ -28,6 +28,9 @@ pub struct ProviderSession {
     /// The session as the supervisor returned it, held while `session` is the same session on
     /// the grain's direct web channel (the bridge keeps it only while this is held).
     held: RefCell<Option<web_session::Client>>,
+    /// Held while `session` is being opened, so that calls arriving together share one session
+    /// (each opening its own replaced `held` under the others, ending their direct sessions).
+    opening: futures::lock::Mutex<()>,
 }
 
 /// A provider grain started for a person who granted something of it: the grain, its main
@@ -74,7 +77,7 @@ impl ProviderStart {
 
 impl ProviderSession {
     pub fn new(server: &Rc<Server>, grain: String, path_prefix: String, limit: Vec<bool>, user: String) -> ProviderSession {
-        ProviderSession { server: Rc::downgrade(server), grain, path_prefix, limit, user, session: RefCell::new(None), held: RefCell::new(None) }
+        ProviderSession { server: Rc::downgrade(server), grain, path_prefix, limit, user, session: RefCell::new(None), held: RefCell::new(None), opening: futures::lock::Mutex::new(()) }
     }
 
     /// The provider's path for `path` (which starts with `/`), or why it is refused.
@@ -90,10 +93,16 @@ impl ProviderSession {
 
     /// The provider grain's API session, opened (and the grain started) on first use.
     async fn session(&self) -> Result<web_session::Client, Error> {
-        if let Some(s) = self.session.borrow().clone() {
+        let server = self.server.upgrade().ok_or_else(|| Error::disconnected("the server is stopping".into()))?;
+        // The session of a supervisor that has stopped since (idle, Restart) is dead: open another.
+        let live = || self.session.borrow().clone().filter(|_| server.runner.is_running(&self.grain));
+        if let Some(s) = live() {
             return Ok(s);
         }
-        let server = self.server.upgrade().ok_or_else(|| Error::disconnected("the server is stopping".into()))?;
+        let _opening = self.opening.lock().await;
+        if let Some(s) = live() {
+            return Ok(s);
+        }
         let started = ProviderStart::start(&server, &self.grain, &self.user, &self.limit, "API").await?;
         let grain = &started.grain;
         let mut req = started.view.new_session_request();

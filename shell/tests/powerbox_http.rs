@@ -496,6 +496,16 @@ fn a_rendered_template_holds_a_grain_api_token_that_works_until_revoked() {
     assert_eq!(v["sha256"].as_str(), Some(want.as_str()), "the upload arrived reordered or changed");
     let after = session_of(&format!("Bearer {token}"));
     assert!(after.starts_with("api-") && after != first, "{after} after a Restart");
+    // A program's requests that arrive together after a Restart share the one API session the
+    // first of them opens (each opening its own ended the others' mid-request).
+    let r = ann.post(&format!("/grains/{}/restart", a.id), &[("csrf", &csrf)]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let auth = format!("Bearer {token}");
+    let together: Vec<String> = std::thread::scope(|scope| {
+        let calls: Vec<_> = (0..8).map(|_| scope.spawn(|| session_of(&auth))).collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    assert!(together.iter().all(|s| *s == together[0] && *s != after), "{together:?} after {after}");
     assert_eq!(get("Bearer gk_0000000000000000000000000000000000000000000000000000000000000000").0, 401);
     assert_eq!(get("").0, 401);
 

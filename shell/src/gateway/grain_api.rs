@@ -122,10 +122,10 @@ async fn serve(server: &Server, req: Request<Incoming>) -> Resp {
         return answer(StatusCode::FORBIDDEN, "this token no longer works: its grain is gone or in the trash, or the person who made it lost access to it");
     };
     let permissions = crate::powerbox_host::intersect(&token.permissions, &now);
-    if !server.runner.is_running(&token.grain) {
-        // The supervisor stopped (idle, Restart, crash): a kept session is dead.
-        server.grain_went_away(&token.grain);
-    }
+    // A kept session outlives its grain's supervisor: it opens a new session of the grain when
+    // the one it had belongs to a supervisor that stopped. Forgetting it here instead, on every
+    // request that finds the grain stopped, made requests arriving together during the start
+    // each forget the one the other had just kept, and open a session each.
     let kept = &server.gateway.api_sessions;
     let ws = match kept.get(&token, &permissions) {
         Some(ws) => ws,

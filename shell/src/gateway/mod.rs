@@ -83,6 +83,10 @@ pub struct UiSession {
     /// held while the direct one is used, since the bridge keeps a session reachable directly
     /// only while the supervisor holds it.
     pub held_session: RefCell<Option<web_session::Client>>,
+    /// Held while `web_session` is being made, so that requests arriving together (a page's
+    /// resources) share one session: each making its own replaced `held_session` under the
+    /// others' feet, ending their direct sessions mid-request.
+    pub making_session: futures::lock::Mutex<()>,
     last_used: Cell<Instant>,
     /// The store's write count when the session was last found still allowed: until something
     /// is written, the answer cannot change.
@@ -180,6 +184,7 @@ impl Gateway {
             origin,
             web_session: RefCell::new(None),
             held_session: RefCell::new(None),
+            making_session: futures::lock::Mutex::new(()),
             last_used: Cell::new(Instant::now()),
             allowed_at: Cell::new(None),
         };

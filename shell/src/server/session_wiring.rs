@@ -119,6 +119,12 @@ impl Server {
             self.runner.keep_alive(&self.ex, &s.grain_id, self.grain_core(&s.grain_id));
             return Ok(ws);
         }
+        // One request makes the session; those that arrive meanwhile use it.
+        let _making = s.making_session.lock().await;
+        if let Some(ws) = s.web_session.borrow().clone() {
+            self.runner.keep_alive(&self.ex, &s.grain_id, self.grain_core(&s.grain_id));
+            return Ok(ws);
+        }
         let grain = self.db.get(&grains::GRAINS, &s.grain_id).map_err(|e| e.to_string())?.ok_or("This grain no longer exists.")?;
         let core = self.grain_core(&grain.id);
         let app = apps::get(&self.db, &grain.package_id).map_err(|e| e.to_string())?.ok_or("The grain's app is not installed any more.")?;
