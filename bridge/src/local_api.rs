@@ -134,9 +134,18 @@ pub async fn serve(listener: Async<TcpListener>, bridge: Rc<Bridge>) {
     loop {
         let stream = accept(&listener, "local API").await;
         let b = bridge.clone();
-        let service = hyper::service::service_fn(move |req| {
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let b = b.clone();
-            async move { Ok::<_, Infallible>(handle(&b, req).await.unwrap_or_else(ApiError::into_response)) }
+            let has_body = !hyper::body::Body::is_end_stream(req.body());
+            async move {
+                let mut resp = handle(&b, req).await.unwrap_or_else(ApiError::into_response);
+                // A refusal may leave the body unread and the connection unusable: say so, or
+                // an app that reuses it loses its next request (SPEC.md, "TCP", closing).
+                if has_body && (resp.status().is_client_error() || resp.status().is_server_error()) {
+                    resp.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+                }
+                Ok::<_, Infallible>(resp)
+            }
         });
         // A 413 answered before the body was read must reach an app still sending it: close
         // gently (SPEC.md, "TCP", closing).

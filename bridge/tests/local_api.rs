@@ -254,6 +254,7 @@ fn a_body_refused_before_it_is_read_gets_its_413_not_a_reset() {
         tcp.read_to_end(&mut answer).await.unwrap();
         let answer = String::from_utf8_lossy(&answer);
         assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert!(answer.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "the answer says the connection ends: {answer}");
     });
 }
 

@@ -150,7 +150,9 @@ fn an_upload_refused_before_its_body_is_read_gets_its_answer_not_a_reset() {
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap_or_else(|e| panic!("reading the answer: {e} (got {answer:?})"));
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
-    // The connection was closed after the answer: nothing of the body was taken for a request.
+    // The connection was closed after the answer, and the answer said so (a client reusing it
+    // would lose its next request): nothing of the body was taken for a request.
+    assert!(answer.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "{answer}");
     assert_eq!(answer.matches("HTTP/1.1").count(), 1, "{answer}");
 }
 

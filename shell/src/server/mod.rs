@@ -376,11 +376,21 @@ async fn serve_connection(stream: async_io::Async<std::net::TcpStream>, peer: So
         // A body follows the head: a client that sends them apart with Nagle's algorithm on
         // (Python's http.client always does) holds the body until the head is acknowledged,
         // which the kernel would delay by 40 ms on a kept-alive connection.
-        if !hyper::body::Body::is_end_stream(req.body()) {
+        let has_body = !hyper::body::Body::is_end_stream(req.body());
+        if has_body {
             ack.ack_now();
         }
         let server = server.clone();
-        async move { Ok::<_, std::convert::Infallible>(routes::handle(&server, peer, req).await) }
+        async move {
+            let mut resp = routes::handle(&server, peer, req).await;
+            // A refusal may leave the body unread, and then the connection cannot carry another
+            // request: hyper closes it but does not say so, and a client that reuses it in the
+            // meantime loses its next request. Say so (SPEC.md, "TCP", closing).
+            if has_body && (resp.status().is_client_error() || resp.status().is_server_error()) {
+                resp.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+            }
+            Ok::<_, std::convert::Infallible>(resp)
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .max_buf_size(http::MAX_HEAD_BYTES.max(8192))
