@@ -455,7 +455,12 @@ fn a_new_session_while_the_grain_stops_waits_for_the_stop_and_starts_the_grain_a
     // spends the whole grace period (5 s) stopping it, and refuses new sessions meanwhile.
     signal(descendant_named(old[0], "bridge").expect("the bridge runs"), "STOP");
     signal(old[0], "TERM");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let log = p.server.data.path().join("grains").join(&grain).join("log");
+    let t = Instant::now();
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("received SIGTERM: stopping") {
+        assert!(t.elapsed() < std::time::Duration::from_secs(10), "the supervisor never began to stop");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let t = Instant::now();
     let mut again = p.open(&grain);
     assert_eq!(again.visits(), 2, "a new session works once the stopping supervisor is gone");
