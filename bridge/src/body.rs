@@ -209,3 +209,14 @@ pub async fn pump_response(mut body: Incoming, stream: byte_stream::Client) -> R
     stream.done_request().send().promise.await?;
     Ok(sent)
 }
+
+/// Makes `resp` the last answer on its connection when it refuses a request that had a body
+/// (`had_body`: the head announced one) with a 4xx or 5xx: the body may be unread, so the
+/// connection cannot carry another request, and hyper closes it after the answer without
+/// saying so. A client that reused it meanwhile would lose its next request. Used by the
+/// server's listener and the bridge's local API (SPEC.md, "TCP", closing).
+pub fn end_connection_after_refusal<B>(had_body: bool, resp: &mut hyper::Response<B>) {
+    if had_body && (resp.status().is_client_error() || resp.status().is_server_error()) {
+        resp.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+    }
+}

@@ -139,11 +139,7 @@ pub async fn serve(listener: Async<TcpListener>, bridge: Rc<Bridge>) {
             let has_body = !hyper::body::Body::is_end_stream(req.body());
             async move {
                 let mut resp = handle(&b, req).await.unwrap_or_else(ApiError::into_response);
-                // A refusal may leave the body unread and the connection unusable: say so, or
-                // an app that reuses it loses its next request (SPEC.md, "TCP", closing).
-                if has_body && (resp.status().is_client_error() || resp.status().is_server_error()) {
-                    resp.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
-                }
+                crate::body::end_connection_after_refusal(has_body, &mut resp);
                 Ok::<_, Infallible>(resp)
             }
         });

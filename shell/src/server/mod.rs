@@ -383,12 +383,7 @@ async fn serve_connection(stream: async_io::Async<std::net::TcpStream>, peer: So
         let server = server.clone();
         async move {
             let mut resp = routes::handle(&server, peer, req).await;
-            // A refusal may leave the body unread, and then the connection cannot carry another
-            // request: hyper closes it but does not say so, and a client that reuses it in the
-            // meantime loses its next request. Say so (SPEC.md, "TCP", closing).
-            if has_body && (resp.status().is_client_error() || resp.status().is_server_error()) {
-                resp.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
-            }
+            granary_bridge::body::end_connection_after_refusal(has_body, &mut resp);
             Ok::<_, std::convert::Infallible>(resp)
         }
     });
