@@ -36,7 +36,7 @@ fn counter_gpk() -> PathBuf {
         let target_dir = profile_dir.parent().unwrap().join("apps");
         let app = concat!(env!("CARGO_MANIFEST_DIR"), "/../apps/counter");
         let out = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--target", "x86_64-unknown-linux-gnu"])
+            .args(["build", "--locked", "--quiet", "--target", "x86_64-unknown-linux-gnu"])
             .args((profile == "release").then_some("--release"))
             .arg("--manifest-path")
             .arg(format!("{app}/Cargo.toml"))

@@ -35,7 +35,7 @@ fn profile_dir(granary: &Path) -> &Path {
 fn build_static(granary: &Path, args: &[&str], bin: &str, target_dir: &Path) -> PathBuf {
     let profile = profile_dir(granary).file_name().expect("profile name").to_owned();
     let mut cmd = Command::new(env!("CARGO"));
-    cmd.arg("build").arg("--quiet").args(args).args(["--target", "x86_64-unknown-linux-gnu", "--target-dir"]);
+    cmd.arg("build").arg("--locked").arg("--quiet").args(args).args(["--target", "x86_64-unknown-linux-gnu", "--target-dir"]);
     cmd.arg(target_dir).env("RUSTFLAGS", "-C target-feature=+crt-static");
     if profile == "release" {
         cmd.arg("--release");

@@ -24,7 +24,7 @@ fn apps() -> PathBuf {
 fn static_rust_app() -> PathBuf {
     let target = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().parent().unwrap().join("runtime-rust-app");
     let out = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "--target", "x86_64-unknown-linux-gnu", "--manifest-path"])
+        .args(["build", "--locked", "--release", "--quiet", "--target", "x86_64-unknown-linux-gnu", "--manifest-path"])
         .arg(apps().join("rust-app/Cargo.toml"))
         .arg("--target-dir")
         .arg(&target)

@@ -29,7 +29,7 @@ pub fn echo_binary() -> PathBuf {
         let exe = std::path::Path::new(env!("CARGO_BIN_EXE_granary"));
         let target_dir = exe.parent().unwrap().parent().unwrap().join("echo");
         let out = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--release", "--target", "x86_64-unknown-linux-gnu", "--manifest-path"])
+            .args(["build", "--locked", "--quiet", "--release", "--target", "x86_64-unknown-linux-gnu", "--manifest-path"])
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../apps/echo/Cargo.toml"))
             .arg("--target-dir")
             .arg(&target_dir)

@@ -41,7 +41,7 @@ pub fn testapp() -> PathBuf {
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
         let target_dir = manifest.join("../target/testapp");
         let out = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--quiet", "--target", "x86_64-unknown-linux-gnu", "--manifest-path"])
+            .args(["build", "--locked", "--release", "--quiet", "--target", "x86_64-unknown-linux-gnu", "--manifest-path"])
             .arg(manifest.join("testapp/Cargo.toml"))
             .arg("--target-dir")
             .arg(&target_dir)
