@@ -54,6 +54,19 @@ struct Running {
 }
 
 impl Running {
+    /// Waits (checking every 50 ms) until the connection to this supervisor has ended, for at
+    /// most `limit`; whether it did.
+    async fn gone_within(&self, limit: Duration) -> bool {
+        let t = Instant::now();
+        while self.alive.get() {
+            if t.elapsed() > limit {
+                return false;
+            }
+            async_io::Timer::after(Duration::from_millis(50)).await;
+        }
+        true
+    }
+
     /// Sends keepAlive now (not waiting for the answer).
     fn send_keep_alive(&self, ex: &Rc<LocalExecutor<'static>>) {
         let Some(core) = self.core.borrow().clone() else { return };
@@ -154,12 +167,8 @@ impl Runner {
             Err(e) if e.kind == capnp::ErrorKind::Disconnected => {
                 // The supervisor is stopping (idle, or sent a stop signal) and takes no new
                 // sessions: wait for it to exit, then start the grain again.
-                let t = Instant::now();
-                while running.alive.get() {
-                    if t.elapsed() > STOPPING_WAIT {
-                        bail!("the grain's supervisor has been stopping for {} s: try again later", STOPPING_WAIT.as_secs());
-                    }
-                    async_io::Timer::after(Duration::from_millis(50)).await;
+                if !running.gone_within(STOPPING_WAIT).await {
+                    bail!("the grain's supervisor has been stopping for {} s: try again later", STOPPING_WAIT.as_secs());
                 }
                 let running = self.running_or_start(ex, grain, app, limits).await?;
                 running.supervisor.get_main_view_request().send().promise.await
@@ -278,12 +287,7 @@ impl Runner {
         if let Some(r) = r.filter(|r| r.alive.get()) {
             // The supervisor may exit before it answers; either way it is stopping.
             let _ = r.supervisor.shutdown_request().send().promise.await;
-            for _ in 0..100 {
-                if !r.alive.get() {
-                    break;
-                }
-                async_io::Timer::after(Duration::from_millis(50)).await;
-            }
+            r.gone_within(Duration::from_secs(5)).await;
         }
     }
 

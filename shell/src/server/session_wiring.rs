@@ -115,14 +115,17 @@ impl Server {
     pub async fn web_session(&self, s: &UiSession) -> Result<web_session::Client, String> {
         // A cached session needs no store read: the gateway checked the session is still
         // allowed (a deleted or trashed grain closes its sessions) just before.
-        if let Some(ws) = s.web_session.borrow().clone() {
+        let cached = || {
+            let ws = s.web_session.borrow().clone()?;
             self.runner.keep_alive(&self.ex, &s.grain_id, self.grain_core(&s.grain_id));
+            Some(ws)
+        };
+        if let Some(ws) = cached() {
             return Ok(ws);
         }
         // One request makes the session; those that arrive meanwhile use it.
         let _making = s.making_session.lock().await;
-        if let Some(ws) = s.web_session.borrow().clone() {
-            self.runner.keep_alive(&self.ex, &s.grain_id, self.grain_core(&s.grain_id));
+        if let Some(ws) = cached() {
             return Ok(ws);
         }
         let grain = self.db.get(&grains::GRAINS, &s.grain_id).map_err(|e| e.to_string())?.ok_or("This grain no longer exists.")?;
