@@ -42,7 +42,15 @@ pub struct DirectSessions {
     /// Whether a direct channel is served; if not, `newSession` returns an empty key.
     enabled: Cell<bool>,
     sessions: RefCell<HashMap<Key, Rc<WebSessionImpl>>>,
+    /// Streamed response bodies of lane exchanges, waiting for `WebChannel.responseBody`.
+    parked: RefCell<HashMap<Ticket, hyper::body::Incoming>>,
 }
+
+/// A lane exchange's claim on its streamed response body.
+pub type Ticket = [u8; 16];
+
+/// How long a parked body waits for its claim.
+pub const TICKET_LIFETIME: Duration = Duration::from_secs(30);
 
 impl DirectSessions {
     /// Whether sessions get direct keys.
@@ -65,8 +73,31 @@ impl DirectSessions {
         self.len() == 0
     }
 
-    fn get(&self, key: &[u8]) -> Option<Rc<WebSessionImpl>> {
+    pub(crate) fn get(&self, key: &[u8]) -> Option<Rc<WebSessionImpl>> {
         self.sessions.borrow().get(key).cloned()
+    }
+
+    /// Keeps `body` for a `responseBody` claim with the returned ticket, for at most
+    /// [`TICKET_LIFETIME`] (then it is dropped, which aborts the app's response).
+    pub(crate) fn park(self: &Rc<Self>, body: hyper::body::Incoming, executor: &async_executor::LocalExecutor<'static>) -> Result<Ticket, getrandom::Error> {
+        let mut ticket = [0u8; 16];
+        getrandom::fill(&mut ticket)?;
+        self.parked.borrow_mut().insert(ticket, body);
+        let registry = Rc::downgrade(self);
+        executor
+            .spawn(async move {
+                Timer::after(TICKET_LIFETIME).await;
+                if let Some(r) = registry.upgrade() {
+                    r.parked.borrow_mut().remove(&ticket);
+                }
+            })
+            .detach();
+        Ok(ticket)
+    }
+
+    /// How many lane bodies wait for their claim.
+    pub fn parked(&self) -> usize {
+        self.parked.borrow().len()
     }
 }
 
@@ -125,7 +156,7 @@ impl DirectSession {
     }
 }
 
-fn closed() -> capnp::Error {
+pub(crate) fn closed() -> capnp::Error {
     capnp::Error::failed("this session was closed through the supervisor; open a new one with MainView.newSession".into())
 }
 
@@ -146,13 +177,14 @@ impl web_session::Server for DirectSession {
 /// The bootstrap of each direct-channel connection.
 pub struct WebChannelImpl {
     registry: Rc<DirectSessions>,
+    executor: Rc<async_executor::LocalExecutor<'static>>,
 }
 
 impl WebChannelImpl {
     /// The channel onto `bridge`'s sessions; enables direct keys for sessions opened from now on.
     pub fn new(bridge: &Bridge) -> Self {
         bridge.direct.enable();
-        Self { registry: bridge.direct.clone() }
+        Self { registry: bridge.direct.clone(), executor: bridge.app.executor().clone() }
     }
 }
 
@@ -164,6 +196,23 @@ impl web_channel::Server for WebChannelImpl {
             return Err(closed());
         }
         results.get().set_session(capnp_rpc::new_client(DirectSession { key, registry: self.registry.clone() }));
+        Ok(())
+    }
+
+    async fn response_body(self: Rc<Self>, params: web_channel::ResponseBodyParams, _: web_channel::ResponseBodyResults) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let stream = p.get_stream()?;
+        let body = <Ticket>::try_from(p.get_ticket()?).ok().and_then(|t| self.registry.parked.borrow_mut().remove(&t));
+        let Some(body) = body else {
+            return Err(capnp::Error::failed("no response body waits under this ticket (unknown, already claimed, or older than 30 s)".into()));
+        };
+        self.executor
+            .spawn(async move {
+                if let Err(e) = crate::body::pump_response(body, stream).await {
+                    eprintln!("granary-bridge: response body cut short: {e}");
+                }
+            })
+            .detach();
         Ok(())
     }
 }
@@ -216,10 +265,18 @@ pub async fn serve(listener: UnixListener, bridge: Rc<Bridge>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                let (r, w) = granary_schema::socket::Socket::from(stream).split();
-                let network = granary_schema::vat_network(r, w, Side::Server);
-                let rpc = RpcSystem::new(Box::new(network), Some(channel.clone().client));
+                let (bridge, channel) = (bridge.clone(), channel.clone());
                 executor.spawn(async move {
+                    if stream.readable().await.is_err() {
+                        return;
+                    }
+                    if crate::lane::is_lane(&stream).await {
+                        crate::lane::serve(stream, bridge).await;
+                        return;
+                    }
+                    let (r, w) = granary_schema::socket::Socket::from(stream).split();
+                    let network = granary_schema::vat_network(r, w, Side::Server);
+                    let rpc = RpcSystem::new(Box::new(network), Some(channel.client));
                     let _ = rpc.await;
                 })
                 .detach();

@@ -32,6 +32,7 @@ pub mod app_objects;
 pub mod body;
 pub mod config;
 pub mod direct;
+pub mod lane;
 mod fulfill;
 pub mod headers;
 pub mod limits;

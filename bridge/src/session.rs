@@ -23,7 +23,7 @@ pub struct WebSessionImpl {
 /// A request answered by the bridge itself: status and a short plain-text reason.
 pub(crate) type Refusal = (u16, String);
 
-enum BodyPlan {
+pub(crate) enum BodyPlan {
     None,
     Inline(Bytes),
     Streamed(Option<u64>),
@@ -33,7 +33,7 @@ pub(crate) struct Prepared {
     pub method: Method,
     pub uri: Uri,
     pub headers: HeaderMap,
-    body: BodyPlan,
+    pub(crate) body: BodyPlan,
 }
 
 impl WebSessionImpl {
@@ -102,14 +102,14 @@ impl WebSessionImpl {
     pub(crate) async fn handle(&self, params: web_session::RequestParams, mut results: web_session::RequestResults) -> capnp::Result<()> {
         let p = params.get()?;
         let response_body = p.get_response_body()?;
-        let prepared = match self.prepare(p.get_request()?) {
+        let mut prepared = match self.prepare(p.get_request()?) {
             Ok(p) => p,
             Err((status, why)) => {
                 refuse(results.get().init_response(), status, &why);
                 return Ok(());
             }
         };
-        let body = match prepared.body {
+        let body = match std::mem::replace(&mut prepared.body, BodyPlan::None) {
             BodyPlan::None => ReqBody::Empty,
             BodyPlan::Inline(b) => ReqBody::Full(Some(b)),
             BodyPlan::Streamed(len) => {
@@ -119,47 +119,7 @@ impl WebSessionImpl {
                 ReqBody::Stream(body)
             }
         };
-        let mut req = hyper::Request::new(body);
-        *req.method_mut() = prepared.method;
-        *req.uri_mut() = prepared.uri;
-        *req.headers_mut() = prepared.headers;
-        let resp = match self.bridge.app.send(req).await {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("granary-bridge: 502: {e}");
-                refuse(results.get().init_response(), 502, "the app did not answer");
-                return Ok(());
-            }
-        };
-        let (parts, body) = resp.into_parts();
-        let none = body.is_end_stream();
-        let hint = body.size_hint().exact();
-        let Ok(headers) = response_headers(&parts.headers, none) else {
-            eprintln!("granary-bridge: 502: the app's response headers exceed the limits");
-            refuse(results.get().init_response(), 502, "the app's response headers are too large");
-            return Ok(());
-        };
-        let status = parts.status.as_u16();
-        if none {
-            let mut r = results.get().init_response();
-            write_head(r.reborrow(), status, &headers);
-            r.init_body().set_none(());
-        } else if hint.is_some_and(|n| n <= MAX_INLINE_BODY as u64) {
-            match body.collect().await {
-                Ok(b) => {
-                    let mut r = results.get().init_response();
-                    write_head(r.reborrow(), status, &headers);
-                    r.init_body().set_inline(&b.to_bytes());
-                }
-                Err(e) => {
-                    eprintln!("granary-bridge: 502: reading the app's response body: {e}");
-                    refuse(results.get().init_response(), 502, "the app failed while sending its response");
-                }
-            }
-        } else {
-            let mut r = results.get().init_response();
-            write_head(r.reborrow(), status, &headers);
-            r.init_body().set_streamed(hint.unwrap_or(UNKNOWN_LENGTH));
+        if let Some((body, _)) = self.respond(prepared, body, results.get().init_response()).await {
             self.bridge
                 .app
                 .executor()
@@ -171,6 +131,50 @@ impl WebSessionImpl {
                 .detach();
         }
         Ok(())
+    }
+
+    /// Sends a prepared request with `body` to the app and writes its response (or the
+    /// bridge's 502) into `out`. Returns the app's body when it must be streamed (more than
+    /// 64 KiB or of unknown length), with `out`'s body already set to `streamed`.
+    pub(crate) async fn respond(&self, prepared: Prepared, body: ReqBody, mut out: response::Builder<'_>) -> Option<(hyper::body::Incoming, u64)> {
+        let mut req = hyper::Request::new(body);
+        *req.method_mut() = prepared.method;
+        *req.uri_mut() = prepared.uri;
+        *req.headers_mut() = prepared.headers;
+        let resp = match self.bridge.app.send(req).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("granary-bridge: 502: {e}");
+                refuse(out, 502, "the app did not answer");
+                return None;
+            }
+        };
+        let (parts, body) = resp.into_parts();
+        let none = body.is_end_stream();
+        let hint = body.size_hint().exact();
+        let Ok(headers) = response_headers(&parts.headers, none) else {
+            eprintln!("granary-bridge: 502: the app's response headers exceed the limits");
+            refuse(out, 502, "the app's response headers are too large");
+            return None;
+        };
+        let status = parts.status.as_u16();
+        write_head(out.reborrow(), status, &headers);
+        if none {
+            out.init_body().set_none(());
+        } else if hint.is_some_and(|n| n <= MAX_INLINE_BODY as u64) {
+            match body.collect().await {
+                Ok(b) => out.init_body().set_inline(&b.to_bytes()),
+                Err(e) => {
+                    eprintln!("granary-bridge: 502: reading the app's response body: {e}");
+                    refuse(out, 502, "the app failed while sending its response");
+                }
+            }
+        } else {
+            let length = hint.unwrap_or(UNKNOWN_LENGTH);
+            out.init_body().set_streamed(length);
+            return Some((body, length));
+        }
+        None
     }
 }
 

@@ -67,6 +67,43 @@ interface WebChannel {
   session @0 (directKey :Data) -> (session :WebSession);
   # The session `MainView.newSession` returned with this key, for as long as it is held
   # through the supervisor; fails for an unknown or dropped key.
+
+  responseBody @1 (ticket :Data, stream :Util.ByteStream);
+  # Claims the streamed response body of a lane exchange (`LaneResponse.bodyTicket`): the
+  # bridge writes it to `stream` as it would to `WebSession.request`'s `responseBody`. Fails
+  # for an unknown ticket, one already claimed, or one older than 30 s.
+}
+
+struct LaneFrame {
+  # One message on a request lane (SPEC.md, "Request lanes"): a connection to the grain's
+  # direct web channel that starts with the 8 bytes "GRLANE01", then carries these as
+  # standard Cap'n Proto stream messages in both directions, without RPC. At most 256 KiB each.
+  exchange @0 :UInt32;
+  # Chosen by the server; the bridge's answer carries the same number.
+  union {
+    request @1 :LaneRequest;
+    # Server to bridge: one HTTP exchange, body `none` or `inline` only.
+    cancel @2 :Void;
+    # Server to bridge: the caller went away; the bridge drops the exchange.
+    response @3 :LaneResponse;
+    # Bridge to server.
+    failed @4 :Text;
+    # Bridge to server: the exchange broke the contract or its session is gone (as an
+    # exception would on `WebSession.request`).
+  }
+}
+
+struct LaneRequest {
+  directKey @0 :Data;
+  # As for `WebChannel.session`.
+  request @1 :import "web-session.capnp".Request;
+}
+
+struct LaneResponse {
+  response @0 :import "web-session.capnp".Response;
+  bodyTicket @1 :Data;
+  # 16 random bytes when `response.body` is `streamed`: claim it with
+  # `WebChannel.responseBody`. Empty otherwise.
 }
 
 interface AppObjects {

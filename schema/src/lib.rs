@@ -38,6 +38,7 @@ generated! {
 }
 
 pub mod forward;
+pub mod lane;
 pub mod socket;
 
 /// A Cap'n Proto two-party network over one Granary connection (server ↔ supervisor,
