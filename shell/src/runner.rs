@@ -6,6 +6,7 @@
 //! while any is in flight the runner keeps the grain awake (SPEC.md, "Running grains").
 
 use crate::apps::InstalledApp;
+use crate::gateway::lane::Lane;
 use crate::grains::{Grain, GrainDirs};
 use anyhow::{anyhow, bail, Context, Result};
 use async_executor::LocalExecutor;
@@ -51,6 +52,8 @@ struct Running {
     ticking: Cell<bool>,
     /// The latest core handed to `keepAlive`, for the ticking task.
     core: RefCell<Option<grain_core::Client>>,
+    /// The grain's request lane, opened on first use; `None` or ended after the app restarted.
+    lane: RefCell<Option<Rc<Lane>>>,
 }
 
 impl Running {
@@ -281,6 +284,30 @@ impl Runner {
         }
     }
 
+    /// The grain's request lane (SPEC.md, "Request lanes"), opened on first use and again once
+    /// the previous one ended; with the connection to its `WebChannel`, which claims the
+    /// streamed bodies of lane exchanges. `None` (the caller then uses RPC) when the grain has
+    /// no supervisor or the lane cannot be opened; a failure is logged once per supervisor.
+    pub fn lane(&self, ex: &Rc<LocalExecutor<'static>>, grain_id: &str) -> Option<(Rc<Lane>, web_channel::Client)> {
+        let r = self.running.borrow().get(grain_id).filter(|r| r.alive.get()).cloned()?;
+        let channel = r.channel(ex).ok()?;
+        if let Some(l) = r.lane.borrow().as_ref().filter(|l| l.is_live()) {
+            return Some((l.clone(), channel));
+        }
+        match Lane::connect(&r.web_socket, ex) {
+            Ok(l) => {
+                *r.lane.borrow_mut() = Some(l.clone());
+                Some((l, channel))
+            }
+            Err(e) => {
+                if !r.direct_failure_logged.replace(true) {
+                    tracing::warn!(grain = grain_id, "cannot open the grain's request lane ({e}); its requests use RPC");
+                }
+                None
+            }
+        }
+    }
+
     /// Stops the grain's app and supervisor, if running.
     pub async fn stop(&self, grain_id: &str) {
         let r = self.running.borrow_mut().remove(grain_id);
@@ -446,5 +473,6 @@ fn connect(ex: &Rc<LocalExecutor<'static>>, stream: UnixStream, alive: Rc<Cell<b
         in_flight: Cell::new(0),
         ticking: Cell::new(false),
         core: RefCell::new(None),
+        lane: RefCell::new(None),
     })
 }

@@ -145,7 +145,7 @@ async fn serve(server: &Server, req: Request<Incoming>) -> Resp {
         Err(_) => return answer(StatusCode::BAD_REQUEST, "the path is not a valid URL path"),
     };
     let in_use = server.runner.in_use(&server.ex, &token.grain);
-    match forward(ws, Request::from_parts(parts, body), server.gateway.grain_reset(), &token.grain, in_use).await {
+    match forward(ws, Request::from_parts(parts, body), server.gateway.grain_reset(), &token.grain, in_use, None).await {
         Ok(r) => {
             if r.status() == StatusCode::BAD_GATEWAY {
                 // The app may be exiting (a crash): the next request opens a new session, as

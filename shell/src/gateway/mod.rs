@@ -5,6 +5,7 @@
 //! (SPEC.md, "The gateway").
 
 pub mod grain_api;
+pub mod lane;
 mod proxy;
 mod websocket;
 
@@ -91,6 +92,9 @@ pub struct UiSession {
     /// The store's write count when the session was last found still allowed: until something
     /// is written, the answer cannot change.
     pub allowed_at: Cell<Option<u64>>,
+    /// When `web_session` is the direct one, its direct key: the session's requests without a
+    /// streamed body take the grain's request lane under it.
+    pub direct_key: RefCell<Option<Vec<u8>>>,
 }
 
 impl UiSession {
@@ -187,6 +191,7 @@ impl Gateway {
             making_session: futures::lock::Mutex::new(()),
             last_used: Cell::new(Instant::now()),
             allowed_at: Cell::new(None),
+            direct_key: RefCell::new(None),
         };
         self.sessions.borrow_mut().insert(label, Rc::new(session));
         url

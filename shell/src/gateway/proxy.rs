@@ -6,6 +6,7 @@ use crate::server::http::{cookie, full, response, Body, BoxError, Resp};
 use crate::server::Server;
 use granary_bridge::body::{pump_response, ReqBody, RequestBodySink};
 use granary_bridge::limits::{MAX_INLINE_BODY, UNKNOWN_LENGTH};
+use granary_schema::grain_capnp::{lane_frame, web_channel};
 use granary_schema::web_session_capnp::{request, web_session};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -105,7 +106,12 @@ pub async fn handle(server: &Server, label: &str, req: Request<Incoming>) -> Res
     let mut resp = if super::websocket::is_upgrade(&req) {
         super::websocket::open(server, ws, req, &session.grain_id).await
     } else {
-        match forward(ws, req, server.gateway.grain_reset(), &session.grain_id, in_use).await {
+        // The common exchange takes the grain's request lane when its session is direct.
+        let lane = session.direct_key.borrow().clone().and_then(|key| {
+            let (lane, channel) = server.runner.lane(&server.ex, &session.grain_id)?;
+            Some(LaneRoute { lane, key, channel })
+        });
+        match forward(ws, req, server.gateway.grain_reset(), &session.grain_id, in_use, lane).await {
             Ok(r) if r.status() == StatusCode::BAD_GATEWAY => {
                 // The bridge answers 502 when the app failed before its response (it may be
                 // exiting: a crash). The cached session would then be dead for the next
@@ -178,14 +184,26 @@ pub(super) fn write_request(mut r: request::Builder<'_>, method: &Method, uri: &
     }
 }
 
-/// Carries one request to the grain and its response back. `in_use` is held until the
-/// response body has been sent (or the browser went away).
+/// Where a session's requests without a streamed body may go instead of `WebSession.request`
+/// (SPEC.md, "Request lanes").
+pub(super) struct LaneRoute {
+    pub lane: Rc<super::lane::Lane>,
+    /// The session's direct key.
+    pub key: Vec<u8>,
+    /// The grain's `WebChannel`, which hands over streamed response bodies.
+    pub channel: web_channel::Client,
+}
+
+/// Carries one request to the grain and its response back: on `lane` when given and the
+/// request body is small enough to go inline, else with `WebSession.request` on `ws`.
+/// `in_use` is held until the response body has been sent (or the browser went away).
 pub(super) async fn forward(
     ws: web_session::Client,
     req: Request<Incoming>,
     reset: super::GrainReset,
     grain_id: &str,
     in_use: Option<crate::runner::InUse>,
+    lane: Option<LaneRoute>,
 ) -> Result<Resp, capnp::Error> {
     let (parts, mut body) = req.into_parts();
     let length: Option<u64> = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
@@ -206,11 +224,7 @@ pub(super) async fn forward(
         }
         (n, _) => Some(n.unwrap_or(UNKNOWN_LENGTH)),
     };
-    let (sink, response_body) = RequestBodySink::new(None, u64::MAX);
-    let mut call = ws.request_request();
-    {
-        let mut p = call.get();
-        let mut r = p.reborrow().init_request();
+    let fill = |mut r: request::Builder<'_>| {
         write_request(r.reborrow(), &parts.method, &parts.uri, &parts.headers);
         let mut b = r.init_body();
         match (&inline, streamed) {
@@ -218,6 +232,29 @@ pub(super) async fn forward(
             (None, Some(n)) => b.set_streamed(n),
             (None, None) => b.set_none(()),
         }
+    };
+    if let (Some(route), None) = (lane, streamed) {
+        let answer = route.lane.exchange(&route.key, fill).await?;
+        let lane_frame::Response(r) = answer.get_root::<lane_frame::Reader>()?.which()? else {
+            return Err(capnp::Error::failed("the lane answered with a frame that is not a response".into()));
+        };
+        let r = r?;
+        let ticket = r.get_body_ticket()?;
+        let body = || async {
+            let (sink, body) = RequestBodySink::new(None, u64::MAX);
+            let mut claim = route.channel.response_body_request();
+            claim.get().set_ticket(ticket);
+            claim.get().set_stream(capnp_rpc::new_client(sink));
+            claim.send().promise.await?;
+            Ok(body)
+        };
+        return to_http(r.get_response()?, body, reset, grain_id, in_use).await;
+    }
+    let (sink, response_body) = RequestBodySink::new(None, u64::MAX);
+    let mut call = ws.request_request();
+    {
+        let mut p = call.get();
+        fill(p.reborrow().init_request());
         p.set_response_body(capnp_rpc::new_client(sink));
     }
     let promise = call.send();
@@ -238,7 +275,17 @@ pub(super) async fn forward(
         }
         None => promise.promise.await?,
     };
-    let r = reply.get()?.get_response()?;
+    to_http(reply.get()?.get_response()?, || async { Ok(response_body) }, reset, grain_id, in_use).await
+}
+
+/// The HTTP response for a `Response`; `streamed` gives its body when it is `streamed`.
+async fn to_http<F: std::future::Future<Output = Result<granary_bridge::body::StreamBody, capnp::Error>>>(
+    r: granary_schema::web_session_capnp::response::Reader<'_>,
+    streamed: impl FnOnce() -> F,
+    reset: super::GrainReset,
+    grain_id: &str,
+    in_use: Option<crate::runner::InUse>,
+) -> Result<Resp, capnp::Error> {
     let status = StatusCode::from_u16(r.get_status()).map_err(|_| capnp::Error::failed(format!("invalid status {}", r.get_status())))?;
     let mut headers = HeaderMap::new();
     for h in r.get_headers()? {
@@ -256,6 +303,7 @@ pub(super) async fn forward(
             full(d)
         }
         Which::Streamed(n) => {
+            let response_body = streamed().await?;
             if n != UNKNOWN_LENGTH {
                 headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
             }

@@ -168,6 +168,7 @@ impl Server {
         let used = match direct {
             Some(d) => {
                 *s.held_session.borrow_mut() = Some(ws);
+                *s.direct_key.borrow_mut() = Some(direct_key.to_vec());
                 d
             }
             None => ws,
