@@ -36,6 +36,17 @@ fn serve(h: &Harness, dir: &tempfile::TempDir) -> std::path::PathBuf {
     path
 }
 
+/// Serves the direct channel in a fresh directory (kept by the caller) and opens a session
+/// of Alice's: (directory, socket path, the session as the supervisor holds it, its key).
+async fn served_with_alice(h: &Harness) -> (tempfile::TempDir, std::path::PathBuf, granary_schema::web_session_capnp::web_session::Client, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = serve(h, &dir);
+    // The channel enables keys once served; give its task a turn.
+    Timer::after(Duration::from_millis(20)).await;
+    let (alice, key) = new_session_with_key(&h.main_view, &ALICE).await;
+    (dir, path, alice, key)
+}
+
 async fn open_lane(path: &std::path::Path) -> TestLane {
     let (r, mut w) = Async::new(UnixStream::connect(path).unwrap()).unwrap().split();
     w.write_all(PREAMBLE).await.unwrap();
@@ -119,10 +130,7 @@ fn failed(f: &Frame) -> Option<String> {
 #[test]
 fn a_lane_carries_exchanges_of_the_session_its_key_names() {
     run(|_| {}, |h| async move {
-        let dir = tempfile::tempdir().unwrap();
-        let path = serve(&h, &dir);
-        Timer::after(Duration::from_millis(20)).await;
-        let (_alice, key) = new_session_with_key(&h.main_view, &ALICE).await;
+        let (_dir, path, _alice, key) = served_with_alice(&h).await;
         let mut lane = open_lane(&path).await;
         // Two exchanges in one write; answers come back under their numbers.
         let mut both = request_frame(7, &key, "GET", "/hold?a", &[], None);
@@ -186,10 +194,7 @@ async fn claim(channel: &web_channel::Client, ticket: &[u8], got: &Rc<Got>) -> R
 #[test]
 fn a_streamed_body_is_claimed_once_with_its_ticket() {
     run(|_| {}, |h| async move {
-        let dir = tempfile::tempdir().unwrap();
-        let path = serve(&h, &dir);
-        Timer::after(Duration::from_millis(20)).await;
-        let (_alice, key) = new_session_with_key(&h.main_view, &ALICE).await;
+        let (_dir, path, _alice, key) = served_with_alice(&h).await;
         let mut lane = open_lane(&path).await;
         lane.send(&request_frame(1, &key, "GET", "/download?n=3145728", &[], None)).await;
         let (_, status, body, ticket) = response(&lane.next().await.unwrap());
@@ -231,10 +236,7 @@ fn a_streamed_body_is_claimed_once_with_its_ticket() {
 #[test]
 fn a_cancelled_exchange_is_never_answered_and_the_lane_goes_on() {
     run(|_| {}, |h| async move {
-        let dir = tempfile::tempdir().unwrap();
-        let path = serve(&h, &dir);
-        Timer::after(Duration::from_millis(20)).await;
-        let (_alice, key) = new_session_with_key(&h.main_view, &ALICE).await;
+        let (_dir, path, _alice, key) = served_with_alice(&h).await;
         let mut lane = open_lane(&path).await;
         let mut both = request_frame(1, &key, "GET", "/hold?cancelled", &[], None);
         both.extend(cancel_frame(1));
@@ -250,10 +252,7 @@ fn a_cancelled_exchange_is_never_answered_and_the_lane_goes_on() {
 #[test]
 fn a_lane_that_breaks_the_contract_is_closed_and_nothing_else_is() {
     run(|_| {}, |h| async move {
-        let dir = tempfile::tempdir().unwrap();
-        let path = serve(&h, &dir);
-        Timer::after(Duration::from_millis(20)).await;
-        let (_alice, key) = new_session_with_key(&h.main_view, &ALICE).await;
+        let (_dir, path, _alice, key) = served_with_alice(&h).await;
         // A frame declaring more than the 256 KiB limit: closed before its body is read.
         let mut lane = open_lane(&path).await;
         let mut huge = 0u32.to_le_bytes().to_vec();
