@@ -11,6 +11,8 @@ use std::path::Path;
 use std::rc::{Rc, Weak};
 
 use async_executor::LocalExecutor;
+#[cfg(test)]
+use async_io::Async;
 use futures::channel::{mpsc, oneshot};
 use futures::AsyncReadExt;
 use granary_schema::grain_capnp::lane_frame;
@@ -154,5 +156,178 @@ impl From<LaneError> for capnp::Error {
             LaneError::Ended => capnp::Error::disconnected(e.to_string()),
             LaneError::Failed(why) => capnp::Error::failed(why),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The server's end against a bridge that breaks the contract: a fake bridge on a real
+    //! unix socket answers with what a hostile or broken one might send.
+
+    use super::*;
+    use futures::AsyncWriteExt;
+    use granary_schema::lane::MAX_FRAME_WORDS;
+    use granary_schema::web_session_capnp::response;
+    use std::os::unix::net::UnixListener;
+    use std::time::Duration;
+
+    type Frame = capnp::message::Reader<capnp::serialize::OwnedSegments>;
+
+    /// Runs `test` with a lane connected to a fake bridge, which `bridge` plays: it gets the
+    /// accepted connection, the preamble already read.
+    fn with_fake_bridge<B, BF, T, TF>(bridge: B, test: T)
+    where
+        B: FnOnce(Async<UnixStream>) -> BF,
+        BF: std::future::Future<Output = ()> + 'static,
+        T: FnOnce(Rc<Lane>) -> TF,
+        TF: std::future::Future<Output = ()>,
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("web.sock");
+        let listener = Async::new(UnixListener::bind(&path).unwrap()).unwrap();
+        let ex = Rc::new(LocalExecutor::new());
+        let ex2 = ex.clone();
+        async_io::block_on(ex.run(async move {
+            let lane = Lane::connect(&path, &ex2).unwrap();
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut preamble = [0u8; 8];
+            (&stream).read_exact(&mut preamble).await.unwrap();
+            assert_eq!(&preamble, PREAMBLE);
+            ex2.spawn(bridge(stream)).detach();
+            let limit = async {
+                async_io::Timer::after(Duration::from_secs(5)).await;
+                panic!("the lane neither answered nor ended within 5 s");
+            };
+            futures::future::select(Box::pin(test(lane)), Box::pin(limit)).await;
+        }));
+    }
+
+    async fn next_frame(stream: &Async<UnixStream>) -> Frame {
+        let mut r = stream;
+        read_frame(&mut r).await.unwrap().expect("a frame")
+    }
+
+    fn answer(id: u32, status: u16) -> Vec<u8> {
+        let mut m = new_frame();
+        let mut f = m.init_root::<lane_frame::Builder>();
+        f.set_exchange(id);
+        let mut r: response::Builder<'_> = f.init_response().init_response();
+        r.set_status(status);
+        r.init_body().set_none(());
+        encode(&m)
+    }
+
+    fn get(r: request::Builder<'_>) {
+        let mut r = r;
+        r.set_method("GET");
+        r.set_path("/");
+        r.init_body().set_none(());
+    }
+
+    fn status(a: &Answer) -> u16 {
+        let lane_frame::Response(r) = a.get_root::<lane_frame::Reader>().unwrap().which().unwrap() else { panic!("not a response") };
+        r.unwrap().get_response().unwrap().get_status()
+    }
+
+    #[test]
+    fn answers_reach_their_exchange_and_strays_are_ignored() {
+        with_fake_bridge(
+            |s| async move {
+                let f = next_frame(&s).await;
+                let id = f.get_root::<lane_frame::Reader>().unwrap().get_exchange();
+                let mut out = answer(id.wrapping_add(1000), 500); // for nobody: ignored
+                out.extend(answer(id, 204));
+                (&s).write_all(&out).await.unwrap();
+                let f = next_frame(&s).await;
+                let id = f.get_root::<lane_frame::Reader>().unwrap().get_exchange();
+                let mut m = new_frame();
+                let mut f = m.init_root::<lane_frame::Builder>();
+                f.set_exchange(id);
+                f.set_failed("closed through the supervisor");
+                (&s).write_all(&encode(&m)).await.unwrap();
+                futures::future::pending::<()>().await;
+            },
+            |lane| async move {
+                assert_eq!(status(&lane.exchange(b"k", get).await.unwrap()), 204);
+                match lane.exchange(b"k", get).await {
+                    Err(LaneError::Failed(why)) => assert!(why.contains("closed through the supervisor"), "{why}"),
+                    other => panic!("expected the bridge's failure, got {:?}", other.map(|_| ())),
+                }
+                assert!(lane.is_live(), "a failed exchange leaves the lane open");
+            },
+        );
+    }
+
+    /// Each reply breaks the contract; the exchange in flight must end as `Ended` and the lane
+    /// must not be used again.
+    fn ends_the_lane(reply: Vec<u8>) {
+        with_fake_bridge(
+            move |s| async move {
+                next_frame(&s).await;
+                (&s).write_all(&reply).await.unwrap();
+                futures::future::pending::<()>().await;
+            },
+            |lane| async move {
+                assert!(matches!(lane.exchange(b"k", get).await, Err(LaneError::Ended)));
+                assert!(!lane.is_live());
+                assert!(matches!(lane.exchange(b"k", get).await, Err(LaneError::Ended)));
+            },
+        );
+    }
+
+    #[test]
+    fn a_frame_over_the_limit_ends_the_lane() {
+        // A segment table declaring one segment of 32 Ki + 1 words: refused before it is read.
+        let mut huge = 0u32.to_le_bytes().to_vec();
+        huge.extend((MAX_FRAME_WORDS as u32 + 1).to_le_bytes());
+        ends_the_lane(huge);
+    }
+
+    #[test]
+    fn garbage_ends_the_lane() {
+        ends_the_lane(vec![0, 0, 0, 0, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+    }
+
+    #[test]
+    fn a_frame_only_the_server_sends_ends_the_lane() {
+        let mut m = new_frame();
+        m.init_root::<lane_frame::Builder>().set_cancel(());
+        ends_the_lane(encode(&m));
+    }
+
+    #[test]
+    fn a_closed_connection_ends_the_lane() {
+        with_fake_bridge(
+            |s| async move {
+                next_frame(&s).await;
+                drop(s);
+            },
+            |lane| async move {
+                assert!(matches!(lane.exchange(b"k", get).await, Err(LaneError::Ended)));
+                assert!(!lane.is_live());
+            },
+        );
+    }
+
+    #[test]
+    fn dropping_an_exchange_sends_cancel() {
+        let (tx, rx) = oneshot::channel::<(u32, u32)>();
+        with_fake_bridge(
+            move |s| async move {
+                let first = next_frame(&s).await.get_root::<lane_frame::Reader>().unwrap().get_exchange();
+                let f = next_frame(&s).await;
+                let f = f.get_root::<lane_frame::Reader>().unwrap();
+                assert!(matches!(f.which(), Ok(lane_frame::Cancel(()))), "the second frame is a cancel");
+                let _ = tx.send((first, f.get_exchange()));
+            },
+            |lane| async move {
+                let exchange = Box::pin(lane.exchange(b"k", get));
+                let timeout = Box::pin(async_io::Timer::after(Duration::from_millis(50)));
+                assert!(matches!(futures::future::select(exchange, timeout).await, futures::future::Either::Right(_)));
+                // The exchange future was dropped with the select: a cancel follows its request.
+                let (first, cancelled) = rx.await.expect("the fake bridge saw a cancel");
+                assert_eq!(first, cancelled);
+            },
+        );
     }
 }
