@@ -19,7 +19,7 @@ use granary_schema::grain_capnp::{lane_frame, web_channel};
 use granary_schema::lane::{encode, new_frame, read_frame, PREAMBLE};
 use granary_schema::util_capnp::byte_stream;
 
-use common::{new_session_with_key, pattern_slice, run, Harness, ALICE};
+use common::{new_session_with_key, pattern_slice, run, write_request, Body, Harness, ALICE};
 
 type Frame = capnp::message::Reader<capnp::serialize::OwnedSegments>;
 
@@ -61,24 +61,13 @@ fn channel(h: &Harness, path: &std::path::Path) -> web_channel::Client {
     channel
 }
 
-fn request_frame(id: u32, key: &[u8], method: &str, path: &str, headers: &[(&str, &[u8])], inline: Option<&[u8]>) -> Vec<u8> {
+fn request_frame(id: u32, key: &[u8], method: &str, path: &str, headers: &[(&str, &[u8])], body: Body<'_>) -> Vec<u8> {
     let mut m = new_frame();
     let mut f = m.init_root::<lane_frame::Builder>();
     f.set_exchange(id);
     let mut lr = f.init_request();
     lr.set_direct_key(key);
-    let mut r = lr.init_request();
-    r.set_method(method);
-    r.set_path(path);
-    let mut list = r.reborrow().init_headers(headers.len() as u32);
-    for (i, (n, v)) in headers.iter().enumerate() {
-        list.reborrow().get(i as u32).set_name(*n);
-        list.reborrow().get(i as u32).set_value(v);
-    }
-    match inline {
-        Some(b) => r.init_body().set_inline(b),
-        None => r.init_body().set_none(()),
-    }
+    write_request(lr.init_request(), method, path, headers, &body);
     encode(&m)
 }
 
@@ -133,8 +122,8 @@ fn a_lane_carries_exchanges_of_the_session_its_key_names() {
         let (_dir, path, _alice, key) = served_with_alice(&h).await;
         let mut lane = open_lane(&path).await;
         // Two exchanges in one write; answers come back under their numbers.
-        let mut both = request_frame(7, &key, "GET", "/hold?a", &[], None);
-        both.extend(request_frame(8, &key, "POST", "/echo", &[("X-Granary-User-Id", b"spoofed-id"), ("X-Custom", b"kept")], Some(b"hello")));
+        let mut both = request_frame(7, &key, "GET", "/hold?a", &[], Body::None);
+        both.extend(request_frame(8, &key, "POST", "/echo", &[("X-Granary-User-Id", b"spoofed-id"), ("X-Custom", b"kept")], Body::Inline(b"hello")));
         lane.send(&both).await;
         let mut got = vec![response(&lane.next().await.unwrap()), response(&lane.next().await.unwrap())];
         got.sort_by_key(|g| g.0);
@@ -146,15 +135,15 @@ fn a_lane_carries_exchanges_of_the_session_its_key_names() {
         assert!(echo.contains("x-custom: kept\n"), "{echo}");
         assert!(ticket.is_empty(), "an inline answer has no ticket");
         // The bridge's own refusals come back as responses too.
-        lane.send(&request_frame(9, &key, "GET", "no-slash", &[], None)).await;
+        lane.send(&request_frame(9, &key, "GET", "no-slash", &[], Body::None)).await;
         assert_eq!(response(&lane.next().await.unwrap()).1, 400);
         // An unknown key fails the exchange, not the lane.
         let mut wrong = key.clone();
         wrong[0] ^= 1;
-        lane.send(&request_frame(10, &wrong, "GET", "/echo", &[], None)).await;
+        lane.send(&request_frame(10, &wrong, "GET", "/echo", &[], Body::None)).await;
         let why = failed(&lane.next().await.unwrap()).expect("an unknown key fails");
         assert!(why.contains("closed through the supervisor"), "{why}");
-        lane.send(&request_frame(11, &key, "GET", "/echo", &[], None)).await;
+        lane.send(&request_frame(11, &key, "GET", "/echo", &[], Body::None)).await;
         assert_eq!(response(&lane.next().await.unwrap()).1, 200, "the lane still works");
         // RPC connections on the same socket are unaffected.
         let mut s = channel(&h, &path).session_request();
@@ -196,7 +185,7 @@ fn a_streamed_body_is_claimed_once_with_its_ticket() {
     run(|_| {}, |h| async move {
         let (_dir, path, _alice, key) = served_with_alice(&h).await;
         let mut lane = open_lane(&path).await;
-        lane.send(&request_frame(1, &key, "GET", "/download?n=3145728", &[], None)).await;
+        lane.send(&request_frame(1, &key, "GET", "/download?n=3145728", &[], Body::None)).await;
         let (_, status, body, ticket) = response(&lane.next().await.unwrap());
         assert_eq!((status, body.as_str()), (200, "streamed(3145728)"));
         assert_eq!(ticket.len(), 16);
@@ -217,18 +206,7 @@ fn a_streamed_body_is_claimed_once_with_its_ticket() {
         assert!(e.to_string().contains("no response body waits under this ticket"), "{e}");
         assert!(claim(&rpc, &[0u8; 16], &Rc::new(Got::default())).await.is_err(), "an unknown ticket fails");
         // A streamed request body has no place on a lane.
-        let mut m = new_frame();
-        {
-            let mut f = m.init_root::<lane_frame::Builder>();
-            f.set_exchange(2);
-            let mut lr = f.init_request();
-            lr.set_direct_key(&key);
-            let mut r = lr.init_request();
-            r.set_method("PUT");
-            r.set_path("/upload");
-            r.init_body().set_streamed(10);
-        }
-        lane.send(&encode(&m)).await;
+        lane.send(&request_frame(2, &key, "PUT", "/upload", &[], Body::Streamed { total: 10, chunk: 10, declared: 10 })).await;
         assert!(failed(&lane.next().await.unwrap()).unwrap().contains("no streamed request body"));
     });
 }
@@ -238,14 +216,17 @@ fn a_cancelled_exchange_is_never_answered_and_the_lane_goes_on() {
     run(|_| {}, |h| async move {
         let (_dir, path, _alice, key) = served_with_alice(&h).await;
         let mut lane = open_lane(&path).await;
-        let mut both = request_frame(1, &key, "GET", "/hold?cancelled", &[], None);
-        both.extend(cancel_frame(1));
-        lane.send(&both).await;
-        Timer::after(Duration::from_millis(200)).await; // /hold answers after 50 ms
-        lane.send(&cancel_frame(99)).await; // unknown: ignored
-        lane.send(&request_frame(2, &key, "GET", "/hold?next", &[], None)).await;
+        // The cancel arrives in the same read as its request, so the exchange is dropped
+        // before it reaches the app. Both requests are held 50 ms by the app: had the first
+        // gone on, its answer (and its hit) would come before the second's.
+        let mut all = request_frame(1, &key, "GET", "/hold?cancelled", &[], Body::None);
+        all.extend(cancel_frame(1));
+        all.extend(cancel_frame(99)); // unknown: ignored
+        all.extend(request_frame(2, &key, "GET", "/hold?next", &[], Body::None));
+        lane.send(&all).await;
         let (id, status, body, _) = response(&lane.next().await.unwrap());
         assert_eq!((id, status, body.as_str()), (2, 200, "held next\n"), "the cancelled exchange got no answer");
+        assert_eq!(h.app.hits.get(), 1, "the cancelled request never reached the app");
     });
 }
 
@@ -271,7 +252,7 @@ fn a_lane_that_breaks_the_contract_is_closed_and_nothing_else_is() {
         assert!(lane.next().await.is_none(), "a bridge-bound frame kind closes the lane");
         // The bridge goes on: a new lane works.
         let mut lane = open_lane(&path).await;
-        lane.send(&request_frame(1, &key, "GET", "/echo", &[], None)).await;
+        lane.send(&request_frame(1, &key, "GET", "/echo", &[], Body::None)).await;
         assert_eq!(response(&lane.next().await.unwrap()).1, 200);
     });
 }

@@ -22,7 +22,7 @@ use granary_bridge::config::IdentityField;
 use granary_bridge::{Bridge, BridgeConfig, MainViewImpl};
 use granary_schema::grain_capnp::{main_view, session_context, session_params};
 use granary_schema::util_capnp::byte_stream;
-use granary_schema::web_session_capnp::{response, web_session, web_socket_peer};
+use granary_schema::web_session_capnp::{request, response, web_session, web_socket_peer};
 
 pub use app::{pattern_slice, TestApp};
 
@@ -179,6 +179,23 @@ impl byte_stream::Server for Collector {
     }
 }
 
+/// Fills a `Request`: method, path, headers and the body's kind.
+pub fn write_request(mut r: request::Builder<'_>, method: &str, path: &str, headers: &[(&str, &[u8])], body: &Body<'_>) {
+    r.set_method(method);
+    r.set_path(path);
+    let mut list = r.reborrow().init_headers(headers.len() as u32);
+    for (i, (n, v)) in headers.iter().enumerate() {
+        list.reborrow().get(i as u32).set_name(*n);
+        list.reborrow().get(i as u32).set_value(v);
+    }
+    let mut b = r.init_body();
+    match body {
+        Body::None => b.set_none(()),
+        Body::Inline(d) => b.set_inline(d),
+        Body::Streamed { declared, .. } => b.set_streamed(*declared),
+    }
+}
+
 /// Sends one request and waits for the whole response (body included).
 pub async fn call(session: &web_session::Client, method: &str, path: &str, headers: &[(&str, &[u8])], body: Body<'_>) -> Reply {
     let state = Rc::new(CollectState::default());
@@ -188,20 +205,7 @@ pub async fn call(session: &web_session::Client, method: &str, path: &str, heade
     {
         let mut p = req.get();
         p.set_response_body(capnp_rpc::new_client(collector));
-        let mut r = p.init_request();
-        r.set_method(method);
-        r.set_path(path);
-        let mut list = r.reborrow().init_headers(headers.len() as u32);
-        for (i, (n, v)) in headers.iter().enumerate() {
-            list.reborrow().get(i as u32).set_name(*n);
-            list.reborrow().get(i as u32).set_value(v);
-        }
-        let mut b = r.init_body();
-        match &body {
-            Body::None => b.set_none(()),
-            Body::Inline(d) => b.set_inline(d),
-            Body::Streamed { declared, .. } => b.set_streamed(*declared),
-        }
+        write_request(p.init_request(), method, path, headers, &body);
     }
     let promise = req.send();
     let mut received_while_sending = 0;
