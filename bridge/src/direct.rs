@@ -204,7 +204,10 @@ impl web_channel::Server for WebChannelImpl {
         let stream = p.get_stream()?;
         let body = <Ticket>::try_from(p.get_ticket()?).ok().and_then(|t| self.registry.parked.borrow_mut().remove(&t));
         let Some(body) = body else {
-            return Err(capnp::Error::failed("no response body waits under this ticket (unknown, already claimed, or older than 30 s)".into()));
+            return Err(capnp::Error::failed(format!(
+                "no response body waits under this ticket (unknown, already claimed, or older than {} s)",
+                TICKET_LIFETIME.as_secs()
+            )));
         };
         self.executor
             .spawn(async move {
@@ -267,9 +270,6 @@ pub async fn serve(listener: UnixListener, bridge: Rc<Bridge>) {
             Ok((stream, _)) => {
                 let (bridge, channel) = (bridge.clone(), channel.clone());
                 executor.spawn(async move {
-                    if stream.readable().await.is_err() {
-                        return;
-                    }
                     if crate::lane::is_lane(&stream).await {
                         crate::lane::serve(stream, bridge).await;
                         return;
