@@ -145,6 +145,7 @@ impl GrainReset {
             for s in sessions.borrow().values().filter(|s| s.grain_id == grain_id) {
                 s.web_session.borrow_mut().take();
                 s.held_session.borrow_mut().take();
+                s.direct_key.borrow_mut().take();
             }
         }
         if let Some(api) = self.1.upgrade() {

@@ -165,10 +165,12 @@ impl Server {
                 Ok(())
             });
         }
+        // Set with every new session: a stale key would send requests of a session made
+        // through the supervisor (the channel failed) to a lane that refuses them.
+        *s.direct_key.borrow_mut() = direct.is_some().then(|| direct_key.to_vec());
         let used = match direct {
             Some(d) => {
                 *s.held_session.borrow_mut() = Some(ws);
-                *s.direct_key.borrow_mut() = Some(direct_key.to_vec());
                 d
             }
             None => ws,
