@@ -35,6 +35,7 @@ pub mod direct;
 pub mod lane;
 mod fulfill;
 pub mod headers;
+pub mod hyper_io;
 pub mod limits;
 pub mod local_api;
 pub mod local_capnp;

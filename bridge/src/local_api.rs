@@ -146,7 +146,7 @@ pub async fn serve(listener: Async<TcpListener>, bridge: Rc<Bridge>) {
         // A 413 answered before the body was read must reach an app still sending it: close
         // gently (SPEC.md, "TCP", closing).
         let closing = stream.lingering_close();
-        let conn = hyper::server::conn::http1::Builder::new().serve_connection(smol_hyper::rt::FuturesIo::new(stream), service);
+        let conn = hyper::server::conn::http1::Builder::new().serve_connection(crate::hyper_io::HyperIo(stream), service);
         bridge
             .app
             .executor()

@@ -11,7 +11,6 @@ use granary_schema::socket::Socket;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::{Request, Response};
-use smol_hyper::rt::FuturesIo;
 
 use crate::body::ReqBody;
 use crate::limits::{MAX_HEADER_COUNT, MAX_HEADER_TOTAL, MAX_PATH, POOL_IDLE};
@@ -68,7 +67,7 @@ impl AppClient {
         let (sender, conn) = http1::Builder::new()
             .max_headers(MAX_HEADER_COUNT)
             .max_buf_size(MAX_HEADER_TOTAL + MAX_PATH + 8192)
-            .handshake(FuturesIo::new(tcp))
+            .handshake(crate::hyper_io::HyperIo(tcp))
             .await
             .map_err(AppError::Handshake)?;
         self.executor

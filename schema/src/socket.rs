@@ -6,7 +6,9 @@
 //! waits: two wasted `recvfrom` per wait, on every connection of the request path (measured
 //! in BENCHMARKS.md, session 6). [`Socket`] remembers that it is waiting: once woken, it first
 //! consumes the event (no system call), then reads; a spurious wake-up costs no read at all.
-//! Writes are async-io's.
+//! And a read that fills less than its buffer has emptied the socket (a stream socket's read
+//! takes all that is queued, up to the buffer's size), so the next poll waits for readiness
+//! without first reading to hear `EAGAIN` (session 9). Writes are async-io's.
 //!
 //! A TCP socket made with [`Socket::with_quick_acks`] also asks the kernel for an immediate ACK
 //! (`TCP_QUICKACK`) when it is about to wait for more data without having written since it
@@ -23,6 +25,7 @@
 
 use std::cell::Cell;
 use std::io::{self, Read, Write};
+use std::mem::MaybeUninit;
 use std::net::TcpStream;
 use std::os::fd::AsFd;
 use std::pin::Pin;
@@ -43,6 +46,9 @@ pub struct Socket<T> {
     quick_acks: bool,
     /// Data was read and nothing has been written since.
     unanswered: Cell<bool>,
+    /// The last read filled less than it was offered: the socket was empty after it, so the
+    /// next poll waits for readiness instead of reading to hear `EAGAIN`.
+    drained: Cell<bool>,
 }
 
 impl<T: AsFd> Socket<T> {
@@ -54,7 +60,7 @@ impl<T: AsFd> Socket<T> {
 
 impl<T> From<Async<T>> for Socket<T> {
     fn from(io: Async<T>) -> Self {
-        Socket { io: Arc::new(io), waiting: Cell::new(false), quick_acks: false, unanswered: Cell::new(false) }
+        Socket { io: Arc::new(io), waiting: Cell::new(false), quick_acks: false, unanswered: Cell::new(false), drained: Cell::new(false) }
     }
 }
 
@@ -66,7 +72,7 @@ impl Socket<TcpStream> {
     /// app's delayed ACKs either.
     pub fn with_quick_acks(io: Async<TcpStream>) -> Self {
         let _ = io.get_ref().set_nodelay(true);
-        Socket { io: Arc::new(io), waiting: Cell::new(false), quick_acks: true, unanswered: Cell::new(false) }
+        Socket { io: Arc::new(io), waiting: Cell::new(false), quick_acks: true, unanswered: Cell::new(false), drained: Cell::new(false) }
     }
 
     /// A handle that sends the ACK the kernel holds back for this connection, for a caller
@@ -150,35 +156,67 @@ impl<T> Socket<T> {
     }
 }
 
+impl<T: AsFd> Socket<T> {
+    /// The read-once-per-event loop of both readers: `read` is one non-blocking read into a
+    /// buffer of `len` bytes.
+    fn poll_read_by(&self, cx: &mut Context<'_>, len: usize, mut read: impl FnMut() -> io::Result<usize>) -> Poll<io::Result<usize>> {
+        if self.waiting.get() {
+            ready!(self.io.poll_readable(cx))?;
+            self.waiting.set(false);
+        } else if self.drained.replace(false) {
+            // A stream socket's read takes all that is queued, up to the buffer's size: after a
+            // short one there was nothing left, and a read now would most likely say `EAGAIN`.
+            // Registering interest is enough: epoll reports data that arrived meanwhile.
+            ready!(self.wait_readable(cx))?;
+        }
+        loop {
+            match read() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Ok(n) if n > 0 => {
+                    self.unanswered.set(true);
+                    self.drained.set(n < len);
+                    return Poll::Ready(Ok(n));
+                }
+                other => return Poll::Ready(other),
+            }
+            ready!(self.wait_readable(cx))?;
+        }
+    }
+
+    /// Asks the reactor for the next read event: Pending once registered (`waiting`), Ready if
+    /// one arrived since the last read.
+    fn wait_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.quick_acks && self.unanswered.replace(false) {
+            // Waiting for the rest of what the peer sent: the ACK of what came leaves now.
+            let _ = rustix::net::sockopt::set_tcp_quickack(self.io.get_ref(), true);
+        }
+        let r = self.io.poll_readable(cx);
+        if r.is_pending() {
+            self.waiting.set(true);
+        }
+        r
+    }
+
+    /// Reads into memory that need not be initialised, as [`futures::AsyncRead::poll_read`]
+    /// does into a slice: for readers that own uninitialised buffers (hyper's), which would
+    /// otherwise zero their whole spare capacity before every read, `EAGAIN` included.
+    pub fn poll_read_uninit(&self, cx: &mut Context<'_>, buf: &mut [MaybeUninit<u8>]) -> Poll<io::Result<usize>> {
+        let fd = self.io.get_ref().as_fd();
+        let len = buf.len();
+        self.poll_read_by(cx, len, || match rustix::io::read(fd, &mut *buf) {
+            Ok((filled, _)) => Ok(filled.len()),
+            Err(e) => Err(e.into()),
+        })
+    }
+}
+
 impl<T: AsFd> futures::AsyncRead for Socket<T>
 where
     for<'a> &'a T: Read,
 {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if this.waiting.get() {
-            ready!(this.io.poll_readable(cx))?;
-            this.waiting.set(false);
-        }
-        loop {
-            match (&*this.io.get_ref()).read(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Ok(n) if n > 0 => {
-                    this.unanswered.set(true);
-                    return Poll::Ready(Ok(n));
-                }
-                other => return Poll::Ready(other),
-            }
-            if this.quick_acks && this.unanswered.replace(false) {
-                // Waiting for the rest of what the peer sent: the ACK of what came leaves now.
-                let _ = rustix::net::sockopt::set_tcp_quickack(this.io.get_ref(), true);
-            }
-            // Register interest; Ready here means an event arrived after the read above.
-            if this.io.poll_readable(cx)?.is_pending() {
-                this.waiting.set(true);
-                return Poll::Pending;
-            }
-        }
+        let this = &*self;
+        this.poll_read_by(cx, buf.len(), || (&*this.io.get_ref()).read(buf))
     }
 }
 
@@ -232,7 +270,7 @@ mod tests {
     }
 
     #[test]
-    fn a_wait_costs_one_read_that_finds_nothing() {
+    fn a_wait_costs_at_most_one_read_that_finds_nothing() {
         let (a, mut b) = UnixStream::pair().unwrap();
         let mut socket = Socket::new(Counted(a, Cell::new(0))).unwrap();
         let writer = std::thread::spawn(move || {
@@ -246,21 +284,56 @@ mod tests {
         assert_eq!(&buf[..n], b"hello");
         assert_eq!(socket.get_ref().1.get(), 2, "one read before the wait, one after it");
 
-        // Nothing more to read: exactly one more read before the task waits again (async-io's
-        // own reader makes two here).
+        // That read was short, so the socket is empty: the task waits again without reading
+        // (async-io's own reader reads twice here, hearing `EAGAIN` twice).
         assert!(poll_read_once(&mut socket).is_pending());
-        assert_eq!(socket.get_ref().1.get(), 3);
+        assert_eq!(socket.get_ref().1.get(), 2);
         // Polled again with no event (a spurious wake-up): no read at all.
         assert!(poll_read_once(&mut socket).is_pending());
-        assert_eq!(socket.get_ref().1.get(), 3);
+        assert_eq!(socket.get_ref().1.get(), 2);
+
+        // A read that fills the buffer may have left more behind: the next poll reads again,
+        // and only then waits.
+        let mut b = writer.join().unwrap();
+        b.write_all(b"sixteen bytes!!!").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(async_io::block_on(socket.read(&mut buf)).unwrap(), 16);
+        assert_eq!(socket.get_ref().1.get(), 3, "the event's one read");
+        assert!(poll_read_once(&mut socket).is_pending());
+        assert_eq!(socket.get_ref().1.get(), 4, "one read, which found nothing, before waiting");
 
         // Data and the end of the stream still arrive in order after all that.
-        let mut b = writer.join().unwrap();
         b.write_all(b"world").unwrap();
         drop(b);
         let mut rest = Vec::new();
         async_io::block_on(socket.read_to_end(&mut rest)).unwrap();
         assert_eq!(rest, b"world");
+    }
+
+    #[test]
+    fn reads_into_uninitialised_memory_wait_and_end_like_the_others() {
+        use std::mem::MaybeUninit;
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let socket = Socket::new(a).unwrap();
+        let mut buf = [MaybeUninit::<u8>::uninit(); 16];
+        let read = |buf: &mut [MaybeUninit<u8>]| async_io::block_on(futures::future::poll_fn(|cx| socket.poll_read_uninit(cx, buf)));
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            b.write_all(b"hello").unwrap();
+            b
+        });
+        // Nothing yet: the read waits for the writer.
+        let n = read(&mut buf).unwrap();
+        // SAFETY: the read initialised the first `n` bytes.
+        assert_eq!(unsafe { std::slice::from_raw_parts(buf.as_ptr() as *const u8, n) }, b"hello");
+        let mut b = writer.join().unwrap();
+        b.write_all(b"world, and more than fits").unwrap();
+        drop(b);
+        let n = read(&mut buf).unwrap();
+        assert_eq!(unsafe { std::slice::from_raw_parts(buf.as_ptr() as *const u8, n) }, b"world, and more ");
+        let n = read(&mut buf).unwrap();
+        assert_eq!(unsafe { std::slice::from_raw_parts(buf.as_ptr() as *const u8, n) }, b"than fits");
+        assert_eq!(read(&mut buf).unwrap(), 0, "the end of the stream");
     }
 
     fn poll_read_once(socket: &mut Socket<Counted>) -> std::task::Poll<std::io::Result<usize>> {

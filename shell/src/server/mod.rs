@@ -391,7 +391,7 @@ async fn serve_connection(stream: async_io::Async<std::net::TcpStream>, peer: So
         .max_buf_size(http::MAX_HEAD_BYTES.max(8192))
         .timer(smol_hyper::rt::SmolTimer::new())
         .header_read_timeout(std::time::Duration::from_secs(30))
-        .serve_connection(smol_hyper::rt::FuturesIo::new(socket), service)
+        .serve_connection(granary_bridge::hyper_io::HyperIo(socket), service)
         // Without this hyper never hands a 101's connection to `hyper::upgrade::on`: grain
         // WebSockets (gateway::websocket) would be reset right after the handshake.
         .with_upgrades();
