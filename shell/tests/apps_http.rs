@@ -169,3 +169,45 @@ fn sample_apps_are_installed_on_first_run() {
     assert!(list.body.contains("Round trip"), "the sample is installed before anyone uploads: {}", list.body);
     assert_eq!(installed(&s).len(), 1);
 }
+
+/// A client gets `--header-timeout` to send a request's head, on a new connection or a
+/// kept-alive one; a slow or silent one is disconnected, and the server goes on serving.
+#[test]
+fn a_client_that_sends_no_whole_head_in_time_is_disconnected() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let s = TestServer::start_with(&["--header-timeout", "1"]);
+    let addr = s.base_url.trim_start_matches("http://").to_owned();
+    let connect = || {
+        let c = std::net::TcpStream::connect(&addr).unwrap();
+        // Far beyond the deadline: a deadline not enforced fails here instead of hanging.
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c
+    };
+    let start = Instant::now();
+    let mut partial = connect();
+    partial.write_all(format!("GET /login HTTP/1.1\r\nHost: {addr}\r\n").as_bytes()).unwrap();
+    let mut silent = connect();
+    let mut kept = connect();
+    kept.write_all(format!("GET /login HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes()).unwrap();
+    let mut buf = vec![0u8; 64 << 10];
+    let n = kept.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+
+    for (name, c) in [("a half-sent head", &mut partial), ("a silent new connection", &mut silent), ("an idle kept-alive connection", &mut kept)] {
+        let mut rest = Vec::new();
+        match c.read_to_end(&mut rest) {
+            Ok(_) => assert!(!String::from_utf8_lossy(&rest).contains("HTTP/1.1 200"), "{name}: {rest:?}"),
+            Err(e) => panic!("{name} was not disconnected within 10 s: {e}"),
+        }
+        let took = start.elapsed();
+        assert!(took >= Duration::from_secs(1), "{name} was disconnected before its deadline, after {took:?}");
+    }
+    assert!(start.elapsed() < Duration::from_secs(5), "the deadline is 1 s, checked every second: {:?}", start.elapsed());
+    // The server is still there for a prompt client.
+    let mut fresh = connect();
+    fresh.write_all(format!("GET /login HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+    let mut answer = String::new();
+    fresh.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}

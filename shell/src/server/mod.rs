@@ -3,6 +3,7 @@
 
 mod api;
 mod app_routes;
+pub mod coarse_timer;
 pub use app_routes::MAX_UPLOAD_BYTES;
 pub use http::human_bytes;
 mod email_routes;
@@ -24,6 +25,7 @@ use std::cell::RefCell;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::time::Duration;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -74,6 +76,10 @@ pub struct ServeArgs {
     /// 0.0.0.0:25 [default: off].
     #[arg(long, value_name = "ADDR")]
     smtp_listen: Option<String>,
+    /// Seconds a client has to send a request's head, on a new or a kept-alive connection,
+    /// before the connection is closed (checked once a second).
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout: u64,
 }
 
 /// The HTTP driver's resolver overrides from `--resolve HOST=IP`.
@@ -236,7 +242,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
     // A task, not the future `run` drives itself: `run` polls that future on every wake-up of
     // any task, which cost an `accept4` and an `epoll_ctl` per request. A task's handle is
     // woken only when the task ends, which the accept loop never does.
-    let main = ex.spawn(accept_loop(listener, server, ex.clone()));
+    let timer = coarse_timer::CoarseTimer::new();
+    ex.spawn(timer.clone().sweep(coarse_timer::TICK)).detach();
+    let connections = Connections { timer, header_timeout: Duration::from_secs(args.header_timeout) };
+    let main = ex.spawn(accept_loop(listener, server, ex.clone(), connections));
     async_io::block_on(ex.run(main));
     Ok(())
 }
@@ -347,7 +356,16 @@ fn open_db(data: &Path) -> Result<Db> {
     })
 }
 
-async fn accept_loop(listener: async_io::Async<TcpListener>, server: Rc<Server>, ex: Rc<LocalExecutor<'static>>) {
+/// What every HTTP connection of the server shares.
+#[derive(Clone)]
+struct Connections {
+    /// hyper's timer, for the header deadline.
+    timer: coarse_timer::CoarseTimer,
+    /// `--header-timeout`.
+    header_timeout: Duration,
+}
+
+async fn accept_loop(listener: async_io::Async<TcpListener>, server: Rc<Server>, ex: Rc<LocalExecutor<'static>>, connections: Connections) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -362,13 +380,13 @@ async fn accept_loop(listener: async_io::Async<TcpListener>, server: Rc<Server>,
         // small write waited for the browser's delayed ACK, 40 ms at a time.
         let _ = stream.get_ref().set_nodelay(true);
         let server = server.clone();
-        ex.spawn(serve_connection(stream, peer, server)).detach();
+        ex.spawn(serve_connection(stream, peer, server, connections.clone())).detach();
     }
 }
 
 use granary_schema::socket::LingeringClose;
 
-async fn serve_connection(stream: async_io::Async<std::net::TcpStream>, peer: SocketAddr, server: Rc<Server>) {
+async fn serve_connection(stream: async_io::Async<std::net::TcpStream>, peer: SocketAddr, server: Rc<Server>, connections: Connections) {
     let socket = granary_schema::socket::Socket::from(stream);
     let ack = socket.ack_handle();
     let closing = socket.lingering_close();
@@ -389,8 +407,8 @@ async fn serve_connection(stream: async_io::Async<std::net::TcpStream>, peer: So
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .max_buf_size(http::MAX_HEAD_BYTES.max(8192))
-        .timer(smol_hyper::rt::SmolTimer::new())
-        .header_read_timeout(std::time::Duration::from_secs(30))
+        .timer(connections.timer)
+        .header_read_timeout(connections.header_timeout)
         .serve_connection(granary_bridge::hyper_io::HyperIo(socket), service)
         // Without this hyper never hands a 101's connection to `hyper::upgrade::on`: grain
         // WebSockets (gateway::websocket) would be reset right after the handshake.
