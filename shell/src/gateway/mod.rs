@@ -95,6 +95,9 @@ pub struct UiSession {
     /// When `web_session` is the direct one, its direct key: the session's requests without a
     /// streamed body take the grain's request lane under it.
     pub direct_key: RefCell<Option<Vec<u8>>>,
+    /// The Content-Security-Policy of the grain's responses in this session, made on the
+    /// first one.
+    pub csp: std::cell::OnceCell<hyper::header::HeaderValue>,
 }
 
 impl UiSession {
@@ -193,6 +196,7 @@ impl Gateway {
             last_used: Cell::new(Instant::now()),
             allowed_at: Cell::new(None),
             direct_key: RefCell::new(None),
+            csp: Default::default(),
         };
         self.sessions.borrow_mut().insert(label, Rc::new(session));
         url

@@ -329,31 +329,37 @@ async fn to_http<F: std::future::Future<Output = Result<granary_bridge::body::St
 /// The response header policy (SPEC.md, "Header policy", responses): drop what acts on the
 /// platform, force the platform's CSP and framing, rewrite cookies to this origin only.
 fn apply_response_policy(h: &mut HeaderMap, session: &Rc<UiSession>, server: &Server) {
-    let keep_length = h.get(header::CONTENT_LENGTH).cloned();
-    let names: Vec<HeaderName> = h.keys().cloned().collect();
-    for name in names {
-        let n = name.as_str();
-        if (DROP_RESPONSE.contains(&n) || n.starts_with("x-granary-") || n.starts_with("access-control-")) && name != header::CONTENT_LENGTH {
-            h.remove(&name);
+    // Content-Length is in the list for other callers; the converted response's own stays.
+    let dropped: Vec<HeaderName> = h
+        .keys()
+        .filter(|name| {
+            let n = name.as_str();
+            (DROP_RESPONSE.contains(&n) || n.starts_with("x-granary-") || n.starts_with("access-control-")) && *name != header::CONTENT_LENGTH
+        })
+        .cloned()
+        .collect();
+    for name in dropped {
+        h.remove(&name);
+    }
+    if h.contains_key(header::SET_COOKIE) {
+        let cookies: Vec<HeaderValue> = h.get_all(header::SET_COOKIE).iter().cloned().collect();
+        h.remove(header::SET_COOKIE);
+        for c in cookies {
+            if let Some(v) = rewrite_cookie(c.as_bytes(), server.base.secure) {
+                h.append(header::SET_COOKIE, v);
+            }
         }
     }
-    if let Some(l) = keep_length {
-        h.insert(header::CONTENT_LENGTH, l);
-    }
-    let cookies: Vec<HeaderValue> = h.get_all(header::SET_COOKIE).iter().cloned().collect();
-    h.remove(header::SET_COOKIE);
-    for c in cookies {
-        if let Some(v) = rewrite_cookie(c.as_bytes(), server.base.secure) {
-            h.append(header::SET_COOKIE, v);
-        }
-    }
-    let ws_origin = session.origin.replacen("http", "ws", 1);
-    let csp = format!(
-        "default-src 'self' data: blob: 'unsafe-inline' 'unsafe-eval'; connect-src 'self' {ws_origin}; \
-         frame-ancestors {}; form-action 'self'; base-uri 'self'; object-src 'none'",
-        server.base.url
-    );
-    h.insert("content-security-policy", HeaderValue::from_str(&csp).expect("ASCII policy"));
+    let csp = session.csp.get_or_init(|| {
+        let ws_origin = session.origin.replacen("http", "ws", 1);
+        let csp = format!(
+            "default-src 'self' data: blob: 'unsafe-inline' 'unsafe-eval'; connect-src 'self' {ws_origin}; \
+             frame-ancestors {}; form-action 'self'; base-uri 'self'; object-src 'none'",
+            server.base.url
+        );
+        HeaderValue::from_str(&csp).expect("ASCII policy")
+    });
+    h.insert("content-security-policy", csp.clone());
     h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
 }
 
