@@ -2,7 +2,8 @@
 //! echo binary through the whole path (gateway → supervisor → sandbox → bridge → echo) and
 //! directly on loopback. Small GETs with `wrk` (keep-alive connections; 8 and 32 in rounds of
 //! gateway, direct and nginx back to back, with the CPU time each process spent per request,
-//! then 1 for the unloaded added latency, plain and chunked), 100 MiB downloads and uploads,
+//! then 1 for the unloaded added latency, plain and chunked; and a 7-byte answer that costs
+//! echo almost nothing, at 8), 100 MiB downloads and uploads,
 //! and cold starts after Restart and after an idle stop. If nginx is installed, the loaded runs
 //! also go through two nginx reverse proxies in front of the direct echo: what two lean HTTP
 //! hops cost on the same machine in the same run.
@@ -159,6 +160,33 @@ fn first_byte(o: &Origin, path: &str) -> f64 {
     d
 }
 
+/// `rounds` rounds of `round` (gateway, direct and maybe nginx, back to back): this machine's
+/// speed drifts by ±20 % over minutes, so each ratio compares runs made seconds apart. Returns
+/// table rows for the median round (by ratio), with the range of the ratios.
+fn rounds_of(what: &str, loaded: &str, rounds: usize, mut round: impl FnMut() -> (Run, Run, Option<Run>)) -> Vec<String> {
+    let mut runs: Vec<(Run, Run, Option<Run>)> = (0..rounds).map(|_| round()).collect();
+    let ratio = |r: &(Run, Run, Option<Run>)| r.0 .0 .0 / r.1 .0 .0;
+    runs.sort_by(|a, b| ratio(a).total_cmp(&ratio(b)));
+    let range = format!("{:.2}–{:.2}", ratio(&runs[0]), ratio(&runs[runs.len() - 1]));
+    let (((g_rps, g_p50, g_p99), g_cpu), ((d_rps, d_p50, d_p99), d_cpu), n) = &runs[runs.len() / 2];
+    let mut rows = vec![format!(
+        "| {what}, -c {loaded}, req/s (median of {rounds} rounds) | {g_rps:.0} | {d_rps:.0} | {:.2}× (rounds: {range}) |\n\
+         | {what}, -c {loaded}, CPU per request | {g_cpu} | {d_cpu} | |\n\
+         | {what}, -c {loaded}, p50 latency | {g_p50:.3} ms | {d_p50:.3} ms | {:+.3} ms |\n\
+         | {what}, -c {loaded}, p99 latency | {g_p99:.3} ms | {d_p99:.3} ms | {:+.3} ms |",
+        g_rps / d_rps,
+        g_p50 - d_p50,
+        g_p99 - d_p99
+    )];
+    if let Some(((n_rps, n_p50, _), n_cpu)) = n {
+        rows.push(format!(
+            "| {what}, -c {loaded}, two nginx proxies in front of echo (reference, same round) | {n_rps:.0} req/s ({:.2}× direct), p50 {n_p50:.3} ms | {n_cpu} (both proxies) | |",
+            n_rps / d_rps
+        ));
+    }
+    rows
+}
+
 #[test]
 #[ignore = "a benchmark: scripts/bench-gateway.sh"]
 fn bench_gateway_vs_direct() {
@@ -186,38 +214,21 @@ fn bench_gateway_vs_direct() {
         std::thread::sleep(Duration::from_secs(secs.parse().expect("BENCH_HOLD: seconds")));
     }
     // Loaded runs at each connection count (BENCH_CONNECTIONS, space-separated), in
-    // BENCH_ROUNDS rounds of gateway, direct (and nginx) back to back: this machine's speed
-    // drifts by ±20 % over minutes, so each ratio compares runs made seconds apart, and the
-    // table gives the median round (by ratio) and the range of the ratios.
+    // BENCH_ROUNDS rounds (`rounds_of`).
     let rounds: usize = env_or("BENCH_ROUNDS", "3").parse().expect("BENCH_ROUNDS: a number");
     let mut loaded_rows = Vec::new();
+    let gateway = |loaded: &str, path: &str| cpu_per_request(&[p.server.pid()], || wrk(loaded, o.port, path, &o.host, &o.cookie_header()));
+    let straight = |loaded: &str, path: &str| cpu_per_request(&[direct.id()], || wrk(loaded, direct_port, path, &d.host, ""));
+    let proxied = |loaded: &str, path: &str| nginx.as_ref().map(|n| cpu_per_request(&n.pids(), || wrk(loaded, n.front_port, path, &d.host, "")));
     for loaded in env_or("BENCH_CONNECTIONS", "8 32").split_whitespace() {
-        let mut runs = Vec::new();
-        for _ in 0..rounds {
-            let g = cpu_per_request(&[p.server.pid()], || wrk(loaded, o.port, small, &o.host, &o.cookie_header()));
-            let dr = cpu_per_request(&[direct.id()], || wrk(loaded, direct_port, small, &d.host, ""));
-            let n = nginx.as_ref().map(|n| cpu_per_request(&n.pids(), || wrk(loaded, n.front_port, small, &d.host, "")));
-            runs.push((g, dr, n));
-        }
-        let ratio = |r: &(Run, Run, Option<Run>)| r.0 .0 .0 / r.1 .0 .0;
-        runs.sort_by(|a, b| ratio(a).total_cmp(&ratio(b)));
-        let range = format!("{:.2}–{:.2}", ratio(&runs[0]), ratio(&runs[runs.len() - 1]));
-        let (((g_rps, g_p50, g_p99), g_cpu), ((d_rps, d_p50, d_p99), d_cpu), n) = &runs[runs.len() / 2];
-        loaded_rows.push(format!(
-            "| 1 KiB GET, -c {loaded}, req/s (median of {rounds} rounds) | {g_rps:.0} | {d_rps:.0} | {:.2}× (rounds: {range}) |\n\
-             | 1 KiB GET, -c {loaded}, CPU per request | {g_cpu} | {d_cpu} | |\n\
-             | 1 KiB GET, -c {loaded}, p50 latency | {g_p50:.3} ms | {d_p50:.3} ms | {:+.3} ms |\n\
-             | 1 KiB GET, -c {loaded}, p99 latency | {g_p99:.3} ms | {d_p99:.3} ms | {:+.3} ms |",
-            g_rps / d_rps,
-            g_p50 - d_p50,
-            g_p99 - d_p99
-        ));
-        if let Some(((n_rps, n_p50, _), n_cpu)) = n {
-            loaded_rows.push(format!(
-                "| 1 KiB GET, -c {loaded}, two nginx proxies in front of echo (reference, same round) | {n_rps:.0} req/s ({:.2}× direct), p50 {n_p50:.3} ms | {n_cpu} (both proxies) | |",
-                n_rps / d_rps
-            ));
-        }
+        loaded_rows.extend(rounds_of("1 KiB GET", loaded, rounds, || (gateway(loaded, small), straight(loaded, small), proxied(loaded, small))));
+    }
+    // The same path with an answer that costs echo almost nothing: what the path adds when the
+    // app is cheap. `/download` builds a 64 KiB pattern for every answer, some 60 µs of echo's
+    // CPU, which the ratio above counts on both sides.
+    let lean = "/status/200";
+    for loaded in env_or("BENCH_LEAN_CONNECTIONS", "8").split_whitespace() {
+        loaded_rows.extend(rounds_of("7-byte GET (/status/200)", loaded, rounds, || (gateway(loaded, lean), straight(loaded, lean), proxied(loaded, lean))));
     }
     // One connection: one request at a time, so the latency is the path's own (unloaded).
     let (g1_rps, g1_p50, g1_p99) = wrk("1", o.port, small, &o.host, &o.cookie_header());
