@@ -296,7 +296,6 @@ mod tests {
         // and only then waits.
         let mut b = writer.join().unwrap();
         b.write_all(b"sixteen bytes!!!").unwrap();
-        std::thread::sleep(Duration::from_millis(50));
         assert_eq!(async_io::block_on(socket.read(&mut buf)).unwrap(), 16);
         assert_eq!(socket.get_ref().1.get(), 3, "the event's one read");
         assert!(poll_read_once(&mut socket).is_pending());
