@@ -60,6 +60,35 @@ impl WildcardHost {
     }
 }
 
+/// A UI session's `WebSession` in the grain, as one value: the session, its direct key and the
+/// session held for it can only be set and dropped together.
+#[derive(Clone)]
+pub struct GrainSession {
+    /// The session requests are sent to: on the grain's direct web channel when it has one,
+    /// else through the supervisor.
+    pub used: web_session::Client,
+    /// Set when `used` is the direct session.
+    pub direct: Option<DirectSession>,
+}
+
+/// What a direct session comes with.
+#[derive(Clone)]
+pub struct DirectSession {
+    /// Its direct key: the session's requests without a streamed body take the grain's request
+    /// lane under it.
+    pub key: Vec<u8>,
+    /// The same session as the supervisor returned it: held while the direct one is used,
+    /// since the bridge keeps a session reachable directly only while the supervisor holds it.
+    _held: web_session::Client,
+}
+
+impl DirectSession {
+    /// A direct session's `key`, holding `supervised`, the session it stands for.
+    pub fn new(key: Vec<u8>, supervised: web_session::Client) -> Self {
+        DirectSession { key, _held: supervised }
+    }
+}
+
 /// One UI session: one user looking at one grain in one origin.
 pub struct UiSession {
     pub label: String,
@@ -77,24 +106,16 @@ pub struct UiSession {
     /// The permissions it was opened with; when they change, the session ends.
     pub permissions: Vec<bool>,
     pub origin: String,
-    /// Created on first use, from the grain's main view: the session requests are sent to
-    /// (on the grain's direct web channel when it has one, else through the supervisor).
-    pub web_session: RefCell<Option<web_session::Client>>,
-    /// When `web_session` is the direct one, the same session as the supervisor returned it:
-    /// held while the direct one is used, since the bridge keeps a session reachable directly
-    /// only while the supervisor holds it.
-    pub held_session: RefCell<Option<web_session::Client>>,
+    /// Made on first use, from the grain's main view; dropped when the grain's app goes away.
+    pub web_session: RefCell<Option<GrainSession>>,
     /// Held while `web_session` is being made, so that requests arriving together (a page's
-    /// resources) share one session: each making its own replaced `held_session` under the
-    /// others' feet, ending their direct sessions mid-request.
+    /// resources) share one session: each making its own would replace the others' held
+    /// session under their feet, ending their direct sessions mid-request.
     pub making_session: futures::lock::Mutex<()>,
     last_used: Cell<Instant>,
     /// The store's write count when the session was last found still allowed: until something
     /// is written, the answer cannot change.
     pub allowed_at: Cell<Option<u64>>,
-    /// When `web_session` is the direct one, its direct key: the session's requests without a
-    /// streamed body take the grain's request lane under it.
-    pub direct_key: RefCell<Option<Vec<u8>>>,
     /// The Content-Security-Policy of the grain's responses in this session, made on the
     /// first one.
     pub csp: std::cell::OnceCell<hyper::header::HeaderValue>,
@@ -147,8 +168,6 @@ impl GrainReset {
         if let Some(sessions) = self.0.upgrade() {
             for s in sessions.borrow().values().filter(|s| s.grain_id == grain_id) {
                 s.web_session.borrow_mut().take();
-                s.held_session.borrow_mut().take();
-                s.direct_key.borrow_mut().take();
             }
         }
         if let Some(api) = self.1.upgrade() {
@@ -191,11 +210,9 @@ impl Gateway {
             permissions: access.permissions,
             origin,
             web_session: RefCell::new(None),
-            held_session: RefCell::new(None),
             making_session: futures::lock::Mutex::new(()),
             last_used: Cell::new(Instant::now()),
             allowed_at: Cell::new(None),
-            direct_key: RefCell::new(None),
             csp: Default::default(),
         };
         self.sessions.borrow_mut().insert(label, Rc::new(session));

@@ -97,8 +97,8 @@ pub async fn handle(server: &Server, label: &str, req: Request<Incoming>) -> Res
         // The supervisor stopped (idle, Restart, crash): a cached session is dead.
         server.grain_went_away(&session.grain_id);
     }
-    let ws = match server.web_session(&session).await {
-        Ok(ws) => ws,
+    let crate::gateway::GrainSession { used: ws, direct } = match server.web_session(&session).await {
+        Ok(s) => s,
         Err(why) => return page(StatusCode::SERVICE_UNAVAILABLE, "The app could not start", &why),
     };
     // Held until the response body is sent: keeps the grain awake meanwhile.
@@ -107,7 +107,8 @@ pub async fn handle(server: &Server, label: &str, req: Request<Incoming>) -> Res
         super::websocket::open(server, ws, req, &session.grain_id).await
     } else {
         // The common exchange takes the grain's request lane when its session is direct.
-        let lane = session.direct_key.borrow().clone().and_then(|key| {
+        let lane = direct.and_then(|d| {
+            let key = d.key;
             let (lane, channel) = server.runner.lane(&server.ex, &session.grain_id)?;
             Some(LaneRoute { lane, key, channel })
         });

@@ -7,7 +7,6 @@ use crate::powerbox_rpc::{GrainCoreImpl, SessionContextImpl};
 use crate::{accounts, apps, grains, sharing};
 use granary_schema::grain_capnp::{session_context, session_params};
 use granary_schema::supervisor_capnp::grain_core;
-use granary_schema::web_session_capnp::web_session;
 use sha2::{Digest, Sha256};
 
 impl Server {
@@ -112,7 +111,7 @@ impl Server {
     }
 
     /// The session's `WebSession`, made on first use.
-    pub async fn web_session(&self, s: &UiSession) -> Result<web_session::Client, String> {
+    pub async fn web_session(&self, s: &UiSession) -> Result<crate::gateway::GrainSession, String> {
         // A cached session needs no store read: the gateway checked the session is still
         // allowed (a deleted or trashed grain closes its sessions) just before.
         let cached = || {
@@ -165,18 +164,12 @@ impl Server {
                 Ok(())
             });
         }
-        // Set with every new session: a stale key would send requests of a session made
-        // through the supervisor (the channel failed) to a lane that refuses them.
-        *s.direct_key.borrow_mut() = direct.is_some().then(|| direct_key.to_vec());
-        let used = match direct {
-            Some(d) => {
-                *s.held_session.borrow_mut() = Some(ws);
-                d
-            }
-            None => ws,
+        let session = match direct {
+            Some(d) => crate::gateway::GrainSession { used: d, direct: Some(crate::gateway::DirectSession::new(direct_key.to_vec(), ws)) },
+            None => crate::gateway::GrainSession { used: ws, direct: None },
         };
-        *s.web_session.borrow_mut() = Some(used.clone());
-        Ok(used)
+        *s.web_session.borrow_mut() = Some(session.clone());
+        Ok(session)
     }
 
     /// `MainView.newSession` for the session's user (`None`: anonymous).
