@@ -35,7 +35,7 @@ const DROP_REQUEST_PREFIXES: &[&str] = &["x-granary-", "x-forwarded-", "x-auth-r
 /// Response headers the platform removes or replaces.
 const DROP_RESPONSE: &[&str] = &[
     "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
-    "proxy-authenticate", "content-length", "content-security-policy", "content-security-policy-report-only",
+    "proxy-authenticate", "content-security-policy", "content-security-policy-report-only",
     "x-frame-options", "strict-transport-security", "alt-svc", "clear-site-data",
 ];
 
@@ -317,25 +317,21 @@ async fn to_http<F: std::future::Future<Output = Result<granary_bridge::body::St
             }))
         }
     };
-    let keep_length = headers.get(header::CONTENT_LENGTH).cloned();
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
-    if let Some(l) = keep_length {
-        resp.headers_mut().insert(header::CONTENT_LENGTH, l);
-    }
     Ok(resp)
 }
 
 /// The response header policy (SPEC.md, "Header policy", responses): drop what acts on the
 /// platform, force the platform's CSP and framing, rewrite cookies to this origin only.
 fn apply_response_policy(h: &mut HeaderMap, session: &Rc<UiSession>, server: &Server) {
-    // Content-Length is in the list for other callers; the converted response's own stays.
+    // Content-Length is not dropped: `to_http` set it from the body (or kept a HEAD's or 304's).
     let dropped: Vec<HeaderName> = h
         .keys()
         .filter(|name| {
             let n = name.as_str();
-            (DROP_RESPONSE.contains(&n) || n.starts_with("x-granary-") || n.starts_with("access-control-")) && *name != header::CONTENT_LENGTH
+            DROP_RESPONSE.contains(&n) || n.starts_with("x-granary-") || n.starts_with("access-control-")
         })
         .cloned()
         .collect();
