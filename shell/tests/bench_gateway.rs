@@ -163,7 +163,8 @@ fn first_byte(o: &Origin, path: &str) -> f64 {
 
 /// `rounds` rounds of `round` (gateway, direct and maybe nginx, back to back): this machine's
 /// speed drifts by ±20 % over minutes, so each ratio compares runs made seconds apart. Returns
-/// table rows for the median round (by ratio), with the range of the ratios.
+/// table rows for the median round (by ratio), with the range of the ratios, and the figures
+/// the targets are read on ([`Rounds`]).
 fn rounds_of(what: &str, loaded: &str, rounds: usize, mut round: impl FnMut() -> (Run, Run, Option<Run>)) -> Rounds {
     let mut runs: Vec<(Run, Run, Option<Run>)> = (0..rounds).map(|_| round()).collect();
     let ratio = |r: &(Run, Run, Option<Run>)| r.0 .0 .0 / r.1 .0 .0;
