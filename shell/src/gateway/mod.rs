@@ -75,8 +75,8 @@ pub struct GrainSession {
 #[derive(Clone)]
 pub struct DirectSession {
     /// Its direct key: the session's requests without a streamed body take the grain's request
-    /// lane under it.
-    pub key: Vec<u8>,
+    /// lane under it. Shared, since the session is copied for every request.
+    pub key: Rc<[u8]>,
     /// The same session as the supervisor returned it: held while the direct one is used,
     /// since the bridge keeps a session reachable directly only while the supervisor holds it.
     _held: web_session::Client,
@@ -84,8 +84,8 @@ pub struct DirectSession {
 
 impl DirectSession {
     /// A direct session's `key`, holding `supervised`, the session it stands for.
-    pub fn new(key: Vec<u8>, supervised: web_session::Client) -> Self {
-        DirectSession { key, _held: supervised }
+    pub fn new(key: &[u8], supervised: web_session::Client) -> Self {
+        DirectSession { key: key.into(), _held: supervised }
     }
 }
 

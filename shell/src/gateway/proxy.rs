@@ -108,9 +108,8 @@ pub async fn handle(server: &Server, label: &str, req: Request<Incoming>) -> Res
     } else {
         // The common exchange takes the grain's request lane when its session is direct.
         let lane = direct.and_then(|d| {
-            let key = d.key;
             let (lane, channel) = server.runner.lane(&server.ex, &session.grain_id)?;
-            Some(LaneRoute { lane, key, channel })
+            Some(LaneRoute { lane, key: d.key, channel })
         });
         match forward(ws, req, server.gateway.grain_reset(), &session.grain_id, in_use, lane).await {
             Ok(r) if r.status() == StatusCode::BAD_GATEWAY => {
@@ -190,7 +189,7 @@ pub(super) fn write_request(mut r: request::Builder<'_>, method: &Method, uri: &
 pub(super) struct LaneRoute {
     pub lane: Rc<super::lane::Lane>,
     /// The session's direct key.
-    pub key: Vec<u8>,
+    pub key: Rc<[u8]>,
     /// The grain's `WebChannel`, which hands over streamed response bodies.
     pub channel: web_channel::Client,
 }

@@ -165,7 +165,7 @@ impl Server {
             });
         }
         let session = match direct {
-            Some(d) => crate::gateway::GrainSession { used: d, direct: Some(crate::gateway::DirectSession::new(direct_key.to_vec(), ws)) },
+            Some(d) => crate::gateway::GrainSession { used: d, direct: Some(crate::gateway::DirectSession::new(direct_key, ws)) },
             None => crate::gateway::GrainSession { used: ws, direct: None },
         };
         *s.web_session.borrow_mut() = Some(session.clone());
